@@ -1,0 +1,50 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers, lowest first. A module imports only modules above it in this list.
+//   CSnapvolSys        C shim for syscalls Swift cannot call (variadic ioctl)
+//   AsyncPrimitives    one-shot events and semaphores that suspend tasks, never threads
+//   BlockDevices       devices: files, raw block devices, memory, fault injection
+//   ExceptionMachinery chunk maths, exception tables, pending exceptions, copier, stores
+//   VolumeTargets      policies: origin, snapshot, merge
+let package = Package(
+    name: "snapvol",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "VolumeTargets", targets: ["VolumeTargets"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        .target(name: "CSnapvolSys"),
+        .target(
+            name: "AsyncPrimitives",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
+        ),
+        .target(
+            name: "BlockDevices",
+            dependencies: [
+                "CSnapvolSys",
+                "AsyncPrimitives",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
+            name: "ExceptionMachinery",
+            dependencies: [
+                "BlockDevices",
+                "AsyncPrimitives",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(name: "VolumeTargets", dependencies: ["ExceptionMachinery", "BlockDevices", "AsyncPrimitives"]),
+        // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
+        .target(name: "TestSupport", resources: [.copy("Fixtures")]),
+        .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
+        .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),
+        .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,52 @@
+/// A byte-addressed storage device: a regular file, a raw block device, memory, or a wrapper.
+///
+/// Invariants every implementation keeps:
+/// - `read` fills the whole buffer or throws; `write` writes the whole buffer or throws
+///   (short transfers are retried internally, never returned).
+/// - An access past `size` throws `DeviceError.outOfRange` before touching the medium.
+/// - After `flush` returns, every write that completed before it was called is durable.
+/// - Offsets, lengths and buffer addresses are multiples of `alignment`.
+public protocol BlockDevice: AnyObject, Sendable {
+    /// What the device is, for messages: its path for files and block devices.
+    var name: String { get }
+    /// Current size in bytes.
+    var size: UInt64 { get }
+    /// Required alignment of offsets, lengths and buffers in bytes (1 unless opened O_DIRECT).
+    var alignment: Int { get }
+    /// Whether writes are refused.
+    var isReadOnly: Bool { get }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
+    func flush() async throws
+}
+
+/// A device whose size can change (a regular file, memory): used to extend a COW store.
+public protocol ResizableDevice: BlockDevice {
+    func resize(to newSize: UInt64) async throws
+}
+
+extension BlockDevice {
+    /// Throws `outOfRange` unless `[offset, offset+length)` lies inside the device.
+    public func checkRange(offset: UInt64, length: Int) throws {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
+        if overflow || end > size {
+            throw DeviceError.outOfRange(device: name, offset: offset, length: UInt64(length), size: size)
+        }
+    }
+
+    /// Reads `length` bytes at `offset` into a new array (for metadata and tests, not hot paths).
+    public func readBytes(at offset: UInt64, count length: Int) async throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: length)
+        let buffer = AlignedBuffer(count: length, alignment: alignment)
+        try await read(into: buffer.mutableBytes, at: offset)
+        buffer.copy(into: &bytes)
+        return bytes
+    }
+
+    /// Writes `bytes` at `offset` (for metadata and tests, not hot paths).
+    public func writeBytes(_ bytes: [UInt8], at offset: UInt64) async throws {
+        let buffer = AlignedBuffer(copying: bytes, alignment: alignment)
+        try await write(buffer.bytes, at: offset)
+    }
+}

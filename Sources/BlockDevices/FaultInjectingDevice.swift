@@ -1,0 +1,214 @@
+import AsyncPrimitives
+import Synchronization
+import SystemPackage
+
+/// A wrapper that injects the failures a real device cannot be made to produce on demand:
+/// errors on given ranges, failure after N writes, I/O held at a gate until a test releases it,
+/// delays, a device that disappears, and power cuts that drop unflushed writes.
+///
+/// Invariant: with no rule installed it behaves exactly like the wrapped device.
+public final class FaultInjectingDevice: ResizableDevice {
+    public enum Operation: Sendable { case read, write, flush }
+
+    /// An I/O held in flight: the first matching operation signals `arrived` and then waits
+    /// until the test calls `release()`.
+    public final class Hold: Sendable {
+        public let operation: Operation
+        public let range: Range<UInt64>
+        public let arrived = OneShotEvent<Void>()
+        let released = OneShotEvent<Void>()
+
+        init(operation: Operation, range: Range<UInt64>) {
+            self.operation = operation
+            self.range = range
+        }
+
+        public func release() { released.signal() }
+    }
+
+    /// Counts of operations that reached the wrapped device.
+    public struct Counters: Sendable, Equatable {
+        public var reads = 0
+        public var writes = 0
+        public var flushes = 0
+    }
+
+    private struct UnflushedWrite {
+        let offset: UInt64
+        let before: [UInt8]
+        let after: [UInt8]
+    }
+
+    private struct State {
+        var failing: [(Operation, Range<UInt64>)] = []
+        var writesBeforeFailure: Int?
+        var holds: [Hold] = []
+        var delays: [(Operation, Range<UInt64>, Duration)] = []
+        var unflushed: [UnflushedWrite]?
+        var gone = false
+        var failResize = false
+        var counters = Counters()
+    }
+
+    public let base: any BlockDevice
+    private let state = Mutex(State())
+
+    public init(wrapping base: any BlockDevice) { self.base = base }
+
+    public var name: String { base.name }
+    public var size: UInt64 { base.size }
+    public var alignment: Int { base.alignment }
+    public var isReadOnly: Bool { base.isReadOnly }
+    public var counters: Counters { state.withLock { $0.counters } }
+
+    // MARK: rules
+
+    /// Every `operation` touching `range` fails with EIO until `clearFaults()`.
+    public func fail(_ operation: Operation, in range: Range<UInt64> = 0..<UInt64.max) {
+        state.withLock { $0.failing.append((operation, range)) }
+    }
+
+    /// The next `count` writes succeed; every write after them fails with EIO.
+    public func failWrites(after count: Int) { state.withLock { $0.writesBeforeFailure = count } }
+
+    /// Growing the device fails with ENOSPC, as a full file system does.
+    public func failResize() { state.withLock { $0.failResize = true } }
+
+    /// Every `operation` touching `range` is delayed by `duration`.
+    public func delay(_ operation: Operation, in range: Range<UInt64> = 0..<UInt64.max, by duration: Duration) {
+        state.withLock { $0.delays.append((operation, range, duration)) }
+    }
+
+    /// Holds the next `operation` touching `range` until the returned hold is released.
+    public func hold(_ operation: Operation, in range: Range<UInt64> = 0..<UInt64.max) -> Hold {
+        let hold = Hold(operation: operation, range: range)
+        state.withLock { $0.holds.append(hold) }
+        return hold
+    }
+
+    /// The device vanishes (as a detached loop device): every later operation fails with ENXIO.
+    public func disappear() { state.withLock { $0.gone = true } }
+
+    public func clearFaults() {
+        state.withLock {
+            $0.failing = []
+            $0.writesBeforeFailure = nil
+            $0.delays = []
+            $0.failResize = false
+        }
+    }
+
+    // MARK: power cuts
+
+    /// Starts remembering writes since the last flush, so that `powerCut` can drop them.
+    public func trackUnflushedWrites() { state.withLock { $0.unflushed = [] } }
+
+    /// Number of writes that a power cut now could lose.
+    public var unflushedWriteCount: Int { state.withLock { $0.unflushed?.count ?? 0 } }
+
+    /// Simulates losing power: each write since the last flush is kept, dropped, or torn at
+    /// 512-byte sector granularity, chosen by `generator`. The device is then gone.
+    /// Returns the number of writes not kept whole.
+    @discardableResult
+    public func powerCut<G: RandomNumberGenerator>(using generator: inout G) async throws -> Int {
+        let writes = state.withLock { state -> [UnflushedWrite] in
+            state.gone = true
+            defer { state.unflushed = [] }
+            return state.unflushed ?? []
+        }
+        for write in writes.reversed() { try await base.writeBytes(write.before, at: write.offset) }
+        var damaged = 0
+        for write in writes {
+            let kept = Self.survivingBytes(of: write, using: &generator)
+            if kept != write.after { damaged += 1 }
+            try await base.writeBytes(kept, at: write.offset)
+        }
+        try await base.flush()
+        return damaged
+    }
+
+    private static func survivingBytes<G: RandomNumberGenerator>(of write: UnflushedWrite, using generator: inout G) -> [UInt8] {
+        switch Int.random(in: 0..<3, using: &generator) {
+        case 0: return write.after
+        case 1: return write.before
+        default:
+            var bytes = write.before
+            for start in stride(from: 0, to: bytes.count, by: 512) where Bool.random(using: &generator) {
+                let end = min(start + 512, bytes.count)
+                bytes.replaceSubrange(start..<end, with: write.after[start..<end])
+            }
+            return bytes
+        }
+    }
+
+    // MARK: BlockDevice
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        try await admit(.read, offset: offset, length: buffer.count)
+        try await base.read(into: buffer, at: offset)
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        try await admit(.write, offset: offset, length: buffer.count)
+        let tracking = state.withLock { $0.unflushed != nil }
+        if tracking {
+            let before = try await base.readBytes(at: offset, count: buffer.count)
+            state.withLock { $0.unflushed?.append(UnflushedWrite(offset: offset, before: before, after: Array(buffer))) }
+        }
+        try await base.write(buffer, at: offset)
+    }
+
+    public func flush() async throws {
+        try await admit(.flush, offset: 0, length: 0)
+        try await base.flush()
+        state.withLock { state in
+            if state.unflushed != nil { state.unflushed = [] }
+        }
+    }
+
+    public func resize(to newSize: UInt64) async throws {
+        let refuse = state.withLock { $0.failResize || $0.gone }
+        if refuse { throw DeviceError.system(operation: "resize", device: name, errno: .noSpace) }
+        guard let resizable = base as? any ResizableDevice else {
+            throw DeviceError.system(operation: "resize", device: name, errno: .notSupported)
+        }
+        try await resizable.resize(to: newSize)
+    }
+
+    /// Applies the installed rules to one operation: counts it, then holds, delays or fails it.
+    private func admit(_ operation: Operation, offset: UInt64, length: Int) async throws {
+        let touched = offset..<(offset + UInt64(max(length, 1)))
+        let verdict = state.withLock { state -> (error: DeviceError?, hold: Hold?, delay: Duration?) in
+            if state.gone {
+                return (.system(operation: "\(operation)", device: name, errno: .noSuchAddressOrDevice), nil, nil)
+            }
+            let applies: (Operation, Range<UInt64>) -> Bool = { op, range in
+                op == operation && (operation == .flush || range.overlaps(touched))
+            }
+            if state.failing.contains(where: { applies($0.0, $0.1) }) {
+                return (.injected(device: name, operation: "\(operation)", offset: offset), nil, nil)
+            }
+            if operation == .write, let remaining = state.writesBeforeFailure {
+                if remaining == 0 { return (.injected(device: name, operation: "write", offset: offset), nil, nil) }
+                state.writesBeforeFailure = remaining - 1
+            }
+            switch operation {
+            case .read: state.counters.reads += 1
+            case .write: state.counters.writes += 1
+            case .flush: state.counters.flushes += 1
+            }
+            var hold: Hold?
+            if let index = state.holds.firstIndex(where: { applies($0.operation, $0.range) }) {
+                hold = state.holds.remove(at: index)
+            }
+            let delay = state.delays.first(where: { applies($0.0, $0.1) })?.2
+            return (nil, hold, delay)
+        }
+        if let error = verdict.error { throw error }
+        if let hold = verdict.hold {
+            hold.arrived.signal()
+            await hold.released.wait()
+        }
+        if let delay = verdict.delay { try? await Task.sleep(for: delay) }
+    }
+}

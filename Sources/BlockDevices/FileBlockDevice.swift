@@ -1,0 +1,159 @@
+import CSnapvolSys
+import Synchronization
+import SystemPackage
+
+/// A device over a regular file or a raw block device, using `pread`/`pwrite`/`fdatasync`.
+///
+/// Invariants: block devices are opened `O_EXCL`, so one that is mounted or held by another
+/// opener is refused; the descriptor stays open for the object's lifetime and is closed once,
+/// in `deinit`; `size` is the file's size (updated by `resize`) or the device's `BLKGETSIZE64`.
+public final class FileBlockDevice: ResizableDevice {
+    /// What kind of object the path named.
+    public enum Kind: Sendable { case regularFile, blockDevice }
+
+    public let name: String
+    public let kind: Kind
+    public let alignment: Int
+    public let isReadOnly: Bool
+    private let descriptor: FileDescriptor
+    private let currentSize: Atomic<UInt64>
+
+    public var size: UInt64 { currentSize.load(ordering: .acquiring) }
+
+    private init(name: String, kind: Kind, descriptor: FileDescriptor, size: UInt64, alignment: Int, readOnly: Bool) {
+        self.name = name
+        self.kind = kind
+        self.descriptor = descriptor
+        self.currentSize = Atomic(size)
+        self.alignment = alignment
+        self.isReadOnly = readOnly
+    }
+
+    deinit { try? descriptor.close() }
+
+    /// Opens an existing regular file or block device.
+    /// - Parameters:
+    ///   - readOnly: open `O_RDONLY`; writes then throw `readOnly`.
+    ///   - direct: open with `O_DIRECT`; callers must then use aligned offsets, lengths and buffers.
+    public static func open(path: String, readOnly: Bool = false, direct: Bool = false) throws -> FileBlockDevice {
+        let kind = try classify(path: path)
+        var options: FileDescriptor.OpenOptions = [.closeOnExec]
+        if kind == .blockDevice && !readOnly { options.insert(.exclusiveCreate) }
+        if direct { options.insert(FileDescriptor.OpenOptions(rawValue: snapvol_o_direct())) }
+        let fd = try system("open", path) {
+            try FileDescriptor.open(FilePath(path), readOnly ? .readOnly : .readWrite, options: options)
+        }
+        do {
+            let (size, sector) = try measure(fd, kind: kind, path: path)
+            return FileBlockDevice(name: path, kind: kind, descriptor: fd, size: size,
+                                   alignment: direct ? max(sector, 512) : 1, readOnly: readOnly)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// Creates a new sparse regular file of `size` bytes; refuses an existing path.
+    public static func create(path: String, size: UInt64, permissions: FilePermissions = [.ownerReadWrite]) throws -> FileBlockDevice {
+        let fd = try system("create", path) {
+            try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .exclusiveCreate, .closeOnExec],
+                                    permissions: permissions)
+        }
+        do {
+            try system("ftruncate", path) { try fd.resize(to: Int64(size)) }
+        } catch {
+            try? fd.close()
+            throw error
+        }
+        return FileBlockDevice(name: path, kind: .regularFile, descriptor: fd, size: size, alignment: 1, readOnly: false)
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        try checkRange(offset: offset, length: buffer.count)
+        try checkAlignment(offset: offset, buffer: UnsafeRawBufferPointer(buffer))
+        var done = 0
+        while done < buffer.count {
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
+            let n = try system("read", name) {
+                try descriptor.read(fromAbsoluteOffset: Int64(offset) + Int64(done), into: piece)
+            }
+            if n == 0 { throw DeviceError.unexpectedEnd(device: name, offset: offset + UInt64(done)) }
+            done += n
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        if isReadOnly { throw DeviceError.readOnly(device: name) }
+        try checkRange(offset: offset, length: buffer.count)
+        try checkAlignment(offset: offset, buffer: buffer)
+        var done = 0
+        while done < buffer.count {
+            let piece = UnsafeRawBufferPointer(rebasing: buffer[done...])
+            let n = try system("write", name) {
+                try descriptor.write(toAbsoluteOffset: Int64(offset) + Int64(done), piece)
+            }
+            if n == 0 { throw DeviceError.system(operation: "write", device: name, errno: .noSpace) }
+            done += n
+        }
+    }
+
+    public func flush() async throws {
+        if isReadOnly { return }
+        let result = snapvol_fdatasync(descriptor.rawValue)
+        if result != 0 { throw DeviceError.system(operation: "fdatasync", device: name, errno: Errno(rawValue: result)) }
+    }
+
+    /// Grows or shrinks a regular file. Block devices cannot be resized here.
+    public func resize(to newSize: UInt64) async throws {
+        guard kind == .regularFile, !isReadOnly else {
+            throw DeviceError.system(operation: "resize", device: name, errno: .notSupported)
+        }
+        try FileBlockDevice.system("ftruncate", name) { try descriptor.resize(to: Int64(newSize)) }
+        currentSize.store(newSize, ordering: .releasing)
+    }
+
+    private func checkAlignment(offset: UInt64, buffer: UnsafeRawBufferPointer) throws {
+        guard alignment > 1 else { return }
+        let address = Int(bitPattern: buffer.baseAddress)
+        if offset % UInt64(alignment) != 0 || buffer.count % alignment != 0 || address % alignment != 0 {
+            throw DeviceError.misaligned(device: name, offset: offset, length: buffer.count, alignment: alignment)
+        }
+    }
+
+    private func system<T>(_ operation: String, _ path: String, _ body: () throws -> T) throws -> T {
+        try FileBlockDevice.system(operation, path, body)
+    }
+
+    /// Runs a swift-system call, turning its `Errno` into a `DeviceError` naming the device.
+    static func system<T>(_ operation: String, _ path: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let errno as Errno {
+            throw DeviceError.system(operation: operation, device: path, errno: errno)
+        }
+    }
+
+    private static func classify(path: String) throws -> Kind {
+        let info = try system("stat", path) { try FilePath(path).stat() }
+        switch info.type {
+        case .regular: return .regularFile
+        case .blockSpecial: return .blockDevice
+        default: throw DeviceError.notADevice(device: path)
+        }
+    }
+
+    private static func measure(_ fd: FileDescriptor, kind: Kind, path: String) throws -> (size: UInt64, sector: Int) {
+        switch kind {
+        case .regularFile:
+            let info = try system("fstat", path) { try fd.stat() }
+            return (UInt64(info.size), 512)
+        case .blockDevice:
+            var size: UInt64 = 0
+            var sector: Int32 = 512
+            let r = snapvol_block_device_size(fd.rawValue, &size)
+            if r != 0 { throw DeviceError.system(operation: "ioctl(BLKGETSIZE64)", device: path, errno: Errno(rawValue: r)) }
+            _ = snapvol_block_device_sector_size(fd.rawValue, &sector)
+            return (size, Int(sector))
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#ifndef CSNAPVOLSYS_H
+#define CSNAPVOLSYS_H
+
+#include <stdint.h>
+
+/// Size in bytes of the block device open on `fd` (BLKGETSIZE64).
+/// Returns 0 on success, or the errno value on failure.
+int snapvol_block_device_size(int fd, uint64_t *size);
+
+/// Logical sector size of the block device open on `fd` (BLKSSZGET).
+/// Returns 0 on success, or the errno value on failure.
+int snapvol_block_device_sector_size(int fd, int *size);
+
+/// The O_DIRECT open flag (not exported by Glibc's Swift overlay).
+int snapvol_o_direct(void);
+
+/// fdatasync(2); returns 0 or the errno value.
+int snapvol_fdatasync(int fd);
+
+#endif

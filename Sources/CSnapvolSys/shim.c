@@ -1,0 +1,23 @@
+#define _GNU_SOURCE
+#include "CSnapvolSys.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int snapvol_block_device_size(int fd, uint64_t *size) {
+    return ioctl(fd, BLKGETSIZE64, size) == 0 ? 0 : errno;
+}
+
+int snapvol_block_device_sector_size(int fd, int *size) {
+    return ioctl(fd, BLKSSZGET, size) == 0 ? 0 : errno;
+}
+
+int snapvol_o_direct(void) { return O_DIRECT; }
+
+int snapvol_fdatasync(int fd) {
+    int r;
+    do { r = fdatasync(fd); } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+}

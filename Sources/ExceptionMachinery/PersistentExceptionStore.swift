@@ -1,0 +1,273 @@
+import AsyncPrimitives
+import BlockDevices
+import DequeModule
+import Synchronization
+
+/// The kernel-compatible persistent store ("P"): records live in metadata areas on the COW
+/// device itself, in the layout of `CowLayout`.
+///
+/// Invariants (the crash-safety argument of Docs/COW-FORMAT.md):
+/// - chunks are allocated sequentially and records are written in allocation order;
+/// - an area is written only after a flush of the COW device, so every record on disk points
+///   at data that is already durable;
+/// - before an area is written full, the next area is zeroed, so a terminator always exists;
+/// - one area write (group commit) serves every exception that completed meanwhile, and is
+///   deferred while others are still in flight unless the area is full;
+/// - a device error or abandoned exception invalidates the store, durably if possible.
+public final class PersistentExceptionStore: ExceptionStore {
+    public let device: any BlockDevice
+    public let layout: CowLayout
+    private let originChunks: UInt64?
+    private let state: Mutex<State>
+
+    /// The longest run a single merge step copies back: 256 chunks, at most 16 MiB.
+    var maxMergeRun: Int { max(1, min(256, (16 << 20) / layout.geometry.chunkBytes)) }
+
+    private struct Allocation {
+        let new: ChunkIndex
+        var old: ChunkIndex = 0
+        var committed: OneShotEvent<Bool>?
+    }
+
+    private struct State {
+        var valid = true
+        var nextFree: ChunkIndex
+        var currentArea: UInt64 = 0
+        /// Records of the current area, durable or not.
+        var area: [DiskException] = []
+        /// Prepared exceptions in allocation order, not yet in `area`.
+        var inFlight: Deque<Allocation> = []
+        /// Waiters of records in `area` that are not yet durable.
+        var waiters: [OneShotEvent<Bool>] = []
+        var committerRunning = false
+    }
+
+    /// One group commit: an area image to write, and who waits for it.
+    private struct CommitStep {
+        let area: UInt64
+        let bytes: [UInt8]
+        let areaIsFull: Bool
+        let waiters: [OneShotEvent<Bool>]
+    }
+
+    private init(device: any BlockDevice, layout: CowLayout, originChunks: UInt64?) {
+        self.device = device
+        self.layout = layout
+        self.originChunks = originChunks
+        state = Mutex(State(nextFree: layout.firstFree))
+    }
+
+    public var geometry: ChunkGeometry { layout.geometry }
+    public var isPersistent: Bool { true }
+    public var isValid: Bool { state.withLock { $0.valid } }
+
+    /// Writes an empty store to `device` (valid header, zeroed area 0) and flushes it.
+    public static func format(_ device: any BlockDevice, geometry: ChunkGeometry, originChunks: UInt64? = nil) async throws -> PersistentExceptionStore {
+        let chunkBytes = UInt64(geometry.chunkBytes)
+        guard device.size >= CowLayout.minimumChunks * chunkBytes else {
+            throw CowFormatError.tooSmall(device: device.name, bytes: device.size, chunkBytes: geometry.chunkBytes)
+        }
+        let store = PersistentExceptionStore(device: device, layout: CowLayout(geometry: geometry), originChunks: originChunks)
+        try await store.writeEmptyStore()
+        return store
+    }
+
+    /// Opens an existing store (or a zeroed device) after checking its header; call
+    /// `readMetadata` next. The chunk size on disk is used; `requiredChunkBytes` refuses another.
+    public static func open(_ device: any BlockDevice, requiredChunkBytes: Int? = nil, originChunks: UInt64? = nil) async throws -> PersistentExceptionStore {
+        let (_, layout) = try await CowScanner.readHeader(device, requiredChunkBytes: requiredChunkBytes)
+        return PersistentExceptionStore(device: device, layout: layout, originChunks: originChunks)
+    }
+
+    // MARK: ExceptionStore
+
+    public func readMetadata(_ exception: (ChunkIndex, ChunkIndex) throws -> Void) async throws -> MetadataState {
+        let scan = try await CowScanner.scan(device, requiredChunkBytes: layout.geometry.chunkBytes,
+                                             originChunks: originChunks) { try exception($0.old, $0.new) }
+        if scan.header.magic == 0 && !device.isReadOnly { try await writeEmptyStore() }
+        state.withLock { state in
+            state.valid = scan.state != .invalid
+            state.nextFree = scan.nextFree
+            state.currentArea = scan.currentArea
+            state.area = scan.currentAreaRecords
+        }
+        return scan.state
+    }
+
+    public func prepareException() throws -> ChunkIndex {
+        let deviceChunks = layout.geometry.wholeChunks(in: device.size)
+        return try state.withLock { state in
+            guard state.valid else { throw StoreError.invalidated }
+            let new = state.nextFree
+            guard new + 1 <= deviceChunks else { throw StoreError.full }
+            // The last data chunk of an area needs room for the next area, which its commit zeroes.
+            if layout.isMetadata(new + 1) && new + 2 > deviceChunks { throw StoreError.full }
+            state.nextFree = layout.skippingMetadata(new + 1)
+            state.inFlight.append(Allocation(new: new))
+            return new
+        }
+    }
+
+    public func commitException(old: ChunkIndex, new: ChunkIndex) async throws {
+        let committed = OneShotEvent<Bool>()
+        let drive = try state.withLock { state -> Bool in
+            guard state.valid else { throw StoreError.invalidated }
+            guard let index = state.inFlight.firstIndex(where: { $0.new == new }) else {
+                preconditionFailure("commit of chunk \(new), which was not prepared")
+            }
+            state.inFlight[index].old = old
+            state.inFlight[index].committed = committed
+            if state.committerRunning { return false }
+            state.committerRunning = true
+            return true
+        }
+        if drive { await runCommitter() }
+        guard await committed.wait() else { throw StoreError.invalidated }
+    }
+
+    public func abandonException(new: ChunkIndex) async {
+        await invalidate()
+    }
+
+    public func prepareMerge() async throws -> MergeRun? {
+        var (area, records, valid) = state.withLock { ($0.currentArea, $0.area, $0.valid) }
+        guard valid else { throw StoreError.invalidated }
+        if records.isEmpty {
+            if area == 0 { return nil }
+            area -= 1
+            do {
+                let bytes = try await device.readBytes(at: layout.geometry.offset(of: layout.areaLocation(area)), count: layout.geometry.chunkBytes)
+                records = MetadataArea.decode(bytes).records
+            } catch {
+                await invalidate()
+                throw StoreError.device(error)
+            }
+            let loaded = records
+            state.withLock {
+                $0.currentArea = area
+                $0.area = loaded
+            }
+            if records.isEmpty { return nil }
+        }
+        let last = records[records.count - 1]
+        var count = 1
+        while count < min(records.count, maxMergeRun) {
+            let record = records[records.count - 1 - count]
+            guard record.old == last.old &- UInt64(count), record.new == last.new &- UInt64(count) else { break }
+            count += 1
+        }
+        return MergeRun(old: last.old - UInt64(count - 1), new: last.new - UInt64(count - 1), count: count)
+    }
+
+    public func commitMerge(count: Int) async throws {
+        let (area, bytes) = state.withLock { state -> (UInt64, [UInt8]) in
+            state.area.removeLast(min(count, state.area.count))
+            state.nextFree = layout.areaLocation(state.currentArea) + UInt64(state.area.count) + 1
+            return (state.currentArea, MetadataArea.encode(state.area, chunkBytes: layout.geometry.chunkBytes))
+        }
+        do {
+            try await writeArea(area, bytes)
+        } catch {
+            await invalidate()
+            throw StoreError.device(error)
+        }
+    }
+
+    public func usage() -> StoreUsage {
+        let sectors = UInt64(layout.geometry.chunkSectors)
+        return state.withLock { state in
+            StoreUsage(totalSectors: device.size / UInt64(sectorBytes),
+                       allocatedSectors: state.nextFree * sectors,
+                       metadataSectors: (state.currentArea + 2) * sectors)
+        }
+    }
+
+    public func invalidate() async {
+        let (wasValid, waiters) = state.withLock { state -> (Bool, [OneShotEvent<Bool>]) in
+            let wasValid = state.valid
+            state.valid = false
+            let waiters = state.waiters + state.inFlight.compactMap(\.committed)
+            state.waiters = []
+            state.inFlight = []
+            return (wasValid, waiters)
+        }
+        for waiter in waiters { waiter.signal(false) }
+        guard wasValid, !device.isReadOnly else { return }
+        let header = CowHeader(valid: false, chunkSectors: layout.geometry.chunkSectors)
+        try? await device.writeBytes(header.encoded(chunkBytes: layout.geometry.chunkBytes), at: 0)
+        try? await device.flush()
+    }
+
+    // MARK: group commit
+
+    /// Writes area images until no committed record is left waiting (or the rest must wait).
+    private func runCommitter() async {
+        while let step = nextCommitStep() {
+            do {
+                if step.areaIsFull {
+                    let next = layout.areaLocation(step.area + 1)
+                    try await device.writeBytes([UInt8](repeating: 0, count: layout.geometry.chunkBytes),
+                                                at: layout.geometry.offset(of: next))
+                }
+                try await writeArea(step.area, step.bytes)
+                state.withLock { state in
+                    if step.areaIsFull {
+                        state.currentArea += 1
+                        state.area = []
+                    }
+                }
+                for waiter in step.waiters { waiter.signal(true) }
+            } catch {
+                for waiter in step.waiters { waiter.signal(false) }
+                await invalidate()
+                state.withLock { $0.committerRunning = false }
+                return
+            }
+        }
+    }
+
+    /// Moves committed allocations (in order) into the area; returns the next area write to do,
+    /// or nil (releasing the committer role) when nothing is due.
+    private func nextCommitStep() -> CommitStep? {
+        let perArea = layout.exceptionsPerArea
+        return state.withLock { state -> CommitStep? in
+            while state.valid, state.area.count < perArea, let first = state.inFlight.first, let committed = first.committed {
+                state.inFlight.removeFirst()
+                state.area.append(DiskException(old: first.old, new: first.new))
+                state.waiters.append(committed)
+            }
+            let full = state.area.count == perArea
+            let mustWait = !state.inFlight.isEmpty && !full
+            guard state.valid, !state.waiters.isEmpty, !mustWait else {
+                state.committerRunning = false
+                return nil
+            }
+            let step = CommitStep(area: state.currentArea,
+                                  bytes: MetadataArea.encode(state.area, chunkBytes: layout.geometry.chunkBytes),
+                                  areaIsFull: full, waiters: state.waiters)
+            state.waiters = []
+            return step
+        }
+    }
+
+    /// Flushes data, then writes area `area` and flushes again (the kernel's PREFLUSH|FUA).
+    private func writeArea(_ area: UInt64, _ bytes: [UInt8]) async throws {
+        try await device.flush()
+        try await device.writeBytes(bytes, at: layout.geometry.offset(of: layout.areaLocation(area)))
+        try await device.flush()
+    }
+
+    private func writeEmptyStore() async throws {
+        let chunkBytes = layout.geometry.chunkBytes
+        try await device.writeBytes([UInt8](repeating: 0, count: chunkBytes), at: layout.geometry.offset(of: layout.areaLocation(0)))
+        try await device.flush()
+        try await device.writeBytes(CowHeader(chunkSectors: layout.geometry.chunkSectors).encoded(chunkBytes: chunkBytes), at: 0)
+        try await device.flush()
+        state.withLock { state in
+            state.valid = true
+            state.nextFree = layout.firstFree
+            state.currentArea = 0
+            state.area = []
+        }
+    }
+}

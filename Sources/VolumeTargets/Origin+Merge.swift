@@ -1,0 +1,153 @@
+import AsyncPrimitives
+import BlockDevices
+import ExceptionMachinery
+
+/// A merge in progress: the snapshot being rolled into its origin, and the run of chunks the
+/// current step is copying back (origin I/O to those chunks waits for the step).
+struct MergeState {
+    let snapshot: Snapshot
+    var busy: (chunks: Range<ChunkIndex>, done: OneShotEvent<Void>)?
+}
+
+/// Where one chunk of an origin I/O goes while a merge runs.
+enum MergeViewRoute {
+    case wait(OneShotEvent<Void>)
+    case store(ChunkIndex)
+    case origin
+}
+
+extension Origin {
+    /// Rolls the origin back to `snapshot`'s content and consumes the snapshot (dm's
+    /// snapshot-merge). Records are merged newest first, in runs; before each run is copied back,
+    /// every other snapshot receives its own copy of the chunks about to change. From the start,
+    /// the origin reads and writes as the merged result. Each step is durable, so a merge
+    /// interrupted by a crash resumes by calling `merge` again on the re-attached snapshot.
+    public func merge(_ snapshot: Snapshot) async throws {
+        guard snapshot.store.isPersistent else {
+            throw VolumeError.refused(volume: snapshot.name, reason: "a transient snapshot cannot be merged")
+        }
+        let total = try await beginMerge(snapshot)
+        do {
+            while let run = try await snapshot.store.prepareMerge() {
+                try await mergeStep(snapshot, run)
+                let remaining = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.completed.count ?? 0 }
+                onEvent(.mergeProgress(snapshot: snapshot.name, remainingExceptions: remaining, totalExceptions: total))
+            }
+        } catch {
+            let reason = "\(error)"
+            state.withLock { state in
+                state.tables[ObjectIdentifier(snapshot)]?.condition = .mergeFailed(reason: reason)
+                state.merge?.busy?.done.signal()
+                state.merge?.busy = nil
+            }
+            onEvent(.mergeFailed(snapshot: snapshot.name, reason: reason))
+            throw error
+        }
+        await withGateClosed {
+            state.withLock { state in
+                state.merge = nil
+                state.members.removeAll { $0 === snapshot }
+                state.tables[ObjectIdentifier(snapshot)] = nil
+            }
+        }
+        onEvent(.mergeFinished(snapshot: snapshot.name))
+    }
+
+    /// Switches the origin to the merge view; returns the number of exceptions to merge.
+    private func beginMerge(_ snapshot: Snapshot) async throws -> Int {
+        try await withGateClosed {
+            try state.withLock { state in
+                let id = ObjectIdentifier(snapshot)
+                if let other = state.merge?.snapshot, other !== snapshot {
+                    throw VolumeError.refused(volume: snapshot.name, reason: "origin \(name) is already merging \(other.name)")
+                }
+                guard var tables = state.tables[id] else { throw VolumeError.inactive(volume: snapshot.name) }
+                if case .invalid(let reason) = tables.condition { throw VolumeError.invalid(volume: snapshot.name, reason: reason) }
+                tables.condition = .merging
+                state.tables[id] = tables
+                state.merge = MergeState(snapshot: snapshot)
+                return tables.completed.count
+            }
+        }
+    }
+
+    /// Copies one run back: mark it busy, give other snapshots their copies, copy, flush, commit.
+    private func mergeStep(_ snapshot: Snapshot, _ run: MergeRun) async throws {
+        let geometry = snapshot.store.geometry
+        let chunks = run.old..<(run.old + UInt64(run.count))
+        let done = OneShotEvent<Void>()
+        await withGateClosed { state.withLock { $0.merge?.busy = (chunks, done) } }
+        let offset = geometry.offset(of: run.old)
+        guard offset < size else {
+            throw VolumeError.refused(volume: snapshot.name, reason: "exception for chunk \(run.old) lies beyond the origin")
+        }
+        let length = Int(min(UInt64(run.count * geometry.chunkBytes), size - offset))
+        await preserve(offset: offset, length: length, skipping: snapshot)
+        await waitForSnapshotReads(offset: offset, length: length)
+        let errors = try await copier.copy(from: snapshot.store.device, at: geometry.offset(of: run.new), length: length,
+                                           to: [CopyDestination(device: device, offset: offset)])
+        if let error = errors[0] { throw error }
+        try await device.flush()
+        try await snapshot.store.commitMerge(count: run.count)
+        state.withLock { state in
+            let id = ObjectIdentifier(snapshot)
+            for chunk in chunks { state.tables[id]?.completed.remove(old: chunk) }
+            state.merge?.busy = nil
+        }
+        done.signal()
+    }
+
+    private func routeMergeView(chunk: ChunkIndex, geometry: ChunkGeometry) -> MergeViewRoute {
+        state.withLock { state in
+            guard let merge = state.merge else { return .origin }
+            if let busy = merge.busy, busy.chunks.contains(chunk) { return .wait(busy.done) }
+            if let new = state.tables[ObjectIdentifier(merge.snapshot)]?.completed.lookup(chunk) { return .store(new) }
+            return .origin
+        }
+    }
+
+    private var mergingSnapshot: Snapshot? { state.withLock { $0.merge?.snapshot } }
+
+    func readMergeView(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        guard let merging = mergingSnapshot else { return try await device.read(into: buffer, at: offset) }
+        let geometry = merging.store.geometry
+        for piece in geometry.pieces(offset: offset, length: buffer.count) {
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[piece.bufferOffset..<piece.bufferOffset + piece.length])
+            while true {
+                switch routeMergeView(chunk: piece.chunk, geometry: geometry) {
+                case .wait(let done):
+                    await done.wait()
+                    continue
+                case .store(let new):
+                    try await merging.store.device.read(into: target, at: geometry.offset(of: new) + UInt64(piece.offsetInChunk))
+                case .origin:
+                    try await device.read(into: target, at: geometry.offset(of: piece.chunk) + UInt64(piece.offsetInChunk))
+                }
+                break
+            }
+        }
+    }
+
+    func writeMergeView(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        guard let merging = mergingSnapshot else { return try await writeThrough(buffer, at: offset) }
+        let geometry = merging.store.geometry
+        for piece in geometry.pieces(offset: offset, length: buffer.count) {
+            let source = UnsafeRawBufferPointer(rebasing: buffer[piece.bufferOffset..<piece.bufferOffset + piece.length])
+            while true {
+                switch routeMergeView(chunk: piece.chunk, geometry: geometry) {
+                case .wait(let done):
+                    await done.wait()
+                    continue
+                case .store(let new):
+                    try await merging.store.device.write(source, at: geometry.offset(of: new) + UInt64(piece.offsetInChunk))
+                case .origin:
+                    let at = geometry.offset(of: piece.chunk) + UInt64(piece.offsetInChunk)
+                    await preserve(offset: at, length: piece.length, skipping: merging)
+                    await waitForSnapshotReads(offset: at, length: piece.length)
+                    try await device.write(source, at: at)
+                }
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import AsyncPrimitives
+import BlockDevices
+import ExceptionMachinery
+import Synchronization
+
+/// Bookkeeping of one snapshot, kept under its origin's lock.
+struct SnapshotTables {
+    let geometry: ChunkGeometry
+    var condition: SnapshotCondition
+    var completed: ExceptionTable
+    var pending: [ChunkIndex: PendingException] = [:]
+
+    /// Whether origin writes must still copy into this snapshot.
+    var receivesCopies: Bool { condition == .active || condition == .overflow }
+}
+
+/// Everything an origin coordinates, behind one lock: one lock domain per origin, so no code
+/// path ever holds two snapshots' locks and there is no lock order to get wrong.
+struct OriginState {
+    var gate = IOGate()
+    /// Attached snapshots in the order they joined.
+    var members: [Snapshot] = []
+    var tables: [ObjectIdentifier: SnapshotTables] = [:]
+    var reads = ReadTracker()
+    var merge: MergeState?
+}
+
+/// The origin volume: owns its device, the list of its snapshots, and the queue of origin
+/// writes across all of them (the 2003 list's item 3).
+///
+/// Invariants:
+/// - an origin write reaches the device only after every snapshot that lacked the chunk holds
+///   a durable copy of it, and after every snapshot read of that chunk sent to the origin has
+///   completed;
+/// - a snapshot takes part in origin writes only after its metadata is loaded (`attach`);
+/// - snapshots join and leave only while no I/O is in flight (the gate), so no write can
+///   straddle a change of the snapshot set;
+/// - one origin read feeds the copies of every snapshot (of the same chunk size) that needs it.
+public final class Origin: Sendable {
+    public let name: String
+    public let device: any BlockDevice
+    public let counters = IOCounters()
+    let copier: ChunkCopier
+    let state = Mutex(OriginState())
+    let onEvent: @Sendable (VolumeEvent) -> Void
+
+    public init(name: String, device: any BlockDevice, copier: ChunkCopier = ChunkCopier(),
+                onEvent: @escaping @Sendable (VolumeEvent) -> Void = { _ in }) {
+        self.name = name
+        self.device = device
+        self.copier = copier
+        self.onEvent = onEvent
+    }
+
+    public var size: UInt64 { device.size }
+
+    // MARK: snapshots joining and leaving
+
+    /// Loads `store`'s metadata and only then joins the snapshot to this origin ("resume").
+    /// A store found invalidated on disk joins as `invalid`: its I/O fails with that reason.
+    public func attach(name: String, store: any ExceptionStore) async throws -> Snapshot {
+        var table = ExceptionTable()
+        let loaded = try await store.readMetadata { old, new in table.insert(old: old, new: new) }
+        let snapshot = Snapshot(name: name, origin: self, store: store)
+        let condition: SnapshotCondition = loaded == .invalid ? .invalid(reason: "invalidated on disk") : .active
+        let loadedTable = table
+        await withGateClosed {
+            state.withLock { state in
+                state.tables[ObjectIdentifier(snapshot)] = SnapshotTables(geometry: store.geometry, condition: condition,
+                                                                          completed: loadedTable)
+                state.members.append(snapshot)
+            }
+        }
+        return snapshot
+    }
+
+    /// Detaches `snapshot` once the I/O in flight has drained. Its store keeps what it holds.
+    public func detach(_ snapshot: Snapshot) async {
+        await withGateClosed {
+            state.withLock { state in
+                state.members.removeAll { $0 === snapshot }
+                state.tables[ObjectIdentifier(snapshot)] = nil
+                if state.merge?.snapshot === snapshot { state.merge = nil }
+            }
+        }
+    }
+
+    // MARK: origin I/O
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        try checkRange(offset: offset, length: buffer.count)
+        await enterGate()
+        defer { leaveGate() }
+        if state.withLock({ $0.merge != nil }) {
+            try await readMergeView(into: buffer, at: offset)
+        } else {
+            try await device.read(into: buffer, at: offset)
+        }
+        counters.countRead(buffer.count)
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        try checkRange(offset: offset, length: buffer.count)
+        await enterGate()
+        defer { leaveGate() }
+        if state.withLock({ $0.merge != nil }) {
+            try await writeMergeView(buffer, at: offset)
+        } else {
+            try await writeThrough(buffer, at: offset)
+        }
+        counters.countWrite(buffer.count)
+    }
+
+    /// Makes every completed origin write durable.
+    public func flush() async throws { try await device.flush() }
+
+    /// Preserves the old contents in every snapshot, waits out snapshot reads, then writes.
+    func writeThrough(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        await preserve(offset: offset, length: buffer.count)
+        await waitForSnapshotReads(offset: offset, length: buffer.count)
+        try await device.write(buffer, at: offset)
+    }
+
+    func checkRange(offset: UInt64, length: Int) throws {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
+        if overflow || end > size {
+            throw VolumeError.outOfRange(volume: name, offset: offset, length: UInt64(length), size: size)
+        }
+    }
+
+    // MARK: the gate
+
+    func enterGate() async {
+        while let closed = state.withLock({ $0.gate.enter() }) { await closed.wait() }
+    }
+
+    func leaveGate() { state.withLock { $0.gate.leave() } }
+
+    /// Runs `body` while no I/O is in flight and none can start.
+    func withGateClosed<T>(_ body: () async throws -> T) async rethrows -> T {
+        var drained: OneShotEvent<Void>
+        while true {
+            let (event, busy) = state.withLock { $0.gate.close() }
+            if let event {
+                drained = event
+                break
+            }
+            await busy?.wait()
+        }
+        await drained.wait()
+        defer { state.withLock { $0.gate.open() } }
+        return try await body()
+    }
+
+    // MARK: reads before writes
+
+    /// Waits until no snapshot read sent to the origin overlaps the range (woken, not polled).
+    func waitForSnapshotReads(offset: UInt64, length: Int) async {
+        while state.withLock({ $0.reads.firstBusy(offset: offset, length: length) != nil }) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let free = state.withLock { state -> Bool in
+                    guard let key = state.reads.firstBusy(offset: offset, length: length) else { return true }
+                    state.reads.addWaiter(continuation, for: key)
+                    return false
+                }
+                if free { continuation.resume() }
+            }
+        }
+    }
+
+    func untrackRead(_ key: ChunkKey) {
+        let waiters = state.withLock { $0.reads.untrack(key) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: invalidation
+
+    /// Marks `snapshot` invalid under the lock; returns false if it already was.
+    static func markInvalid(_ state: inout OriginState, _ snapshot: Snapshot, reason: String) -> Bool {
+        let id = ObjectIdentifier(snapshot)
+        guard var tables = state.tables[id] else { return false }
+        if case .invalid = tables.condition { return false }
+        tables.condition = .invalid(reason: reason)
+        tables.completed = ExceptionTable()
+        state.tables[id] = tables
+        return true
+    }
+
+    /// Invalidates `snapshot` on disk and reports it, once.
+    func invalidate(_ snapshot: Snapshot, reason: String) async {
+        let first = state.withLock { Self.markInvalid(&$0, snapshot, reason: reason) }
+        if first { await announceInvalid(snapshot, reason: reason) }
+    }
+
+    func announceInvalid(_ snapshot: Snapshot, reason: String) async {
+        await snapshot.store.invalidate()
+        onEvent(.snapshotInvalidated(snapshot: snapshot.name, reason: reason))
+    }
+}

@@ -1,0 +1,39 @@
+import BlockDevices
+import ExceptionMachinery
+
+/// A point-in-time view of an origin, readable and writable like dm's snapshot target.
+/// Its bookkeeping (exception table, pending exceptions, state) lives in its `Origin`, under
+/// the origin's lock; this object is its handle.
+///
+/// Invariant: reading a snapshot returns the origin's content at the moment the snapshot joined
+/// it, plus whatever was written to the snapshot since.
+public final class Snapshot: Sendable {
+    public let name: String
+    public unowned let origin: Origin
+    public let store: any ExceptionStore
+    public let counters = IOCounters()
+
+    init(name: String, origin: Origin, store: any ExceptionStore) {
+        self.name = name
+        self.origin = origin
+        self.store = store
+    }
+
+    /// The snapshot's size: its origin's.
+    public var size: UInt64 { origin.size }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        try await origin.readSnapshot(self, into: buffer, at: offset)
+        counters.countRead(buffer.count)
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        try await origin.writeSnapshot(self, buffer, at: offset)
+        counters.countWrite(buffer.count)
+    }
+
+    /// Makes every completed write durable (data on the COW device; records are durable already).
+    public func flush() async throws { try await store.device.flush() }
+
+    public var status: SnapshotStatus { origin.status(of: self) }
+}

@@ -1,0 +1,112 @@
+import BlockDevices
+import SystemPackage
+import Testing
+import TestSupport
+
+@Suite struct FileBlockDeviceTests {
+    @Test func createdFileIsSparseAndRoundTrips() async throws {
+        let dir = try TemporaryDirectory()
+        let device = try FileBlockDevice.create(path: dir.file("a.img"), size: 1 << 20)
+        #expect(device.size == 1 << 20)
+        #expect(device.kind == .regularFile)
+        let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        try await device.writeBytes(data, at: 4095)
+        try await device.flush()
+        #expect(try await device.readBytes(at: 4095, count: data.count) == data)
+        #expect(try await device.readBytes(at: 0, count: 16) == [UInt8](repeating: 0, count: 16))
+    }
+
+    @Test func accessPastTheEndIsRefusedWithTheDeviceNamed() async throws {
+        let dir = try TemporaryDirectory()
+        let device = try FileBlockDevice.create(path: dir.file("b.img"), size: 8192)
+        await #expect(throws: DeviceError.outOfRange(device: dir.file("b.img"), offset: 8000, length: 512, size: 8192)) {
+            try await device.writeBytes([UInt8](repeating: 1, count: 512), at: 8000)
+        }
+    }
+
+    @Test func errorsCarryErrnoAndPath() throws {
+        let error = #expect(throws: DeviceError.self) { try FileBlockDevice.open(path: "/nonexistent/x.img") }
+        #expect(error?.errno == .noSuchFileOrDirectory)
+        #expect(error?.description.contains("/nonexistent/x.img") == true)
+    }
+
+    @Test func createRefusesAnExistingPath() async throws {
+        let dir = try TemporaryDirectory()
+        _ = try FileBlockDevice.create(path: dir.file("c.img"), size: 4096)
+        let error = #expect(throws: DeviceError.self) { try FileBlockDevice.create(path: dir.file("c.img"), size: 4096) }
+        #expect(error?.errno == .fileExists)
+    }
+
+    @Test func readOnlyDeviceRefusesWrites() async throws {
+        let dir = try TemporaryDirectory()
+        _ = try FileBlockDevice.create(path: dir.file("r.img"), size: 4096)
+        let device = try FileBlockDevice.open(path: dir.file("r.img"), readOnly: true)
+        await #expect(throws: DeviceError.readOnly(device: dir.file("r.img"))) { try await device.writeBytes([1], at: 0) }
+    }
+
+    @Test func directIORequiresAlignmentAndWorksWhenAligned() async throws {
+        let dir = try TemporaryDirectory()
+        _ = try FileBlockDevice.create(path: dir.file("d.img"), size: 1 << 16)
+        let device = try FileBlockDevice.open(path: dir.file("d.img"), direct: true)
+        #expect(device.alignment >= 512)
+        let buffer = AlignedBuffer(count: 4096, alignment: 4096)
+        buffer.fill(0xAB)
+        try await device.write(buffer.bytes, at: 8192)
+        let back = AlignedBuffer(count: 4096, alignment: 4096)
+        try await device.read(into: back.mutableBytes, at: 8192)
+        #expect(back.array == buffer.array)
+        await #expect(throws: DeviceError.self) { try await device.write(buffer.bytes, at: 100) }
+    }
+
+    @Test func resizeGrowsAFile() async throws {
+        let dir = try TemporaryDirectory()
+        let device = try FileBlockDevice.create(path: dir.file("g.img"), size: 4096)
+        try await device.resize(to: 8192)
+        #expect(device.size == 8192)
+        try await device.writeBytes([9], at: 8191)
+        #expect(try FileBlockDevice.open(path: dir.file("g.img")).size == 8192)
+    }
+
+    @Test func directoryIsNotADevice() throws {
+        let dir = try TemporaryDirectory()
+        #expect(throws: DeviceError.notADevice(device: dir.path)) { try FileBlockDevice.open(path: dir.path) }
+    }
+}
+
+/// Real block devices: a loop device over a temp file. Needs root and losetup (always in CI).
+@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
+struct LoopDeviceTests {
+    @Test func blockDeviceSizeComesFromTheIoctlAndIOWorks() async throws {
+        let dir = try TemporaryDirectory()
+        let loop = try LoopDevice(backingFile: dir.file("loop.img"), size: 8 << 20)
+        defer { loop.detach() }
+        let device = try FileBlockDevice.open(path: loop.path)
+        #expect(device.kind == .blockDevice)
+        #expect(device.size == 8 << 20)
+        let data = [UInt8](repeating: 0x5A, count: 65536)
+        try await device.writeBytes(data, at: 1 << 20)
+        try await device.flush()
+        #expect(try await device.readBytes(at: 1 << 20, count: data.count) == data)
+    }
+
+    @Test func aBlockDeviceInUseIsRefused() async throws {
+        let dir = try TemporaryDirectory()
+        let loop = try LoopDevice(backingFile: dir.file("busy.img"), size: 1 << 20)
+        defer { loop.detach() }
+        let first = try FileBlockDevice.open(path: loop.path)
+        let error = #expect(throws: DeviceError.self) { try FileBlockDevice.open(path: loop.path) }
+        #expect(error?.errno == .resourceBusy)
+        _ = first
+    }
+
+    @Test func directIOOnABlockDevice() async throws {
+        let dir = try TemporaryDirectory()
+        let loop = try LoopDevice(backingFile: dir.file("direct.img"), size: 1 << 20)
+        defer { loop.detach() }
+        let device = try FileBlockDevice.open(path: loop.path, direct: true)
+        let buffer = AlignedBuffer(count: 8192, alignment: device.alignment)
+        buffer.fill(7)
+        try await device.write(buffer.bytes, at: 4096)
+        #expect(try await device.readBytes(at: 4096, count: 8192) == buffer.array)
+    }
+}
