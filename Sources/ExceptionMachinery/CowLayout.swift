@@ -87,23 +87,27 @@ public struct DiskException: Sendable, Equatable {
 public enum MetadataArea {
     /// The records of an area up to its terminator (`new == 0`), and whether all slots were used.
     public static func decode(_ bytes: [UInt8]) -> (records: [DiskException], full: Bool) {
-        var records: [DiskException] = []
-        let slots = bytes.count / CowLayout.recordBytes
-        for slot in 0..<slots {
-            let base = slot * CowLayout.recordBytes
-            let new = LittleEndian.u64(bytes, base + 8)
-            if new == 0 { return (records, false) }
-            records.append(DiskException(old: LittleEndian.u64(bytes, base), new: new))
+        bytes.withUnsafeBytes { raw in
+            var records: [DiskException] = []
+            let slots = raw.count / CowLayout.recordBytes
+            for slot in 0..<slots {
+                let base = slot * CowLayout.recordBytes
+                let new = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self))
+                if new == 0 { return (records, false) }
+                records.append(DiskException(old: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base, as: UInt64.self)), new: new))
+            }
+            return (records, true)
         }
-        return (records, true)
     }
 
     /// An area chunk holding `records` followed by zeros.
     public static func encode(_ records: [DiskException], chunkBytes: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: chunkBytes)
-        for (slot, record) in records.enumerated() {
-            LittleEndian.put(record.old, into: &bytes, at: slot * CowLayout.recordBytes)
-            LittleEndian.put(record.new, into: &bytes, at: slot * CowLayout.recordBytes + 8)
+        bytes.withUnsafeMutableBytes { raw in
+            for (slot, record) in records.enumerated() {
+                raw.storeBytes(of: record.old.littleEndian, toByteOffset: slot * CowLayout.recordBytes, as: UInt64.self)
+                raw.storeBytes(of: record.new.littleEndian, toByteOffset: slot * CowLayout.recordBytes + 8, as: UInt64.self)
+            }
         }
         return bytes
     }

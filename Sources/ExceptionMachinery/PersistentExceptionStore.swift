@@ -40,6 +40,16 @@ public final class PersistentExceptionStore: ExceptionStore {
         /// Waiters of records in `area` that are not yet durable.
         var waiters: [OneShotEvent<Bool>] = []
         var committerRunning = false
+
+        /// Position of `new` in `inFlight`, which is sorted by allocation (binary search).
+        func inFlightIndex(of new: ChunkIndex) -> Int? {
+            var low = 0, high = inFlight.count
+            while low < high {
+                let mid = (low + high) / 2
+                if inFlight[mid].new < new { low = mid + 1 } else { high = mid }
+            }
+            return low < inFlight.count && inFlight[low].new == new ? low : nil
+        }
     }
 
     /// One group commit: an area image to write, and who waits for it.
@@ -112,7 +122,7 @@ public final class PersistentExceptionStore: ExceptionStore {
         let committed = OneShotEvent<Bool>()
         let drive = try state.withLock { state -> Bool in
             guard state.valid else { throw StoreError.invalidated }
-            guard let index = state.inFlight.firstIndex(where: { $0.new == new }) else {
+            guard let index = state.inFlightIndex(of: new) else {
                 preconditionFailure("commit of chunk \(new), which was not prepared")
             }
             state.inFlight[index].old = old
