@@ -1,5 +1,6 @@
 import AsyncPrimitives
 import BlockDevices
+import Synchronization
 
 /// Where one copy of a chunk goes.
 public struct CopyDestination: Sendable {
@@ -31,45 +32,51 @@ public final class ChunkCopier: Sendable {
     /// Copies currently holding a slot.
     public var inFlight: Int { slots.inUse }
 
-    /// Reads `length` bytes at `offset` of `source` once and writes them to each destination.
-    /// - Returns: for each destination, the error its write hit, or nil.
-    /// - Throws: `CopySourceError` if the source could not be read (nothing was written).
-    public func copy(from source: any BlockDevice, at offset: UInt64, length: Int,
-                     to destinations: [CopyDestination]) async throws -> [(any Error)?] {
+    /// Reads `length` bytes at `offset` of `source` once and writes them to each destination
+    /// concurrently. As soon as one destination's write ends, `written(index, error)` is called
+    /// for it (with the source's error for all of them if the read failed), so a slow destination
+    /// never delays the others. Returns when every callback has returned.
+    public func copy(from source: any BlockDevice, at offset: UInt64, length: Int, to destinations: [CopyDestination],
+                     written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
         await slots.acquire()
         defer { slots.release() }
         let buffer = AlignedBuffer(count: length, alignment: max(source.alignment, 4096))
         do {
             try await source.read(into: buffer.mutableBytes, at: offset)
         } catch {
-            throw CopySourceError(underlying: error)
-        }
-        return await Self.write(buffer, to: destinations)
-    }
-
-    /// Writes `buffer` to every destination concurrently, collecting each one's error.
-    static func write(_ buffer: AlignedBuffer, to destinations: [CopyDestination]) async -> [(any Error)?] {
-        if destinations.count == 1 {
-            do { try await destinations[0].device.write(buffer.bytes, at: destinations[0].offset); return [nil] } catch { return [error] }
+            let failure = CopySourceError(underlying: error)
+            for index in destinations.indices { await written(index, failure) }
+            return
         }
         let bytes = SendableBytes(buffer.bytes)
-        return await withTaskGroup(of: (Int, (any Error)?).self) { group in
+        await withTaskGroup(of: Void.self) { group in
             for (index, destination) in destinations.enumerated() {
                 group.addTask {
-                    do { try await destination.device.write(bytes.pointer, at: destination.offset); return (index, nil) }
-                    catch { return (index, error) }
+                    do {
+                        try await destination.device.write(bytes.pointer, at: destination.offset)
+                        await written(index, nil)
+                    } catch {
+                        await written(index, error)
+                    }
                 }
             }
-            var errors = [(any Error)?](repeating: nil, count: destinations.count)
-            for await (index, error) in group { errors[index] = error }
-            return errors
         }
+        withExtendedLifetime(buffer) {}
+    }
+
+    /// Copies to a single destination and throws its error (the merge's copy back).
+    public func copy(from source: any BlockDevice, at offset: UInt64, length: Int, to destination: CopyDestination) async throws {
+        let failure = Mutex<(any Error)?>(nil)
+        await copy(from: source, at: offset, length: length, to: [destination]) { _, error in
+            failure.withLock { $0 = error }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 }
 
 /// A read-only view of bytes shared by child tasks that all finish before the owner frees it.
 // @unchecked Sendable: the bytes are only read, and `ChunkCopier.write` awaits every child task
-// before the owning buffer can be released, so no access outlives or races with the owner.
+// before the owning buffer is released, so no access outlives or races with the owner.
 struct SendableBytes: @unchecked Sendable {
     let pointer: UnsafeRawBufferPointer
     init(_ pointer: UnsafeRawBufferPointer) { self.pointer = pointer }

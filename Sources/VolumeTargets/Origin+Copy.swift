@@ -77,16 +77,9 @@ extension Origin {
         let destinations = job.targets.map {
             CopyDestination(device: $0.snapshot.store.device, offset: $0.snapshot.store.geometry.offset(of: $0.pending.new))
         }
-        let errors: [(any Error)?]
-        do {
-            errors = try await copier.copy(from: device, at: offset, length: length, to: destinations)
-        } catch {
-            errors = Array(repeating: error, count: job.targets.count)
-        }
-        await withTaskGroup(of: Void.self) { group in
-            for (target, error) in zip(job.targets, errors) {
-                group.addTask { await self.finish(target.snapshot, target.pending, copyError: error) }
-            }
+        let targets = job.targets
+        await copier.copy(from: device, at: offset, length: length, to: destinations) { index, error in
+            await self.finish(targets[index].snapshot, targets[index].pending, copyError: error)
         }
     }
 

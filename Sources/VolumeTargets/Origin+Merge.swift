@@ -84,9 +84,8 @@ extension Origin {
         let length = Int(min(UInt64(run.count * geometry.chunkBytes), size - offset))
         await preserve(offset: offset, length: length, skipping: snapshot)
         await waitForSnapshotReads(offset: offset, length: length)
-        let errors = try await copier.copy(from: snapshot.store.device, at: geometry.offset(of: run.new), length: length,
-                                           to: [CopyDestination(device: device, offset: offset)])
-        if let error = errors[0] { throw error }
+        try await copier.copy(from: snapshot.store.device, at: geometry.offset(of: run.new), length: length,
+                              to: CopyDestination(device: device, offset: offset))
         try await device.flush()
         try await snapshot.store.commitMerge(count: run.count)
         state.withLock { state in

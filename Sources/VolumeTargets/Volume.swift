@@ -1,0 +1,32 @@
+import BlockDevices
+
+/// Anything exported as a block volume: an origin or a snapshot (later a remap volume).
+///
+/// Invariant: `read` and `write` either transfer the whole range or throw; accesses past
+/// `size` throw `VolumeError.outOfRange`.
+public protocol Volume: AnyObject, Sendable {
+    var name: String { get }
+    var size: UInt64 { get }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
+    /// Makes every completed write durable.
+    func flush() async throws
+}
+
+extension Origin: Volume {}
+extension Snapshot: Volume {}
+
+extension Volume {
+    /// Reads `count` bytes into a new array (for commands and tests, not hot paths).
+    public func readBytes(at offset: UInt64, count: Int) async throws -> [UInt8] {
+        let buffer = AlignedBuffer(count: count)
+        try await read(into: buffer.mutableBytes, at: offset)
+        return buffer.array
+    }
+
+    /// Writes `bytes` (for commands and tests, not hot paths).
+    public func writeBytes(_ bytes: [UInt8], at offset: UInt64) async throws {
+        let buffer = AlignedBuffer(copying: bytes)
+        try await write(buffer.bytes, at: offset)
+    }
+}

@@ -1,0 +1,102 @@
+import BlockDevices
+import ExceptionMachinery
+import Testing
+import TestSupport
+import VolumeTargets
+
+@Suite struct OriginSnapshotTests {
+    @Test(arguments: [4096, 16384, 65536])
+    func snapshotKeepsTheOldContentsAndOriginTheNew(_ chunkBytes: Int) async throws {
+        let device = patternedDevice(size: 1 << 20)
+        let before = device.contents
+        let origin = Origin(name: "origin", device: device)
+        let snapshot = try await origin.snapshot("snap", chunkBytes: chunkBytes)
+        try await origin.writeBytes(pattern(0xEE, 10_000), at: 70_000)
+        #expect(try await snapshot.image() == before)
+        var expected = before
+        expected.replaceSubrange(70_000..<80_000, with: pattern(0xEE, 10_000))
+        #expect(try await origin.readBytes(at: 0, count: 1 << 20) == expected)
+        let chunks = Int(((70_000 + 10_000 - 1) / chunkBytes) - (70_000 / chunkBytes) + 1)
+        #expect(snapshot.status.exceptions == chunks)
+        #expect(snapshot.status.pendingExceptions == 0)
+    }
+
+    @Test func snapshotWritesDoNotTouchTheOrigin() async throws {
+        let device = patternedDevice(size: 256 << 10)
+        let before = device.contents
+        let origin = Origin(name: "origin", device: device)
+        let snapshot = try await origin.snapshot("snap")
+        try await snapshot.writeBytes(pattern(1, 100), at: 5000)
+        try await snapshot.writeBytes(pattern(2, 8192), at: 8192)
+        #expect(device.contents == before)
+        var expected = before
+        expected.replaceSubrange(5000..<5100, with: pattern(1, 100))
+        expected.replaceSubrange(8192..<16384, with: pattern(2, 8192))
+        #expect(try await snapshot.image() == expected)
+    }
+
+    /// Beyond the kernel: one origin read feeds the copies into all snapshots that need the chunk.
+    @Test func oneOriginReadFeedsEightSnapshots() async throws {
+        let device = FaultInjectingDevice(wrapping: patternedDevice(size: 256 << 10))
+        let origin = Origin(name: "origin", device: device)
+        var snapshots: [Snapshot] = []
+        for i in 0..<8 { snapshots.append(try await origin.snapshot("s\(i)", chunkBytes: 16384)) }
+        let readsBefore = device.counters.reads
+        try await origin.writeBytes(pattern(9, 4096), at: 32768)
+        #expect(device.counters.reads - readsBefore == 1)
+        for snapshot in snapshots { #expect(snapshot.status.exceptions == 1) }
+    }
+
+    @Test func offsetsPastTheEndAreRefused() async throws {
+        let origin = Origin(name: "origin", device: patternedDevice(size: 65536))
+        let snapshot = try await origin.snapshot("snap")
+        await #expect(throws: VolumeError.outOfRange(volume: "origin", offset: 65000, length: 1000, size: 65536)) {
+            try await origin.writeBytes(pattern(1, 1000), at: 65000)
+        }
+        await #expect(throws: VolumeError.outOfRange(volume: "snap", offset: 65536, length: 1, size: 65536)) {
+            _ = try await snapshot.readBytes(at: 65536, count: 1)
+        }
+    }
+
+    @Test func snapshotsOfDifferentChunkSizesEachStayCorrect() async throws {
+        let device = patternedDevice(size: 512 << 10)
+        let before = device.contents
+        let origin = Origin(name: "origin", device: device)
+        let small = try await origin.snapshot("small", chunkBytes: 4096)
+        try await origin.writeBytes(pattern(3, 3000), at: 1000)
+        let afterFirst = device.contents
+        let large = try await origin.snapshot("large", chunkBytes: 65536)
+        try await origin.writeBytes(pattern(4, 70_000), at: 60_000)
+        #expect(try await small.image() == before)
+        #expect(try await large.image() == afterFirst)
+    }
+
+    @Test func reattachingFromDiskKeepsTheSnapshot() async throws {
+        let device = patternedDevice(size: 256 << 10)
+        let before = device.contents
+        let cow = MemoryBlockDevice(name: "cow", size: 512 << 10)
+        var origin = Origin(name: "origin", device: device)
+        var snapshot = try await origin.snapshot("snap", cow: cow)
+        try await origin.writeBytes(pattern(7, 20_000), at: 3000)
+        try await snapshot.writeBytes(pattern(8, 10), at: 200_000)
+        let image = try await snapshot.image()
+        await origin.detach(snapshot)
+        #expect(snapshot.status.condition == .inactive)
+        origin = Origin(name: "origin", device: device)
+        snapshot = try await origin.attach(name: "snap", store: try await PersistentExceptionStore.open(cow))
+        #expect(try await snapshot.image() == image)
+        #expect(Array(image[3000..<23000]) == Array(before[3000..<23000]))
+    }
+
+    @Test func transientSnapshotWorksWithoutMetadata() async throws {
+        let device = patternedDevice(size: 128 << 10)
+        let before = device.contents
+        let origin = Origin(name: "origin", device: device)
+        let store = TransientExceptionStore(device: MemoryBlockDevice(size: 256 << 10), geometry: try ChunkGeometry(chunkBytes: 4096))
+        let snapshot = try await origin.attach(name: "t", store: store)
+        try await origin.writeBytes(pattern(5, 50_000), at: 0)
+        #expect(try await snapshot.image() == before)
+        #expect(snapshot.status.usage.metadataSectors == 0)
+        await #expect(throws: VolumeError.self) { try await origin.merge(snapshot) }
+    }
+}
