@@ -149,7 +149,6 @@ public final class PersistentExceptionStore: ExceptionStore {
                 let bytes = try await device.readBytes(at: layout.geometry.offset(of: layout.areaLocation(area)), count: layout.geometry.chunkBytes)
                 records = MetadataArea.decode(bytes).records
             } catch {
-                await invalidate()
                 throw StoreError.device(error)
             }
             let loaded = records
@@ -175,10 +174,11 @@ public final class PersistentExceptionStore: ExceptionStore {
             state.nextFree = layout.areaLocation(state.currentArea) + UInt64(state.area.count) + 1
             return (state.currentArea, MetadataArea.encode(state.area, chunkBytes: layout.geometry.chunkBytes))
         }
+        // A failure here is not fatal to the store: the data of the run is already in the
+        // origin, so re-running the merge copies it again and rewrites the area.
         do {
             try await writeArea(area, bytes)
         } catch {
-            await invalidate()
             throw StoreError.device(error)
         }
     }
