@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "TestSupport", resources: [.copy("Fixtures")]),
         .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
         .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),
-        .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "TestSupport"]),
+        .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "AsyncPrimitives", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

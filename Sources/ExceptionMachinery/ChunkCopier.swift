@@ -36,32 +36,34 @@ public final class ChunkCopier: Sendable {
     /// concurrently. As soon as one destination's write ends, `written(index, error)` is called
     /// for it (with the source's error for all of them if the read failed), so a slow destination
     /// never delays the others. Returns when every callback has returned.
+    ///
+    /// The slot and the buffer are given back as soon as the last write ends, before the
+    /// callbacks finish: a callback may wait for other copies (a store commits in allocation
+    /// order), and holding a slot meanwhile could leave no slot for the copy it waits for.
     public func copy(from source: any BlockDevice, at offset: UInt64, length: Int, to destinations: [CopyDestination],
                      written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
+        guard !destinations.isEmpty else { return }
         await slots.acquire()
-        defer { slots.release() }
-        let buffer = AlignedBuffer(count: length, alignment: max(source.alignment, 4096))
+        let buffer = CopyBuffer(AlignedBuffer(count: length, alignment: max(source.alignment, 4096)),
+                                writers: destinations.count, slots: slots)
         do {
-            try await source.read(into: buffer.mutableBytes, at: offset)
+            try await source.read(into: buffer.bytes.mutablePointer, at: offset)
         } catch {
+            buffer.abandon()
             let failure = CopySourceError(underlying: error)
             for index in destinations.indices { await written(index, failure) }
             return
         }
-        let bytes = SendableBytes(buffer.bytes)
         await withTaskGroup(of: Void.self) { group in
             for (index, destination) in destinations.enumerated() {
                 group.addTask {
-                    do {
-                        try await destination.device.write(bytes.pointer, at: destination.offset)
-                        await written(index, nil)
-                    } catch {
-                        await written(index, error)
-                    }
+                    var failure: (any Error)?
+                    do { try await destination.device.write(buffer.bytes.pointer, at: destination.offset) } catch { failure = error }
+                    buffer.writerDone()
+                    await written(index, failure)
                 }
             }
         }
-        withExtendedLifetime(buffer) {}
     }
 
     /// Copies to a single destination and throws its error (the merge's copy back).
@@ -74,10 +76,44 @@ public final class ChunkCopier: Sendable {
     }
 }
 
-/// A read-only view of bytes shared by child tasks that all finish before the owner frees it.
-// @unchecked Sendable: the bytes are only read, and `ChunkCopier.write` awaits every child task
-// before the owning buffer is released, so no access outlives or races with the owner.
-struct SendableBytes: @unchecked Sendable {
-    let pointer: UnsafeRawBufferPointer
-    init(_ pointer: UnsafeRawBufferPointer) { self.pointer = pointer }
+/// The buffer of one copy, shared by the destination writers. The last writer to finish frees
+/// it and gives the copier's slot back.
+// @unchecked Sendable: `bytes` is written once (the source read) before any writer task exists,
+// then only read; the storage is released under the lock after the last writer is done, and no
+// writer touches `bytes` after calling `writerDone`.
+final class CopyBuffer: @unchecked Sendable {
+    private let writers: Mutex<Int>
+    private let slots: AsyncSemaphore
+    private var storage: AlignedBuffer?
+    let bytes: BufferPointers
+
+    init(_ storage: AlignedBuffer, writers: Int, slots: AsyncSemaphore) {
+        self.bytes = BufferPointers(mutablePointer: storage.mutableBytes)
+        self.storage = storage
+        self.writers = Mutex(writers)
+        self.slots = slots
+    }
+
+    func writerDone() {
+        let last = writers.withLock { count -> Bool in
+            count -= 1
+            return count == 0
+        }
+        if last { release() }
+    }
+
+    /// The read failed: nothing will be written.
+    func abandon() { release() }
+
+    /// Called exactly once, by the last writer or on abandon.
+    private func release() {
+        storage = nil
+        slots.release()
+    }
+}
+
+/// Raw views of a copy buffer's bytes.
+struct BufferPointers {
+    let mutablePointer: UnsafeMutableRawBufferPointer
+    var pointer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(mutablePointer) }
 }

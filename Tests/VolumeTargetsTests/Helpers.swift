@@ -1,3 +1,4 @@
+import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 import Testing
@@ -36,13 +37,28 @@ func eventually(_ what: String, _ condition: () -> Bool) async {
     Issue.record("timed out waiting for: \(what)")
 }
 
-/// Runs `body` and fails the test instead of hanging if it takes longer than `seconds`.
+/// Runs `body` and fails the test instead of hanging if it takes longer than `seconds`. On a
+/// deadline the body is cancelled and abandoned (a deadlocked body would never return).
 func withDeadline(_ seconds: Int, _ what: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
-    try await withThrowingTaskGroup(of: Bool.self) { group in
-        group.addTask { try await body(); return true }
-        group.addTask { try await Task.sleep(for: .seconds(seconds)); return false }
-        let finished = try await group.next()!
-        group.cancelAll()
-        if !finished { Issue.record("deadline of \(seconds) s passed: \(what) (deadlock?)") }
+    let outcome = OneShotEvent<Result<Bool, any Error>>()
+    let work = Task {
+        do {
+            try await body()
+            outcome.signal(.success(true))
+        } catch {
+            outcome.signal(.failure(error))
+        }
     }
+    let timer = Task {
+        try? await Task.sleep(for: .seconds(seconds))
+        outcome.signal(.success(false))
+    }
+    let result = await outcome.wait()
+    timer.cancel()
+    if case .success(false) = result {
+        work.cancel()
+        Issue.record("deadline of \(seconds) s passed: \(what) (deadlock?)")
+        return
+    }
+    try result.get()
 }

@@ -22,8 +22,9 @@ import VolumeTargets
         let taken = TakenSnapshots()
         let originLock = AsyncLock()
         let writes = WriteCounter()
+        let threshold: @Sendable (Int) -> Int = { $0 * 1600 / (snapshotCount + 1) }
 
-        try await withDeadline(120, "stress with \(snapshotCount) snapshots, seed \(seed)") {
+        try await withDeadline(30, "stress with \(snapshotCount) snapshots, seed \(seed)") {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in 0..<4 {
                     group.addTask {
@@ -32,6 +33,11 @@ import VolumeTargets
                             let offset = UInt64.random(in: 0..<UInt64(size - 3 * chunkBytes), using: &generator)
                             let length = Int.random(in: 1...(2 * chunkBytes), using: &generator)
                             let value = UInt8.random(in: 0...255, using: &generator)
+                            // Do not run far ahead of the snapshot creations (the scheduler may
+                            // otherwise finish every write before the creator task starts).
+                            while taken.all.count < snapshotCount && writes.value >= threshold(taken.all.count) + 40 {
+                                try await Task.sleep(for: .microseconds(100))
+                            }
                             try await originLock.shared { try await origin.writeBytes(pattern(value, length), at: offset) }
                             writes.increment()
                         }
@@ -40,7 +46,7 @@ import VolumeTargets
                 group.addTask {
                     for i in 0..<snapshotCount {
                         // Spread the creations over the writers' run.
-                        while writes.value < i * 1600 / (snapshotCount + 1) { await Task.yield() }
+                        while writes.value < threshold(i) { try await Task.sleep(for: .microseconds(100)) }
                         let chunk = [4096, 16384, 65536][i % 3]
                         // Quiesce writers so the reference image is exact at the moment of creation.
                         try await originLock.exclusive {
@@ -56,7 +62,7 @@ import VolumeTargets
                         for _ in 0..<150 {
                             let snapshots = taken.all
                             guard let (snapshot, image) = snapshots.randomElement(using: &generator) else {
-                                await Task.yield()
+                                try await Task.sleep(for: .microseconds(100))
                                 continue
                             }
                             let offset = Int.random(in: 0..<(size - chunkBytes), using: &generator)
