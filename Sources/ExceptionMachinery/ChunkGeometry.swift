@@ -107,3 +107,35 @@ public enum ByteCount {
         return "\(tenths / 10).\(tenths % 10) \(units[unit])"
     }
 }
+
+/// What to do after handling a piece in `ChunkGeometry.forEachPiece`.
+public enum PieceOutcome: Sendable {
+    case done
+    /// Handle the same piece again (after waiting for something that changed its route).
+    case retry
+}
+
+extension ChunkGeometry {
+    /// Runs `body` for each chunk piece of `length` bytes at `offset`, again while it says `.retry`.
+    public func forEachPiece(offset: UInt64, length: Int, _ body: (ChunkPiece) async throws -> PieceOutcome) async rethrows {
+        for piece in pieces(offset: offset, length: length) {
+            while try await body(piece) == .retry {}
+        }
+    }
+}
+
+extension ChunkPiece {
+    /// The part of the caller's buffer this piece covers.
+    public func bytes(of buffer: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: buffer[bufferOffset..<bufferOffset + length])
+    }
+
+    public func bytes(of buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: buffer[bufferOffset..<bufferOffset + length])
+    }
+
+    /// The device offset of this piece when its chunk is stored at chunk `location`.
+    public func offset(at location: ChunkIndex, in geometry: ChunkGeometry) -> UInt64 {
+        geometry.offset(of: location) + UInt64(offsetInChunk)
+    }
+}

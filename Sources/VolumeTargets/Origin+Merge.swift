@@ -110,43 +110,38 @@ extension Origin {
     func readMergeView(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         guard let merging = mergingSnapshot else { return try await device.read(into: buffer, at: offset) }
         let geometry = merging.store.geometry
-        for piece in geometry.pieces(offset: offset, length: buffer.count) {
-            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[piece.bufferOffset..<piece.bufferOffset + piece.length])
-            while true {
-                switch routeMergeView(chunk: piece.chunk, geometry: geometry) {
-                case .wait(let done):
-                    await done.wait()
-                    continue
-                case .store(let new):
-                    try await merging.store.device.read(into: target, at: geometry.offset(of: new) + UInt64(piece.offsetInChunk))
-                case .origin:
-                    try await device.read(into: target, at: geometry.offset(of: piece.chunk) + UInt64(piece.offsetInChunk))
-                }
-                break
+        try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
+            switch routeMergeView(chunk: piece.chunk, geometry: geometry) {
+            case .wait(let done):
+                await done.wait()
+                return .retry
+            case .store(let new):
+                try await merging.store.device.read(into: piece.bytes(of: buffer), at: piece.offset(at: new, in: geometry))
+            case .origin:
+                try await device.read(into: piece.bytes(of: buffer), at: piece.offset(at: piece.chunk, in: geometry))
             }
+            return .done
         }
     }
 
     func writeMergeView(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         guard let merging = mergingSnapshot else { return try await writeThrough(buffer, at: offset) }
         let geometry = merging.store.geometry
-        for piece in geometry.pieces(offset: offset, length: buffer.count) {
-            let source = UnsafeRawBufferPointer(rebasing: buffer[piece.bufferOffset..<piece.bufferOffset + piece.length])
-            while true {
-                switch routeMergeView(chunk: piece.chunk, geometry: geometry) {
-                case .wait(let done):
-                    await done.wait()
-                    continue
-                case .store(let new):
-                    try await merging.store.device.write(source, at: geometry.offset(of: new) + UInt64(piece.offsetInChunk))
-                case .origin:
-                    let at = geometry.offset(of: piece.chunk) + UInt64(piece.offsetInChunk)
-                    await preserve(offset: at, length: piece.length, skipping: merging)
-                    await waitForSnapshotReads(offset: at, length: piece.length)
-                    try await device.write(source, at: at)
-                }
-                break
+        try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
+            let route = routeMergeView(chunk: piece.chunk, geometry: geometry)
+            if case .wait(let done) = route {
+                await done.wait()
+                return .retry
             }
+            if case .store(let new) = route {
+                try await merging.store.device.write(piece.bytes(of: buffer), at: piece.offset(at: new, in: geometry))
+            } else {
+                let at = piece.offset(at: piece.chunk, in: geometry)
+                await preserve(offset: at, length: piece.length, skipping: merging)
+                await waitForSnapshotReads(offset: at, length: piece.length)
+                try await device.write(piece.bytes(of: buffer), at: at)
+            }
+            return .done
         }
     }
 }

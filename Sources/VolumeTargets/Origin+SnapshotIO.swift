@@ -21,23 +21,20 @@ extension Origin {
         await enterGate()
         defer { leaveGate() }
         let geometry = snapshot.store.geometry
-        for piece in geometry.pieces(offset: offset, length: buffer.count) {
-            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[piece.bufferOffset..<piece.bufferOffset + piece.length])
-            while true {
-                switch try routeRead(snapshot, chunk: piece.chunk) {
-                case .wait(let pending):
-                    _ = await pending.wait()
-                    continue
-                case .store(let new):
-                    try await snapshot.store.device.read(into: target, at: geometry.offset(of: new) + UInt64(piece.offsetInChunk))
-                case .origin(let key):
-                    defer { untrackRead(key) }
-                    try await device.read(into: target, at: geometry.offset(of: piece.chunk) + UInt64(piece.offsetInChunk))
-                case .create:
-                    preconditionFailure("reads never create exceptions")
-                }
-                break
+        try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
+            switch try routeRead(snapshot, chunk: piece.chunk) {
+            case .wait(let pending):
+                _ = await pending.wait()
+                return .retry
+            case .store(let new):
+                try await snapshot.store.device.read(into: piece.bytes(of: buffer), at: piece.offset(at: new, in: geometry))
+            case .origin(let key):
+                defer { untrackRead(key) }
+                try await device.read(into: piece.bytes(of: buffer), at: piece.offset(at: piece.chunk, in: geometry))
+            case .create:
+                preconditionFailure("reads never create exceptions")
             }
+            return .done
         }
     }
 
@@ -48,25 +45,23 @@ extension Origin {
         await enterGate()
         defer { leaveGate() }
         let geometry = snapshot.store.geometry
-        for piece in geometry.pieces(offset: offset, length: buffer.count) {
-            let source = UnsafeRawBufferPointer(rebasing: buffer[piece.bufferOffset..<piece.bufferOffset + piece.length])
-            while true {
-                switch try routeWrite(snapshot, chunk: piece.chunk) {
-                case .wait(let pending):
-                    _ = await pending.wait()
-                    continue
-                case .store(let new):
-                    try await snapshot.store.device.write(source, at: geometry.offset(of: new) + UInt64(piece.offsetInChunk))
-                case .create(let pending) where piece.coversWholeChunk(of: geometry):
-                    try await fillNewChunk(snapshot, pending, with: source)
-                case .create(let pending):
-                    await runCopy(CopyJob(geometry: geometry, chunk: piece.chunk, targets: [(snapshot, pending)]))
-                    continue
-                case .origin:
-                    preconditionFailure("writes never go to the origin")
-                }
-                break
+        try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
+            let source = piece.bytes(of: buffer)
+            switch try routeWrite(snapshot, chunk: piece.chunk) {
+            case .wait(let pending):
+                _ = await pending.wait()
+                return .retry
+            case .store(let new):
+                try await snapshot.store.device.write(source, at: piece.offset(at: new, in: geometry))
+            case .create(let pending) where piece.coversWholeChunk(of: geometry):
+                try await fillNewChunk(snapshot, pending, with: source)
+            case .create(let pending):
+                await runCopy(CopyJob(geometry: geometry, chunk: piece.chunk, targets: [(snapshot, pending)]))
+                return .retry
+            case .origin:
+                preconditionFailure("writes never go to the origin")
             }
+            return .done
         }
     }
 
