@@ -29,10 +29,15 @@ public final class AlignedBuffer {
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     /// The bytes as an array (copies).
-    public var array: [UInt8] { Array(bytes) }
+    public var array: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { target, initialized in
+            if let address = target.baseAddress { address.initialize(from: base.assumingMemoryBound(to: UInt8.self), count: count) }
+            initialized = count
+        }
+    }
 
     public func copy(into array: inout [UInt8]) {
-        array.withUnsafeMutableBytes { $0.copyMemory(from: bytes) }
+        array.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]).copyMemory(from: bytes) }
     }
 
     /// Sets every byte to `value`.

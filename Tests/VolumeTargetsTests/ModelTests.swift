@@ -69,8 +69,7 @@ struct ModelWorld {
     }
 
     mutating func randomBytes(_ count: Int) -> [UInt8] {
-        let seed = UInt8.random(in: 0...255, using: &generator)
-        return (0..<count).map { seed &+ UInt8(truncatingIfNeeded: $0 / 97) }
+        patternBytes(seed: UInt8.random(in: 0...255, using: &generator), count: count)
     }
 
     mutating func randomStep() async throws -> String {
@@ -108,7 +107,7 @@ struct ModelWorld {
         let member = members[Int.random(in: 0..<members.count, using: &generator)]
         let (offset, length) = randomRange()
         let bytes = try await member.snapshot.readBytes(at: offset, count: length)
-        if bytes != Array(member.image[Int(offset)..<Int(offset) + length]) {
+        if !sameBytes(bytes, Array(member.image[Int(offset)..<Int(offset) + length])) {
             Issue.record("\(member.name) read \(length)@\(offset) differs from the model; seed \(generator.seed)")
         }
         return "\(member.name) read \(length)@\(offset)"
@@ -153,8 +152,8 @@ struct ModelWorld {
 
     /// Compares the origin and every snapshot, whole, with the model.
     func firstMismatch() async throws -> String? {
-        if try await origin.readBytes(at: 0, count: size) != originImage { return "origin differs" }
-        for member in members where try await member.snapshot.image() != member.image {
+        if !sameBytes(try await origin.readBytes(at: 0, count: size), originImage) { return "origin differs" }
+        for member in members where !sameBytes(try await member.snapshot.image(), member.image) {
             return "\(member.name) differs"
         }
         return nil
