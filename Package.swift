@@ -7,15 +7,19 @@ import PackageDescription
 //   BlockDevices       devices: files, raw block devices, memory, fault injection
 //   ExceptionMachinery chunk maths, exception tables, pending exceptions, copier, stores
 //   VolumeTargets      policies: origin, snapshot, merge
+//   Controller         pool registry and lock, activation, commands, status model
+//   snapvol            the command line (front end)
 let package = Package(
     name: "snapvol",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "snapvol", targets: ["snapvol"]),
         .library(name: "VolumeTargets", targets: ["VolumeTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .target(name: "CSnapvolSys"),
@@ -40,10 +44,21 @@ let package = Package(
             ]
         ),
         .target(name: "VolumeTargets", dependencies: ["ExceptionMachinery", "BlockDevices", "AsyncPrimitives"]),
+        .target(
+            name: "Controller",
+            dependencies: ["VolumeTargets", "ExceptionMachinery", "BlockDevices", "AsyncPrimitives",
+                           .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .executableTarget(
+            name: "snapvol",
+            dependencies: ["Controller", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
         .target(name: "TestSupport", resources: [.copy("Fixtures")]),
         .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
         .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Controller", "snapvol"]),
         .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "AsyncPrimitives", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

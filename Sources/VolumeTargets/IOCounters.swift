@@ -31,4 +31,13 @@ public struct IOFigures: Sendable, Equatable, Codable {
     public var readBytes: UInt64 = 0
     public var writeOps: UInt64 = 0
     public var writeBytes: UInt64 = 0
+
+    public init() {}
+
+    public init(readOps: UInt64, readBytes: UInt64, writeOps: UInt64, writeBytes: UInt64) {
+        self.readOps = readOps
+        self.readBytes = readBytes
+        self.writeOps = writeOps
+        self.writeBytes = writeBytes
+    }
 }

@@ -53,8 +53,11 @@ extension Origin {
         onEvent(.mergeFinished(snapshot: snapshot.name))
     }
 
-    /// Switches the origin to the merge view; returns the number of exceptions to merge.
-    private func beginMerge(_ snapshot: Snapshot) async throws -> Int {
+    /// Switches the origin to the merge view without copying anything yet: used when a snapshot
+    /// that was merging is re-attached after a restart, so the origin never shows the unmerged
+    /// content. Running `merge` later finishes the job. Returns the exceptions left to merge.
+    @discardableResult
+    public func beginMerge(_ snapshot: Snapshot) async throws -> Int {
         try await withGateClosed {
             try state.withLock { state in
                 let id = ObjectIdentifier(snapshot)

@@ -85,6 +85,14 @@ public final class Origin: Sendable {
         }
     }
 
+    /// After its COW store grew, lets an overflowed snapshot accept writes again.
+    public func clearOverflow(_ snapshot: Snapshot) {
+        state.withLock { state in
+            let id = ObjectIdentifier(snapshot)
+            if state.tables[id]?.condition == .overflow { state.tables[id]?.condition = .active }
+        }
+    }
+
     // MARK: origin I/O
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {

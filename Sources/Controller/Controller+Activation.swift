@@ -1,0 +1,61 @@
+import BlockDevices
+import ExceptionMachinery
+import Foundation
+import VolumeTargets
+
+extension Controller {
+    /// Opens an origin's device and attaches each of its snapshots (metadata first: resume).
+    /// A volume that cannot be activated is recorded with the reason instead of failing the pool.
+    func activate(_ record: OriginRecord) async {
+        let device: FileBlockDevice
+        do {
+            device = try FileBlockDevice.open(path: record.path)
+        } catch {
+            state.withLock { $0.live[record.name] = LiveOrigin(problem: "\(error)") }
+            return
+        }
+        let origin = Origin(name: record.name, device: device, onEvent: { [events] in events.record(Self.describe($0)) })
+        state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
+        for snapshot in record.snapshots { await activate(snapshot, of: origin) }
+    }
+
+    func activate(_ record: SnapshotRecord, of origin: Origin) async {
+        do {
+            let snapshot = try await attach(record, to: origin)
+            if record.merging { try await origin.beginMerge(snapshot) }
+            state.withLock { $0.live[origin.name]?.snapshots[record.name] = snapshot }
+        } catch let lost as LostTransient {
+            state.withLock { $0.live[origin.name]?.snapshotProblems[record.name] = ("invalid", lost.reason) }
+        } catch {
+            state.withLock { $0.live[origin.name]?.snapshotProblems[record.name] = ("inactive", "\(error)") }
+        }
+    }
+
+    private func attach(_ record: SnapshotRecord, to origin: Origin) async throws -> Snapshot {
+        guard record.persistent else {
+            guard record.transientOwner == getpid() else {
+                throw LostTransient(reason: "transient snapshot lost when its owning process \(record.transientOwner.map(String.init) ?? "?") exited")
+            }
+            throw ControllerError.refused("transient snapshot cannot be re-attached")
+        }
+        let device = try FileBlockDevice.open(path: record.cowPath)
+        let geometry = try ChunkGeometry(chunkBytes: record.chunkSize)
+        let store = try await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize,
+                                                            originChunks: geometry.chunksCovering(origin.size))
+        return try await origin.attach(name: record.name, store: store)
+    }
+
+    static func describe(_ event: VolumeEvent) -> String {
+        switch event {
+        case let .snapshotInvalidated(snapshot, reason): return "\(snapshot): INVALIDATED (\(reason))"
+        case let .snapshotOverflowed(snapshot): return "\(snapshot): overflow: COW full, snapshot writes now fail"
+        case let .mergeProgress(snapshot, remaining, total): return "\(snapshot): merge \(total - remaining)/\(total)"
+        case let .mergeFinished(snapshot): return "\(snapshot): merge finished"
+        case let .mergeFailed(snapshot, reason): return "\(snapshot): merge failed (\(reason))"
+        }
+    }
+}
+
+struct LostTransient: Error {
+    let reason: String
+}

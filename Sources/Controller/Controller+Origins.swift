@@ -1,0 +1,65 @@
+import BlockDevices
+import Foundation
+import VolumeTargets
+
+extension Controller {
+    /// Registers an origin: an existing regular file or block device, or a new sparse file of `size`.
+    public func addOrigin(name: String, path: String, size: UInt64?) async throws {
+        try await command {
+            var registry = self.registry
+            try checkNewName(name, in: registry)
+            if let user = registry.user(of: path) { throw ControllerError.pathInUse(path: path, by: user) }
+            let exists = FileManager.default.fileExists(atPath: path)
+            if let size {
+                if exists { throw ControllerError.pathExists(path) }
+                guard size > 0, size % 512 == 0 else { throw ControllerError.refused("origin size \(size) must be a positive multiple of 512 bytes") }
+                _ = try FileBlockDevice.create(path: path, size: size)
+            } else {
+                guard exists else { throw ControllerError.pathMissing(path) }
+                let device = try FileBlockDevice.open(path: path, readOnly: true)
+                guard device.size > 0, device.size % 512 == 0 else {
+                    throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
+                }
+            }
+            let record = OriginRecord(name: name, path: path, createdFile: size != nil)
+            registry.origins.append(record)
+            do {
+                try save(registry)
+            } catch {
+                if size != nil { try? FileManager.default.removeItem(atPath: path) }
+                throw error
+            }
+            await activate(record)
+        }
+    }
+
+    /// Unregisters an origin with no snapshots. Its device or file is left as it is.
+    public func removeOrigin(name: String) async throws {
+        try await command {
+            var registry = self.registry
+            guard let index = registry.origins.firstIndex(where: { $0.name == name }) else {
+                throw registry.snapshot(named: name) != nil
+                    ? ControllerError.refused("'\(name)' is a snapshot: use 'snapshot delete'")
+                    : ControllerError.unknownOrigin(name)
+            }
+            let snapshots = registry.origins[index].snapshots.map(\.name)
+            guard snapshots.isEmpty else { throw ControllerError.originHasSnapshots(origin: name, snapshots: snapshots) }
+            registry.origins.remove(at: index)
+            try save(registry)
+            state.withLock { _ = $0.live.removeValue(forKey: name) }
+        }
+    }
+
+    func checkNewName(_ name: String, in registry: Registry) throws {
+        guard Registry.isValidName(name) else { throw ControllerError.badName(name) }
+        if registry.allNames.contains(name) { throw ControllerError.duplicateName(name) }
+    }
+
+    func liveOrigin(_ name: String) throws -> Origin {
+        try state.withLock { state in
+            guard let live = state.live[name] else { throw ControllerError.unknownOrigin(name) }
+            guard let origin = live.origin else { throw ControllerError.inactiveVolume(name: name, reason: live.problem ?? "unknown") }
+            return origin
+        }
+    }
+}

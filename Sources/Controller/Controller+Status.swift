@@ -1,0 +1,31 @@
+import ExceptionMachinery
+import VolumeTargets
+
+extension Controller {
+    /// The status of every origin and snapshot (or of the one named, with its origin).
+    public func status(only name: String? = nil) throws -> PoolStatus {
+        let (registry, live) = state.withLock { ($0.registry, $0.live) }
+        if let name, !registry.allNames.contains(name) { throw ControllerError.unknownVolume(name) }
+        var origins: [OriginStatus] = []
+        for record in registry.origins {
+            let entry = live[record.name]
+            let size = entry?.origin?.size ?? 0
+            let io = entry?.origin?.counters.snapshot ?? IOFigures()
+            var snapshots: [SnapshotReport] = []
+            for snapshotRecord in record.snapshots where name == nil || name == record.name || name == snapshotRecord.name {
+                if let snapshot = entry?.snapshots[snapshotRecord.name] {
+                    snapshots.append(SnapshotReport(record: snapshotRecord, origin: record.name, status: snapshot.status))
+                } else {
+                    let problem = entry?.snapshotProblems[snapshotRecord.name] ?? ("inactive", entry?.problem ?? "origin inactive")
+                    snapshots.append(SnapshotReport(record: snapshotRecord, origin: record.name, state: problem.state,
+                                                    reason: problem.reason, originSize: size))
+                }
+            }
+            if let name, name != record.name, snapshots.isEmpty { continue }
+            origins.append(OriginStatus(name: record.name, path: record.path, size: size,
+                                        state: entry?.origin == nil ? "inactive" : "active", reason: entry?.problem,
+                                        readBytes: io.readBytes, writeBytes: io.writeBytes, snapshots: snapshots))
+        }
+        return PoolStatus(pool: location.directory, origins: origins)
+    }
+}

@@ -1,0 +1,133 @@
+import AsyncPrimitives
+import BlockDevices
+import ExceptionMachinery
+import Foundation
+import Synchronization
+import VolumeTargets
+
+/// The one API the CLI, the NBD server and the TUI drive: owns a pool (its lock), activates
+/// its volumes (metadata loaded first, then snapshots joined: resume), runs commands, and
+/// publishes the status model.
+///
+/// Invariants: the registry on disk always describes what exists (it is rewritten atomically
+/// after each change that creates something and before each change that destroys something);
+/// commands run one at a time; a refused command changes nothing on disk.
+public final class Controller: Sendable {
+    public let location: PoolLocation
+    private let lock: PoolLock
+    let state: Mutex<ControllerState>
+    let commandSlot = AsyncSemaphore(limit: 1)
+    public let events = EventJournal()
+
+    private init(location: PoolLocation, lock: PoolLock, registry: Registry) {
+        self.location = location
+        self.lock = lock
+        state = Mutex(ControllerState(registry: registry))
+    }
+
+    /// Creates an empty pool directory (mode 0700) with an empty registry; refuses an existing one.
+    public static func initPool(_ location: PoolLocation) throws {
+        if location.exists { throw ControllerError.poolExists(location.directory) }
+        do {
+            try FileManager.default.createDirectory(atPath: location.directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ControllerError.refused("cannot create pool directory \(location.directory): \(error.localizedDescription)")
+        }
+        let lock = try PoolLock.acquire(location, purpose: "snapvol pool init")
+        if location.exists { throw ControllerError.poolExists(location.directory) }
+        try RegistryFile.save(Registry(), to: location)
+        withExtendedLifetime(lock) {}
+    }
+
+    /// Takes the pool's lock, loads its registry and activates every volume.
+    public static func open(_ location: PoolLocation, purpose: String) async throws -> Controller {
+        guard location.exists else { throw ControllerError.noPool(location.directory) }
+        let lock = try PoolLock.acquire(location, purpose: purpose)
+        let registry = try RegistryFile.load(location)
+        let controller = Controller(location: location, lock: lock, registry: registry)
+        for origin in registry.origins { await controller.activate(origin) }
+        return controller
+    }
+
+    /// Flushes every active volume. The lock is released when the controller goes away.
+    public func close() async {
+        let (origins, snapshots) = state.withLock { state in
+            (state.live.values.compactMap(\.origin), state.live.values.flatMap { $0.snapshots.values })
+        }
+        for snapshot in snapshots { try? await snapshot.flush() }
+        for origin in origins { try? await origin.flush() }
+    }
+
+    public var registry: Registry { state.withLock { $0.registry } }
+
+    /// Runs one command at a time.
+    func command<T>(_ body: () async throws -> T) async throws -> T {
+        await commandSlot.acquire()
+        defer { commandSlot.release() }
+        return try await body()
+    }
+
+    func save(_ registry: Registry) throws {
+        try RegistryFile.save(registry, to: location)
+        state.withLock { $0.registry = registry }
+    }
+
+    // MARK: volumes
+
+    /// The active volume called `name` (origin or snapshot).
+    public func volume(named name: String) throws -> any Volume {
+        try state.withLock { state in
+            for (originName, live) in state.live {
+                if originName == name {
+                    guard let origin = live.origin else { throw ControllerError.inactiveVolume(name: name, reason: live.problem ?? "unknown") }
+                    return origin
+                }
+                if let snapshot = live.snapshots[name] { return snapshot }
+                if let problem = live.snapshotProblems[name] { throw ControllerError.inactiveVolume(name: name, reason: problem.reason) }
+            }
+            throw ControllerError.unknownVolume(name)
+        }
+    }
+
+    /// Every exportable volume name, origins first, in registry order.
+    public var volumeNames: [String] { registry.allNames }
+}
+
+/// What the controller has activated, next to the registry that describes it.
+struct ControllerState {
+    var registry: Registry
+    var live: [String: LiveOrigin] = [:]
+}
+
+/// An origin as activated in this process.
+struct LiveOrigin {
+    var origin: Origin?
+    /// Why the origin could not be activated.
+    var problem: String?
+    var snapshots: [String: Snapshot] = [:]
+    /// Snapshots that could not be activated, and why (state `inactive` or `invalid`).
+    var snapshotProblems: [String: (state: String, reason: String)] = [:]
+}
+
+/// Recent events, newest last, for status displays (the TUI's event pane).
+public final class EventJournal: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public let time: Date
+        public let text: String
+    }
+
+    private let entries = Mutex<[Entry]>([])
+    public static let capacity = 200
+
+    public init() {}
+
+    public func record(_ text: String) {
+        entries.withLock { list in
+            list.append(Entry(time: Date(), text: text))
+            if list.count > Self.capacity { list.removeFirst(list.count - Self.capacity) }
+        }
+    }
+
+    public var recent: [Entry] { entries.withLock { $0 } }
+}

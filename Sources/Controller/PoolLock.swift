@@ -1,0 +1,53 @@
+import Foundation
+import SystemPackage
+
+/// Exclusive ownership of a pool: an `flock` on its lock file, held for the owner's lifetime.
+/// A refused process names the holder from `/proc/locks` (pid and command line), so the lock
+/// file is never written: a refused command leaves the pool byte-identical.
+///
+/// Invariant: at most one process holds the lock; it is released when the descriptor closes
+/// (explicitly or when the process dies).
+public final class PoolLock: Sendable {
+    private let descriptor: FileDescriptor
+
+    private init(descriptor: FileDescriptor) { self.descriptor = descriptor }
+
+    deinit { try? descriptor.close() }
+
+    /// Takes the lock or throws `ControllerError.locked` naming the holder.
+    public static func acquire(_ location: PoolLocation, purpose: String) throws -> PoolLock {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(location.lockPath), .readWrite, options: [.create, .closeOnExec],
+                                         permissions: [.ownerReadWrite])
+        } catch {
+            throw ControllerError.refused("cannot open \(location.lockPath): \(error)")
+        }
+        if flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            let holder = holderDescription(of: fd)
+            try? fd.close()
+            throw ControllerError.locked(pool: location.directory, holder: holder)
+        }
+        return PoolLock(descriptor: fd)
+    }
+
+    /// "process 1234 (snapvol serve)", from the FLOCK line of /proc/locks naming the file's inode.
+    static func holderDescription(of fd: FileDescriptor) -> String {
+        guard let info = try? fd.stat(), let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else {
+            return "another process"
+        }
+        let inode = "\(info.inode.rawValue)"
+        for line in locks.split(separator: "\n") where line.contains("FLOCK") {
+            let fields = line.split(separator: " ")
+            guard let id = fields.first(where: { $0.split(separator: ":").count == 3 }),
+                  id.split(separator: ":").last.map(String.init) == inode,
+                  let pidIndex = fields.firstIndex(where: { $0 == "WRITE" || $0 == "READ" }).map({ $0 + 1 }),
+                  pidIndex < fields.count else { continue }
+            let pid = String(fields[pidIndex])
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?
+                .split(separator: "\0").joined(separator: " ")
+            return "process \(pid)" + (command.map { " (\($0))" } ?? "")
+        }
+        return "another process"
+    }
+}

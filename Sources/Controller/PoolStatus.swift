@@ -1,0 +1,95 @@
+import ExceptionMachinery
+import VolumeTargets
+
+/// The status model every front end shows: `status --json` prints it as is.
+public struct PoolStatus: Codable, Sendable, Equatable {
+    public var pool: String
+    public var origins: [OriginStatus]
+
+    public func snapshot(named name: String) -> SnapshotReport? {
+        origins.lazy.flatMap(\.snapshots).first { $0.name == name }
+    }
+}
+
+/// One origin and its snapshots.
+public struct OriginStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var size: UInt64
+    /// `active`, or `inactive` when its device could not be opened (see `reason`).
+    public var state: String
+    public var reason: String?
+    public var readBytes: UInt64
+    public var writeBytes: UInt64
+    public var snapshots: [SnapshotReport]
+
+    enum CodingKeys: String, CodingKey {
+        case name, path, size, state, reason, snapshots
+        case readBytes = "read_bytes", writeBytes = "write_bytes"
+    }
+}
+
+/// One snapshot's figures. Sizes are bytes; `state` is one of `active`, `invalid`, `overflow`,
+/// `merging`, `merge-failed`, `inactive`.
+public struct SnapshotReport: Codable, Sendable, Equatable {
+    public var name: String
+    public var origin: String
+    public var cowPath: String
+    public var chunkSize: Int
+    public var persistent: Bool
+    public var exceptions: Int
+    public var cowUsedBytes: UInt64
+    public var cowTotalBytes: UInt64
+    public var fillPercent: Double
+    public var pendingCopies: Int
+    public var state: String
+    public var reason: String?
+    public var dmStatus: String
+    public var readBytes: UInt64
+    public var writeBytes: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case name, origin, persistent, exceptions, state, reason
+        case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
+        case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
+        case dmStatus = "dm_status", readBytes = "read_bytes", writeBytes = "write_bytes"
+    }
+
+    init(record: SnapshotRecord, origin: String, status: SnapshotStatus) {
+        name = record.name
+        self.origin = origin
+        cowPath = record.cowPath
+        chunkSize = status.chunkBytes
+        persistent = status.persistent
+        exceptions = status.exceptions
+        cowUsedBytes = status.usage.allocatedSectors * UInt64(sectorBytes)
+        cowTotalBytes = status.usage.totalSectors * UInt64(sectorBytes)
+        pendingCopies = status.pendingExceptions
+        state = status.condition.word
+        if case .invalid(let why) = status.condition { reason = why }
+        if case .mergeFailed(let why) = status.condition { reason = why }
+        fillPercent = state == "invalid" ? 100 : (status.usage.dataPercent * 100).rounded() / 100
+        dmStatus = status.dmStatusLine
+        readBytes = status.io.readBytes
+        writeBytes = status.io.writeBytes
+    }
+
+    /// A snapshot that could not be activated.
+    init(record: SnapshotRecord, origin: String, state: String, reason: String, originSize: UInt64) {
+        name = record.name
+        self.origin = origin
+        cowPath = record.cowPath
+        chunkSize = record.chunkSize
+        persistent = record.persistent
+        exceptions = 0
+        cowUsedBytes = 0
+        cowTotalBytes = 0
+        fillPercent = state == "invalid" ? 100 : 0
+        pendingCopies = 0
+        self.state = state
+        self.reason = reason
+        dmStatus = "0 \(originSize / UInt64(sectorBytes)) snapshot \(state == "invalid" ? "Invalid" : "Inactive")"
+        readBytes = 0
+        writeBytes = 0
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// What a pool holds, as written in its registry file (like an LVM volume group's metadata).
+///
+/// Invariants (checked by `validate`): names are valid and unique across origins and snapshots;
+/// no device path is used twice; every snapshot belongs to exactly one origin.
+public struct Registry: Codable, Equatable, Sendable {
+    public static let currentVersion = 1
+
+    public var version = Registry.currentVersion
+    public var origins: [OriginRecord] = []
+
+    public init() {}
+
+    public var allNames: [String] { origins.flatMap { [$0.name] + $0.snapshots.map(\.name) } }
+
+    public func origin(named name: String) -> OriginRecord? { origins.first { $0.name == name } }
+
+    /// The origin holding snapshot `name`, and the snapshot.
+    public func snapshot(named name: String) -> (origin: OriginRecord, snapshot: SnapshotRecord)? {
+        for origin in origins {
+            if let snapshot = origin.snapshots.first(where: { $0.name == name }) { return (origin, snapshot) }
+        }
+        return nil
+    }
+
+    /// Which volume uses `path` (as origin or COW), if any.
+    public func user(of path: String) -> String? {
+        for origin in origins {
+            if origin.path == path { return origin.name }
+            if let snapshot = origin.snapshots.first(where: { $0.cowPath == path }) { return snapshot.name }
+        }
+        return nil
+    }
+
+    func validate() throws -> Registry {
+        guard version == Registry.currentVersion else { throw RegistryProblem("unsupported registry version \(version)") }
+        var names = Set<String>(), paths = Set<String>()
+        for origin in origins {
+            for name in [origin.name] + origin.snapshots.map(\.name) {
+                guard Registry.isValidName(name) else { throw RegistryProblem("invalid volume name '\(name)'") }
+                guard names.insert(name).inserted else { throw RegistryProblem("volume name '\(name)' appears twice") }
+            }
+            for path in [origin.path] + origin.snapshots.map(\.cowPath) {
+                guard path.hasPrefix("/") else { throw RegistryProblem("device path '\(path)' is not absolute") }
+                guard paths.insert(path).inserted else { throw RegistryProblem("device path '\(path)' appears twice") }
+            }
+            for snapshot in origin.snapshots where !ChunkSizes.isValid(snapshot.chunkSize) {
+                throw RegistryProblem("snapshot '\(snapshot.name)' has invalid chunk size \(snapshot.chunkSize)")
+            }
+        }
+        return self
+    }
+
+    public static func isValidName(_ name: String) -> Bool {
+        guard (1...64).contains(name.count), let first = name.first, first != "-", first != "." else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") }
+    }
+}
+
+/// An origin in the registry.
+public struct OriginRecord: Codable, Equatable, Sendable {
+    public var name: String
+    public var path: String
+    /// Whether snapvol created the file (then `origin remove` leaves it; users own their data).
+    public var createdFile = false
+    public var snapshots: [SnapshotRecord] = []
+
+    enum CodingKeys: String, CodingKey {
+        case name, path, snapshots
+        case createdFile = "created_file"
+    }
+
+    public init(name: String, path: String, createdFile: Bool = false, snapshots: [SnapshotRecord] = []) {
+        self.name = name
+        self.path = path
+        self.createdFile = createdFile
+        self.snapshots = snapshots
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        name = try values.decode(String.self, forKey: .name)
+        path = try values.decode(String.self, forKey: .path)
+        createdFile = try values.decodeIfPresent(Bool.self, forKey: .createdFile) ?? false
+        snapshots = try values.decodeIfPresent([SnapshotRecord].self, forKey: .snapshots) ?? []
+    }
+}
+
+/// A snapshot in the registry.
+public struct SnapshotRecord: Codable, Equatable, Sendable {
+    public var name: String
+    public var cowPath: String
+    public var chunkSize: Int
+    public var persistent = true
+    /// Whether snapvol created the COW file (then deleting the snapshot deletes the file).
+    public var ownsCow = false
+    /// Set before a merge starts and cleared when it ends: a merge interrupted by a crash resumes.
+    public var merging = false
+    /// For a transient snapshot: the process that holds its exceptions in memory.
+    public var transientOwner: Int32?
+    public var created: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case name, persistent, merging, created
+        case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
+    }
+
+    public init(name: String, cowPath: String, chunkSize: Int, persistent: Bool = true, ownsCow: Bool = false) {
+        self.name = name
+        self.cowPath = cowPath
+        self.chunkSize = chunkSize
+        self.persistent = persistent
+        self.ownsCow = ownsCow
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        name = try values.decode(String.self, forKey: .name)
+        cowPath = try values.decode(String.self, forKey: .cowPath)
+        chunkSize = try values.decode(Int.self, forKey: .chunkSize)
+        persistent = try values.decodeIfPresent(Bool.self, forKey: .persistent) ?? true
+        ownsCow = try values.decodeIfPresent(Bool.self, forKey: .ownsCow) ?? false
+        merging = try values.decodeIfPresent(Bool.self, forKey: .merging) ?? false
+        transientOwner = try values.decodeIfPresent(Int32.self, forKey: .transientOwner)
+        created = try values.decodeIfPresent(Date.self, forKey: .created)
+    }
+}
+
+struct RegistryProblem: Error {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// Valid chunk sizes for new snapshots: powers of two from 4 KiB to 1 GiB.
+public enum ChunkSizes {
+    public static let defaultBytes = 16 * 1024
+
+    public static func isValid(_ bytes: Int) -> Bool {
+        bytes >= 4096 && bytes <= 1 << 30 && bytes & (bytes - 1) == 0
+    }
+}
+
+/// Reads and atomically replaces the registry file.
+enum RegistryFile {
+    static func load(_ location: PoolLocation) throws -> Registry {
+        let path = location.registryPath
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if FileManager.default.fileExists(atPath: location.directory) && FileManager.default.fileExists(atPath: path) {
+                throw ControllerError.corruptRegistry(path: path, reason: "unreadable")
+            }
+            throw ControllerError.noPool(location.directory)
+        }
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            return try decoder.decode(Registry.self, from: data).validate()
+        } catch let problem as RegistryProblem {
+            throw ControllerError.corruptRegistry(path: path, reason: problem.reason)
+        } catch let error as DecodingError {
+            throw ControllerError.corruptRegistry(path: path, reason: describe(error))
+        } catch {
+            throw ControllerError.corruptRegistry(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Writes a temp file, fsyncs it, renames it over the registry, and fsyncs the directory.
+    static func save(_ registry: Registry, to location: PoolLocation) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        let data = try encoder.encode(registry)
+        let temp = "\(location.registryPath).tmp"
+        try writeDurably(data, to: temp)
+        guard rename(temp, location.registryPath) == 0 else {
+            throw ControllerError.refused("cannot replace \(location.registryPath): \(String(cString: strerror(errno)))")
+        }
+        try syncDirectory(location.directory)
+    }
+
+    static func writeDurably(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ControllerError.refused("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count, fsync(fd) == 0 else {
+            throw ControllerError.refused("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw ControllerError.refused("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        _ = fsync(fd)
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .dataCorrupted(let context): return "not valid JSON (\(context.debugDescription))"
+        case .keyNotFound(let key, _): return "missing field '\(key.stringValue)'"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "bad value at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        @unknown default: return "\(error)"
+        }
+    }
+}

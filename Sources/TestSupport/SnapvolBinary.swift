@@ -1,0 +1,84 @@
+import Foundation
+
+/// The built `snapvol` executable, run as a process by end-to-end tests.
+public enum SnapvolBinary {
+    /// `$SNAPVOL_BIN`, else `snapvol` next to the test bundle (the same build directory).
+    public static var path: String {
+        if let explicit = Environment.value("SNAPVOL_BIN") { return explicit }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("snapvol").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return "snapvol"
+    }
+
+    /// Runs `snapvol <arguments>`.
+    @discardableResult
+    public static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> Shell.Result {
+        try Shell.run([path] + arguments, environment: environment)
+    }
+}
+
+/// A pool in a temp directory with helpers to run commands against it.
+public final class TestPool: Sendable {
+    public let dir: TemporaryDirectory
+    public var path: String { dir.file("pool") }
+
+    public init() throws {
+        dir = try TemporaryDirectory(prefix: "snapvol-pool")
+    }
+
+    public func file(_ name: String) -> String { dir.file(name) }
+
+    /// Runs a command with `--pool` appended.
+    @discardableResult
+    public func run(_ arguments: String...) throws -> Shell.Result {
+        try SnapvolBinary.run(arguments + ["--pool", path])
+    }
+
+    /// Runs a command that must succeed.
+    @discardableResult
+    public func ok(_ arguments: String...) throws -> Shell.Result {
+        let result = try SnapvolBinary.run(arguments + ["--pool", path])
+        guard result.status == 0 else {
+            throw Shell.Failure(command: "snapvol " + arguments.joined(separator: " "), result: result)
+        }
+        return result
+    }
+
+    /// The parsed `status --json`.
+    public func status() throws -> [String: Any] {
+        let result = try ok("status", "--json")
+        return try JSONSerialization.jsonObject(with: result.stdout) as! [String: Any]
+    }
+
+    /// The JSON object of snapshot `name` in `status --json`.
+    public func snapshotStatus(_ name: String) throws -> [String: Any]? {
+        let origins = try status()["origins"] as! [[String: Any]]
+        for origin in origins {
+            for snapshot in origin["snapshots"] as! [[String: Any]] where snapshot["name"] as? String == name { return snapshot }
+        }
+        return nil
+    }
+}
+
+/// Contents of every regular file under `paths` (directories walked), to prove nothing changed.
+public func fingerprint(_ paths: [String]) -> [String: Data] {
+    var result: [String: Data] = [:]
+    let manager = FileManager.default
+    for path in paths {
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+        if isDirectory.boolValue {
+            for name in (try? manager.subpathsOfDirectory(atPath: path)) ?? [] {
+                let full = "\(path)/\(name)"
+                if let data = manager.contents(atPath: full) { result[full] = data }
+            }
+        } else if let data = manager.contents(atPath: path) {
+            result[path] = data
+        }
+    }
+    return result
+}

@@ -1,0 +1,125 @@
+import ArgumentParser
+import BlockDevices
+import Controller
+import Foundation
+import VolumeTargets
+
+struct IOCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "io", abstract: "Read and write volumes directly.", subcommands: [Write.self, Read.self, Dump.self])
+
+    static let step = 1 << 20
+
+    struct Write: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a byte pattern or a file's bytes to a volume.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "Origin or snapshot name.") var volume: String
+        @Argument(help: "Byte offset.") var offset: String
+        @Argument(help: "Number of bytes.") var length: String
+        @Option(help: "Fill with this byte (0-255, or 0x00-0xff).") var pattern: String?
+        @Option(help: "Take the bytes from this file.") var input: String?
+
+
+        static func byte(_ text: String) -> UInt8? {
+            text.hasPrefix("0x") ? UInt8(text.dropFirst(2), radix: 16) : UInt8(text)
+        }
+
+        func run() async throws {
+            try await guarded {
+                guard (pattern == nil) != (input == nil) else { throw ControllerError.refused("give exactly one of --pattern or --input") }
+                if let pattern, Self.byte(pattern) == nil { throw ControllerError.refused("invalid --pattern '\(pattern)': a byte from 0 to 255") }
+                let (offset, length) = (try bytes(self.offset), try bytes(self.length))
+                let source: FileHandle? = try input.map { path in
+                    guard let handle = FileHandle(forReadingAtPath: absolutePath(path)) else { throw ControllerError.pathMissing(absolutePath(path)) }
+                    return handle
+                }
+                if let input {
+                    let size = (try? FileManager.default.attributesOfItem(atPath: absolutePath(input))[.size] as? UInt64) ?? 0
+                    if size < length { throw ControllerError.refused("\(absolutePath(input)) holds \(size) bytes, fewer than \(length)") }
+                }
+                try await options.withController("snapvol io write") { controller in
+                    let target = try controller.volume(named: volume)
+                    try checkRange(target, offset, length)
+                    var done: UInt64 = 0
+                    while done < length {
+                        let count = Int(min(UInt64(IOCommand.step), length - done))
+                        let bytes = source.map { [UInt8]($0.readData(ofLength: count)) } ?? [UInt8](repeating: Self.byte(pattern!)!, count: count)
+                        try await target.writeBytes(bytes, at: offset + done)
+                        done += UInt64(count)
+                    }
+                    try await target.flush()
+                }
+            }
+        }
+    }
+
+    struct Read: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Read raw bytes of a volume to stdout or a file.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "Origin or snapshot name.") var volume: String
+        @Argument(help: "Byte offset.") var offset: String
+        @Argument(help: "Number of bytes.") var length: String
+        @Option(help: "Write to this file instead of stdout.") var output: String?
+
+        func run() async throws {
+            try await guarded {
+                let (offset, length) = (try bytes(self.offset), try bytes(self.length))
+                try await options.withController("snapvol io read") { controller in
+                    let source = try controller.volume(named: volume)
+                    try checkRange(source, offset, length)
+                    let sink = try openOutput(output)
+                    try await copy(source, offset: offset, length: length, to: sink, progress: nil)
+                }
+            }
+        }
+    }
+
+    struct Dump: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a whole volume image to a file (with a progress bar on a terminal).")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "Origin or snapshot name.") var volume: String
+        @Option(help: "The image file to write.") var output: String
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol io dump") { controller in
+                    let source = try controller.volume(named: volume)
+                    let sink = try openOutput(output)
+                    let bar = ProgressBar(label: "dumping \(volume)")
+                    try await copy(source, offset: 0, length: source.size, to: sink, progress: bar)
+                    bar.finish()
+                }
+            }
+        }
+    }
+}
+
+func checkRange(_ volume: any Volume, _ offset: UInt64, _ length: UInt64) throws {
+    let (end, overflow) = offset.addingReportingOverflow(length)
+    if overflow || end > volume.size {
+        throw ControllerError.outOfRange(volume: volume.name, offset: offset, length: length, size: volume.size)
+    }
+}
+
+func openOutput(_ path: String?) throws -> FileHandle {
+    guard let path else { return FileHandle.standardOutput }
+    let absolute = absolutePath(path)
+    guard FileManager.default.createFile(atPath: absolute, contents: nil), let handle = FileHandle(forWritingAtPath: absolute) else {
+        throw ControllerError.refused("cannot write \(absolute)")
+    }
+    return handle
+}
+
+func copy(_ volume: any Volume, offset: UInt64, length: UInt64, to sink: FileHandle, progress: ProgressBar?) async throws {
+    let buffer = AlignedBuffer(count: IOCommand.step)
+    var done: UInt64 = 0
+    while done < length {
+        let count = Int(min(UInt64(IOCommand.step), length - done))
+        let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.mutableBytes[0..<count])
+        try await volume.read(into: piece, at: offset + done)
+        try sink.write(contentsOf: Data(UnsafeRawBufferPointer(piece)))
+        done += UInt64(count)
+        progress?.update(done: done, total: length)
+    }
+    try sink.synchronize()
+}

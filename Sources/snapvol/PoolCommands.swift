@@ -1,0 +1,56 @@
+import ArgumentParser
+import Controller
+
+struct PoolCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pool", abstract: "Manage the pool itself.", subcommands: [Init.self])
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create the pool (refused if one exists).")
+        @OptionGroup var options: PoolOptions
+
+        func run() async throws {
+            try await guarded {
+                try Controller.initPool(options.location)
+                print("created pool \(options.location.directory)")
+            }
+        }
+    }
+}
+
+struct OriginCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "origin", abstract: "Register and unregister origin volumes.", subcommands: [Add.self, Remove.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register an origin: a regular file or block device (a sparse file is created if --size is given).")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The volume name.") var name: String
+        @Option(help: "The origin's file or block device.") var path: String
+        @Option(help: "Create a new sparse file of this size.") var size: String?
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol origin add") { controller in
+                    try await controller.addOrigin(name: name, path: absolutePath(path), size: try bytes(size))
+                }
+                print("added origin \(name)")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Unregister an origin (refused while it has snapshots). Its data is left untouched.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The origin's name.") var name: String
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol origin remove") { try await $0.removeOrigin(name: name) }
+                print("removed origin \(name)")
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import ArgumentParser
+import Controller
+import Foundation
+
+struct SnapshotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot", abstract: "Create, adopt, delete, merge and extend snapshots.",
+        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a snapshot of an origin on a COW file or block device.",
+            discussion: "The COW defaults to 20% of the origin and the chunk size to 16 KiB (the kernel's default).")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The snapshot's name.") var name: String
+        @Option(help: "The origin to snapshot.") var origin: String
+        @Option(help: "The COW file (created sparse if missing) or block device.") var cow: String
+        @Option(help: "Size of a new COW file.") var cowSize: String?
+        @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
+        @Flag(help: "Keep exceptions in memory only (lost when the pool's owner exits).") var transient = false
+        @Flag(help: "Overwrite a COW device that already holds a snapshot store.") var force = false
+
+        func run() async throws {
+            try await guarded {
+                if transient {
+                    throw ControllerError.refused(
+                        "transient snapshots live in the memory of the process that owns the pool; this command exits at once, so the snapshot would vanish (run it against 'snapvol serve')")
+                }
+                let chunk = try bytes(chunkSize)
+                if let chunk, chunk > UInt64(Int32.max) || !ChunkSizes.isValid(Int(chunk)) {
+                    throw ControllerError.badChunkSize(chunkSize!)
+                }
+                let request = SnapshotRequest(name: name, origin: origin, cowPath: absolutePath(cow), cowSize: try bytes(cowSize),
+                                              chunkSize: chunk.map { Int($0) }, transient: transient, force: force)
+                try await options.withController("snapvol snapshot create") { try await $0.createSnapshot(request) }
+                print("created snapshot \(name) of \(origin)")
+            }
+        }
+    }
+
+    struct Attach: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Adopt an existing persistent COW device (one the kernel wrote, say) as a snapshot of an origin.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The snapshot's name.") var name: String
+        @Option(help: "The origin the COW device belongs to.") var origin: String
+        @Option(help: "The COW file or block device.") var cow: String
+
+        func run() async throws {
+            try await guarded {
+                let state = try await options.withController("snapvol snapshot attach") {
+                    try await $0.attachSnapshot(name: name, origin: origin, cowPath: absolutePath(cow))
+                }
+                if state == "invalid" {
+                    printWarning("snapshot \(name) was invalidated on disk: its reads fail; 'snapshot delete \(name)' removes it")
+                }
+                print("attached snapshot \(name) of \(origin) (\(state))")
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a snapshot (its COW file too, if snapvol created it).")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The snapshot's name.") var name: String
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshot(name: name) }
+                print("deleted snapshot \(name)")
+            }
+        }
+    }
+
+    struct Merge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Roll the origin back to the snapshot; the snapshot is consumed.",
+            discussion: "Each step is durable: an interrupted merge resumes when run again.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The snapshot's name.") var name: String
+        @Flag(help: "Do not draw a progress bar.") var noProgress = false
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol snapshot merge") { controller in
+                    let total = UInt64(try controller.status(only: name).snapshot(named: name)?.exceptions ?? 0)
+                    let bar = ProgressBar(label: "merging \(name)", enabled: !noProgress && isatty(STDERR_FILENO) == 1)
+                    let watcher = Task {
+                        while !Task.isCancelled {
+                            let left = (try? controller.status(only: name).snapshot(named: name)?.exceptions) ?? 0
+                            bar.update(done: total - min(total, UInt64(left ?? 0)), total: total)
+                            try? await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                    defer { watcher.cancel() }
+                    try await controller.mergeSnapshot(name: name)
+                    bar.update(done: total, total: total)
+                    bar.finish()
+                }
+                print("merged snapshot \(name) into its origin")
+            }
+        }
+    }
+
+    struct Extend: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Grow a file-backed COW device.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The snapshot's name.") var name: String
+        @Option(help: "The new COW size.") var cowSize: String
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol snapshot extend") { try await $0.extendSnapshot(name: name, cowSize: try bytes(cowSize)) }
+                print("extended snapshot \(name) to \(ByteSize.describe(try bytes(cowSize)))")
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Controller
+import Foundation
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show origins and snapshots, as lvs does.")
+    @OptionGroup var options: PoolOptions
+    @Argument(help: "Only this volume (an origin shows with its snapshots).") var name: String?
+    @Flag(help: "Print the status model as JSON.") var json = false
+    @Flag(help: "Print one dmsetup-status line per snapshot.") var dm = false
+
+    func run() async throws {
+        try await guarded {
+            let status = try await options.withController("snapvol status") { try $0.status(only: name) }
+            if json {
+                try printJSON(status)
+            } else if dm {
+                let snapshots = status.origins.flatMap(\.snapshots)
+                let single = snapshots.count == 1 && snapshots[0].name == name
+                for snapshot in snapshots { print(single ? snapshot.dmStatus : "\(snapshot.name): \(snapshot.dmStatus)") }
+            } else {
+                print(StatusTable.render(status))
+            }
+        }
+    }
+}
+
+/// The `lvs`-like table.
+enum StatusTable {
+    static func render(_ status: PoolStatus) -> String {
+        var rows = [["NAME", "ORIGIN", "SIZE", "CHUNK", "EXCEPTIONS", "DATA%", "PENDING", "STATE"]]
+        for origin in status.origins {
+            rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", "", origin.state])
+            for snapshot in origin.snapshots {
+                rows.append(["  " + snapshot.name, origin.name, ByteSize.describe(origin.size),
+                             ByteSize.describe(UInt64(snapshot.chunkSize)), "\(snapshot.exceptions)",
+                             String(format: "%.2f", snapshot.fillPercent), "\(snapshot.pendingCopies)",
+                             snapshot.state + (snapshot.reason.map { " (\($0))" } ?? "")])
+            }
+        }
+        if status.origins.isEmpty { return "no volumes in pool \(status.pool)" }
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max()! }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Controller
+import Foundation
+import Synchronization
+
+/// `--pool DIR`, on every command that uses a pool.
+struct PoolOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The pool directory.", valueName: "dir"))
+    var pool: String?
+
+    var location: PoolLocation {
+        pool.map { PoolLocation(directory: absolutePath($0)) } ?? PoolLocation.defaultLocation()
+    }
+
+    /// Opens the pool (taking its lock), runs `body`, flushes and closes.
+    func withController<T>(_ purpose: String, _ body: (Controller) async throws -> T) async throws -> T {
+        let controller = try await Controller.open(location, purpose: purpose)
+        do {
+            let result = try await body(controller)
+            await controller.close()
+            return result
+        } catch {
+            await controller.close()
+            throw error
+        }
+    }
+}
+
+/// Runs a command body, turning any error into one line on stderr and a non-zero exit.
+func guarded(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        printError("\(error)")
+        throw ExitCode(1)
+    }
+}
+
+func printError(_ message: String) {
+    let line = message.split(separator: "\n").joined(separator: " ")
+    FileHandle.standardError.write(Data("snapvol: error: \(line)\n".utf8))
+}
+
+func printWarning(_ message: String) {
+    FileHandle.standardError.write(Data("snapvol: warning: \(message)\n".utf8))
+}
+
+func absolutePath(_ path: String) -> String {
+    let url = path.hasPrefix("/") ? URL(fileURLWithPath: path)
+        : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path)
+    return url.standardizedFileURL.path
+}
+
+/// Parses a size option inside a command's guarded body, so a malformed size is one clear line.
+func bytes(_ text: String) throws -> UInt64 { try ByteSize.parse(text) }
+
+func bytes(_ text: String?) throws -> UInt64? { try text.map(ByteSize.parse) }
+
+/// JSON as status and check print it.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+final class ProgressBar: Sendable {
+    private let enabled: Bool
+    private let label: String
+    private let lastDrawn = Mutex(-1)
+
+    init(label: String, enabled: Bool = isatty(STDERR_FILENO) == 1) {
+        self.label = label
+        self.enabled = enabled
+    }
+
+    func update(done: UInt64, total: UInt64) {
+        guard enabled, total > 0 else { return }
+        let percent = Int(done * 100 / total)
+        let changed = lastDrawn.withLock { last in
+            defer { last = percent }
+            return last != percent
+        }
+        guard changed else { return }
+        let width = 30
+        let filled = width * percent / 100
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(percent)%".utf8))
+    }
+
+    func finish() {
+        guard enabled, lastDrawn.withLock({ $0 }) >= 0 else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The built `snapvol` binary driven as a process: pool, origin, snapshots at three chunk sizes,
+/// writes, dumps, exact status figures, merge.
+@Suite struct EndToEndTests {
+    static let originSize = 64 << 20
+
+    /// Writes `bytes` at `offset` through `io write --input`.
+    static func write(_ pool: TestPool, _ volume: String, _ offset: Int, _ bytes: [UInt8]) throws {
+        let input = pool.file("input-\(UUID().uuidString.prefix(6))")
+        try Data(bytes).write(to: URL(fileURLWithPath: input))
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        try pool.ok("io", "write", volume, "\(offset)", "\(bytes.count)", "--input", input)
+    }
+
+    static func dump(_ pool: TestPool, _ volume: String) throws -> [UInt8] {
+        let output = pool.file("dump-\(volume)")
+        try pool.ok("io", "dump", volume, "--output", output)
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        return [UInt8](FileManager.default.contents(atPath: output)!)
+    }
+
+    @Test func snapshotsAtThreeChunkSizesDumpTheirPointInTimeAndMergeRestores() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("origin.img"), "--size", "64M")
+        var image = patternBytes(seed: 7, count: Self.originSize)
+        try Self.write(pool, "data", 0, image)
+
+        var snapshots: [(name: String, chunk: Int, image: [UInt8], written: Set<Int>)] = []
+        for (index, chunk) in [4096, 16384, 65536].enumerated() {
+            let name = "snap\(chunk / 1024)k"
+            try pool.ok("snapshot", "create", name, "--origin", "data", "--cow", pool.file("\(name).cow"),
+                        "--chunk-size", "\(chunk / 1024)K", "--cow-size", "32M")
+            snapshots.append((name, chunk, image, []))
+            for _ in 0..<(6 + index * 3) {
+                let offset = Int.random(in: 0..<(Self.originSize - 300_000), using: &generator)
+                let length = Int.random(in: 1...300_000, using: &generator)
+                let bytes = patternBytes(seed: UInt8.random(in: 0...255, using: &generator), count: length)
+                try Self.write(pool, "data", offset, bytes)
+                image.replaceSubrange(offset..<offset + length, with: bytes)
+                for i in snapshots.indices {
+                    let c = snapshots[i].chunk
+                    snapshots[i].written.formUnion((offset / c)...((offset + length - 1) / c))
+                }
+            }
+        }
+        #expect(sameBytes(try Self.dump(pool, "data"), image), "seed \(generator.seed)")
+        for snapshot in snapshots {
+            #expect(sameBytes(try Self.dump(pool, snapshot.name), snapshot.image), "\(snapshot.name), seed \(generator.seed)")
+            let status = try #require(try pool.snapshotStatus(snapshot.name))
+            #expect(status["exceptions"] as? Int == snapshot.written.count, "\(snapshot.name), seed \(generator.seed)")
+            #expect(status["chunk_size"] as? Int == snapshot.chunk)
+            #expect(status["state"] as? String == "active")
+            #expect(status["pending_copies"] as? Int == 0)
+            let epa = snapshot.chunk / 16
+            let records = snapshot.written.count
+            let nextFree = 2 + records + records / epa   // data chunks plus the areas skipped
+            #expect(status["cow_used_bytes"] as? Int == nextFree * snapshot.chunk, "\(snapshot.name), seed \(generator.seed)")
+            #expect(status["cow_total_bytes"] as? Int == 32 << 20)
+        }
+        let check = try SnapvolBinary.run(["check", pool.file("snap16k.cow"), "--origin-size", "64M"])
+        #expect(check.status == 0)
+        #expect(check.text.contains("exceptions: \(snapshots[1].written.count)"))
+
+        try pool.ok("snapshot", "merge", "snap16k", "--no-progress")
+        #expect(sameBytes(try Self.dump(pool, "data"), snapshots[1].image), "seed \(generator.seed)")
+        #expect(try pool.snapshotStatus("snap16k") == nil)
+        #expect(!FileManager.default.fileExists(atPath: pool.file("snap16k.cow")))
+        // The other snapshots kept their own point in time through the merge.
+        #expect(sameBytes(try Self.dump(pool, "snap4k"), snapshots[0].image), "seed \(generator.seed)")
+        #expect(sameBytes(try Self.dump(pool, "snap64k"), snapshots[2].image), "seed \(generator.seed)")
+        try pool.ok("snapshot", "delete", "snap4k")
+        #expect(!FileManager.default.fileExists(atPath: pool.file("snap4k.cow")))
+        let table = try pool.ok("status").text
+        #expect(table.contains("snap64k") && table.contains("DATA%") && !table.contains("snap4k"))
+    }
+
+    @Test func extendGrowsTheCowAndDefaultsFollowTheIssue() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "10M")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
+        let status = try #require(try pool.snapshotStatus("s"))
+        #expect(status["chunk_size"] as? Int == 16384)
+        #expect(status["cow_total_bytes"] as? Int == 2_097_152)   // 20% of 10 MiB, whole 16 KiB chunks
+        try pool.ok("snapshot", "extend", "s", "--cow-size", "4M")
+        #expect(try pool.snapshotStatus("s")?["cow_total_bytes"] as? Int == 4 << 20)
+        let shrink = try pool.run("snapshot", "extend", "s", "--cow-size", "1M")
+        #expect(shrink.status != 0)
+    }
+}
