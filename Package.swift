@@ -8,6 +8,8 @@ import PackageDescription
 //   ExceptionMachinery chunk maths, exception tables, pending exceptions, copier, stores
 //   VolumeTargets      policies: origin, snapshot, merge
 //   Controller         pool registry and lock, activation, commands, status model
+//   CNcursesw          system library: ncursesw, with inline wrappers for its macros
+//   TerminalUI         the TUI: view model, renderer, curses screen, themes
 //   snapvol            the command line (front end)
 let package = Package(
     name: "snapvol",
@@ -49,15 +51,18 @@ let package = Package(
             dependencies: ["VolumeTargets", "ExceptionMachinery", "BlockDevices", "AsyncPrimitives",
                            .product(name: "SystemPackage", package: "swift-system")]
         ),
+        .systemLibrary(name: "CNcursesw"),
+        .target(name: "TerminalUI", dependencies: ["Controller", "CNcursesw"]),
         .executableTarget(
             name: "snapvol",
-            dependencies: ["Controller", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
+            dependencies: ["Controller", "TerminalUI", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
         .target(name: "TestSupport", resources: [.copy("Fixtures")]),
         .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
         .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Controller", "TestSupport", "snapvol"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Controller", "snapvol"]),
         .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "AsyncPrimitives", "TestSupport"]),
     ],

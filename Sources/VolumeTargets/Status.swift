@@ -13,6 +13,19 @@ public struct SnapshotStatus: Sendable, Equatable {
     /// Origin size in sectors, the length of the dm table line.
     public var sizeSectors: UInt64
 
+    public init(name: String, condition: SnapshotCondition, chunkBytes: Int, persistent: Bool, exceptions: Int,
+                pendingExceptions: Int, usage: StoreUsage, io: IOFigures, sizeSectors: UInt64) {
+        self.name = name
+        self.condition = condition
+        self.chunkBytes = chunkBytes
+        self.persistent = persistent
+        self.exceptions = exceptions
+        self.pendingExceptions = pendingExceptions
+        self.usage = usage
+        self.io = io
+        self.sizeSectors = sizeSectors
+    }
+
     /// The line `dmsetup status` prints for this snapshot.
     public var dmStatusLine: String {
         let tail: String
@@ -40,4 +53,28 @@ extension Origin {
 
     /// The snapshots attached to this origin, in the order they joined (merging one included).
     public var snapshots: [Snapshot] { state.withLock { $0.members } }
+}
+
+extension Origin {
+    /// How much of each of `cells` equal parts of the origin has been copied into `snapshot`
+    /// (0...1 each): the picture the TUI's chunk map draws.
+    public func chunkMap(of snapshot: Snapshot, cells: Int) -> [Double] {
+        let geometry = snapshot.store.geometry
+        let total = max(geometry.chunksCovering(size), 1)
+        let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.completed.runs } ?? []
+        var copied = [Double](repeating: 0, count: max(cells, 1))
+        let perCell = Double(total) / Double(copied.count)
+        for run in runs {
+            var chunk = run.old
+            let end = run.old + UInt64(run.length)
+            while chunk < end {
+                let cell = min(Int(Double(chunk) / perCell), copied.count - 1)
+                let cellEnd = min(end, UInt64((Double(cell + 1) * perCell).rounded(.up)))
+                let step = max(cellEnd, chunk + 1) - chunk
+                copied[cell] += Double(step)
+                chunk += step
+            }
+        }
+        return copied.map { min(1, $0 / perCell) }
+    }
 }

@@ -1,0 +1,74 @@
+import BlockDevices
+import ExceptionMachinery
+import Foundation
+import VolumeTargets
+
+extension Controller {
+    /// The chunk map of an active snapshot (see `Origin.chunkMap`).
+    public func chunkMap(snapshot name: String, cells: Int) -> [Double]? {
+        guard let snapshot = state.withLock({ $0.live.values.compactMap { $0.snapshots[name] }.first }) else { return nil }
+        return snapshot.origin.chunkMap(of: snapshot, cells: cells)
+    }
+}
+
+/// Reads a pool's figures from disk without its lock and without opening anything for writing:
+/// the source of read-only monitoring. Figures are those of the committed metadata.
+public enum PoolObserver {
+    public static func registry(_ location: PoolLocation) throws -> Registry { try RegistryFile.load(location) }
+
+    public static func status(_ location: PoolLocation) throws -> PoolStatus {
+        let registry = try RegistryFile.load(location)
+        var origins: [OriginStatus] = []
+        for origin in registry.origins {
+            let device = try? FileBlockDevice.open(path: origin.path, readOnly: true)
+            let size = device?.size ?? 0
+            let snapshots = origin.snapshots.map { report($0, origin: origin.name, originSize: size) }
+            origins.append(OriginStatus(name: origin.name, path: origin.path, size: size,
+                                        state: device == nil ? "inactive" : "active",
+                                        reason: device == nil ? "cannot open \(origin.path)" : nil,
+                                        readBytes: 0, writeBytes: 0, snapshots: snapshots))
+        }
+        return PoolStatus(pool: location.directory, origins: origins)
+    }
+
+    static func report(_ record: SnapshotRecord, origin: String, originSize: UInt64) -> SnapshotReport {
+        guard record.persistent else {
+            return SnapshotReport(record: record, origin: origin, state: "inactive", reason: "transient: held in its owner's memory", originSize: originSize)
+        }
+        let scan: CowScan
+        let device: FileBlockDevice
+        do {
+            device = try FileBlockDevice.open(path: record.cowPath, readOnly: true)
+            scan = try awaitScan(device)
+        } catch {
+            return SnapshotReport(record: record, origin: origin, state: "inactive", reason: "\(error)", originSize: originSize)
+        }
+        var condition: SnapshotCondition = record.merging ? .merging : .active
+        if scan.state == .invalid { condition = .invalid(reason: "invalidated on disk") }
+        let status = SnapshotStatus(name: record.name, condition: condition, chunkBytes: scan.layout.geometry.chunkBytes,
+                                    persistent: true, exceptions: scan.exceptionCount, pendingExceptions: 0,
+                                    usage: scan.usage(deviceBytes: device.size), io: IOFigures(),
+                                    sizeSectors: originSize / UInt64(sectorBytes))
+        return SnapshotReport(record: record, origin: origin, status: status)
+    }
+
+    /// Runs the async scan to completion from synchronous code (the monitor's refresh).
+    private static func awaitScan(_ device: FileBlockDevice) throws -> CowScan {
+        let result = ScanBox()
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do { result.set(.success(try await CowScanner.scan(device))) } catch { result.set(.failure(error)) }
+            done.signal()
+        }
+        done.wait()
+        return try result.get()
+    }
+}
+
+/// Hands a scan result from the detached task to the waiting thread.
+// @unchecked Sendable: written once before the semaphore is signalled, read once after the wait.
+private final class ScanBox: @unchecked Sendable {
+    private var result: Result<CowScan, any Error>?
+    func set(_ value: Result<CowScan, any Error>) { result = value }
+    func get() throws -> CowScan { try result!.get() }
+}

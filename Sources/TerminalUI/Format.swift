@@ -1,0 +1,51 @@
+import Controller
+
+/// Short human figures for table cells.
+enum Format {
+    static func size(_ bytes: UInt64) -> String { ByteSize.describe(bytes) }
+
+    /// Compact rates for narrow columns: "0", "512B/s", "876K/s", "1.2M/s".
+    static func rate(_ bytesPerSecond: Double) -> String {
+        if bytesPerSecond < 1 { return "0" }
+        let units = ["B", "K", "M", "G", "T"]
+        var value = bytesPerSecond
+        var unit = 0
+        while value >= 1000 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        let text = value < 10 && unit > 0 ? "\(Int(value * 10) / 10).\(Int(value * 10) % 10)" : "\(Int(value.rounded()))"
+        return text + units[unit] + "/s"
+    }
+
+    /// "1s", "0.5s", "0.25s".
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value))s" : "\(value)s"
+    }
+
+    static func percent(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)%"
+    }
+
+    /// `text` cut or padded to exactly `width` characters.
+    static func cell(_ text: String, _ width: Int, right: Bool = false) -> String {
+        if text.count >= width { return String(text.prefix(width)) }
+        let pad = String(repeating: " ", count: width - text.count)
+        return right ? pad + text : text + pad
+    }
+
+    /// A fill bar of `width` cells for `percent` (0-100).
+    static func bar(_ percent: Double, width: Int, unicode: Bool) -> (filled: String, empty: String) {
+        let cells = Int((percent / 100 * Double(width)).rounded(.up))
+        let filled = min(max(cells, percent > 0 ? 1 : 0), width)
+        return (String(repeating: unicode ? "█" : "#", count: filled), String(repeating: unicode ? "░" : ".", count: width - filled))
+    }
+
+    /// One character per chunk-map cell: how much of that part of the origin is copied out.
+    static func mapCell(_ fraction: Double, unicode: Bool) -> Character {
+        let shades: [Character] = unicode ? [" ", "░", "▒", "▓", "█"] : [" ", ".", ":", "+", "#"]
+        if fraction <= 0 { return shades[0] }
+        return shades[min(4, 1 + Int(fraction * 3.999))]
+    }
+}

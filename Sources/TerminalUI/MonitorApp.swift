@@ -1,0 +1,243 @@
+import CNcursesw
+import Controller
+import Foundation
+import Synchronization
+
+/// The interactive loop: refreshes the model from the source, draws it, and handles keys.
+/// Runs on its own thread (curses calls block for up to the input timeout); commands run as
+/// tasks whose results come back through `outcome`.
+public final class MonitorApp {
+    private let source: any PoolSource
+    private let screen: CursesScreen
+    private var model = MonitorModel()
+    private var view = ViewState()
+    private var lastRefresh = Date.distantPast
+    private var mode = InputMode.normal
+    private let commands = CommandSlot()
+
+    enum InputMode {
+        case normal, help, filter, form
+        case confirm(action: String, target: String)
+        case extend(target: String, text: String)
+    }
+
+    public init(source: any PoolSource, screen: CursesScreen, delay: Double) {
+        self.source = source
+        self.screen = screen
+        view.readOnly = source.readOnly
+        view.pool = source.poolDirectory
+        view.delay = delay
+        view.message = source.readOnly ? "read-only monitoring: press ? for keys, q to quit" : "press ? for keys, n for a new snapshot, q to quit"
+    }
+
+    /// Runs until the user quits, then restores the terminal.
+    public func run() {
+        defer { screen.close() }
+        while true {
+            if !view.paused && Date().timeIntervalSince(lastRefresh) >= view.delay { refresh() }
+            if let result = commands.takeResult() {
+                show(result.text, error: result.isError)
+                refresh()
+            }
+            Renderer.draw(model, view, on: screen)
+            guard let key = screen.nextKey() else { continue }
+            if !handle(key) { return }
+        }
+    }
+
+    private func refresh() {
+        lastRefresh = Date()
+        do {
+            model.update(try source.status())
+            view.events = source.recentEvents()
+            view.chunkMap = model.selected.flatMap { $0.kind == .snapshot ? source.chunkMap(snapshot: $0.name, cells: 64) : nil }
+        } catch {
+            show("\(error)", error: true)
+        }
+    }
+
+    private func show(_ text: String, error: Bool = false) {
+        view.message = text
+        view.messageIsError = error
+    }
+
+    /// Handles one key; returns false to quit.
+    private func handle(_ key: Int32) -> Bool {
+        if key == KEY_RESIZE { screen.measure(); return true }
+        switch mode {
+        case .normal: return handleNormal(key)
+        case .help: mode = .normal; view.showHelp = false
+        case .filter: handleFilter(key)
+        case .form: handleForm(key)
+        case .confirm(let action, let target): handleConfirm(key, action: action, target: target)
+        case .extend(let target, let text): handleExtend(key, target: target, text: text)
+        }
+        return true
+    }
+
+    private func handleNormal(_ key: Int32) -> Bool {
+        switch key {
+        case Int32(UInt8(ascii: "q")), snapvol_key_f(10): return false
+        case KEY_UP, Int32(UInt8(ascii: "k")): model.move(by: -1); updateMap()
+        case KEY_DOWN, Int32(UInt8(ascii: "j")): model.move(by: 1); updateMap()
+        case KEY_PPAGE: model.move(by: -10); updateMap()
+        case KEY_NPAGE: model.move(by: 10); updateMap()
+        case Int32(UInt8(ascii: "?")), snapvol_key_f(1): mode = .help; view.showHelp = true
+        case Int32(UInt8(ascii: "/")), snapvol_key_f(3): mode = .filter; view.prompt = "filter: \(model.filter)_"
+        case Int32(UInt8(ascii: "s")), snapvol_key_f(4): model.sort = model.sort.next; show("sorted by \(model.sort.rawValue)")
+        case Int32(UInt8(ascii: "+")): view.delay = min(view.delay * 2, 16); show("refresh every \(view.delay) s")
+        case Int32(UInt8(ascii: "-")): view.delay = max(view.delay / 2, 0.25); show("refresh every \(view.delay) s")
+        case Int32(UInt8(ascii: "p")): view.paused.toggle(); show(view.paused ? "refresh paused (p resumes)" : "refresh resumed")
+        case Int32(UInt8(ascii: "n")), snapvol_key_f(2): startForm()
+        case Int32(UInt8(ascii: "d")), snapvol_key_f(8): askOnSnapshot("delete")
+        case Int32(UInt8(ascii: "m")), snapvol_key_f(6): askOnSnapshot("merge")
+        case Int32(UInt8(ascii: "e")), snapvol_key_f(5): startExtend()
+        default: break
+        }
+        return true
+    }
+
+    private func updateMap() {
+        view.chunkMap = model.selected.flatMap { $0.kind == .snapshot ? source.chunkMap(snapshot: $0.name, cells: 64) : nil }
+    }
+
+    private func refuseIfReadOnly(_ action: String) -> Bool {
+        guard view.readOnly else { return false }
+        show("read-only mode: '\(action)' is disabled", error: true)
+        return true
+    }
+
+    private func startForm() {
+        if refuseIfReadOnly("new snapshot") { return }
+        let origin = model.selected?.origin ?? model.status?.origins.first?.name ?? ""
+        view.form = SnapshotForm(origin: origin, poolDirectory: source.poolDirectory)
+        mode = .form
+    }
+
+    private func askOnSnapshot(_ action: String) {
+        if refuseIfReadOnly(action) { return }
+        guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to \(action)", error: true) }
+        mode = .confirm(action: action, target: row.name)
+        view.prompt = action == "merge"
+            ? "Merge \(row.name) into \(row.origin)? The origin rolls back and \(row.name) is consumed. (y/N)"
+            : "Delete snapshot \(row.name)? (y/N)"
+    }
+
+    private func startExtend() {
+        if refuseIfReadOnly("extend") { return }
+        guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to extend", error: true) }
+        mode = .extend(target: row.name, text: "")
+        view.prompt = "new COW size for \(row.name): _"
+    }
+
+    private func handleFilter(_ key: Int32) {
+        switch key {
+        case 27: model.filter = ""; finishPrompt()
+        case 10, 13, KEY_ENTER: finishPrompt()
+        case KEY_BACKSPACE, 127, 8: if !model.filter.isEmpty { model.filter.removeLast() }
+        default: if let character = Self.printable(key) { model.filter.append(character) }
+        }
+        if case .filter = mode { view.prompt = "filter: \(model.filter)_" }
+    }
+
+    private func finishPrompt() {
+        mode = .normal
+        view.prompt = nil
+    }
+
+    private func handleForm(_ key: Int32) {
+        guard var form = view.form else { return }
+        switch key {
+        case 27: view.form = nil; mode = .normal; show("cancelled")
+            return
+        case 9, KEY_DOWN: form.moveFocus(by: 1)
+        case KEY_UP, KEY_BTAB: form.moveFocus(by: -1)
+        case KEY_BACKSPACE, 127, 8: form.backspace()
+        case 10, 13, KEY_ENTER:
+            guard let status = model.status, let registry = try? source.registry(),
+                  let request = form.validate(against: status, registry: registry) else { break }
+            view.form = nil
+            mode = .normal
+            run("creating \(request.name)", done: "created snapshot \(request.name)") { [source] in try await source.createSnapshot(request) }
+            return
+        default: if let character = Self.printable(key) { form.type(character) }
+        }
+        if let status = model.status, let registry = try? source.registry() { _ = form.validate(against: status, registry: registry) }
+        view.form = form
+    }
+
+    private func handleConfirm(_ key: Int32, action: String, target: String) {
+        finishPrompt()
+        guard key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) else { return show("\(action) cancelled") }
+        if action == "merge" {
+            run("merging \(target) (the progress shows as its exceptions fall)", done: "merged \(target) into its origin") { [source] in
+                try await source.mergeSnapshot(name: target)
+            }
+        } else {
+            run("deleting \(target)", done: "deleted snapshot \(target)") { [source] in try await source.deleteSnapshot(name: target) }
+        }
+    }
+
+    private func handleExtend(_ key: Int32, target: String, text: String) {
+        var text = text
+        switch key {
+        case 27: finishPrompt(); return show("extend cancelled")
+        case 10, 13, KEY_ENTER:
+            finishPrompt()
+            guard let size = try? ByteSize.parse(text) else { return show("invalid size '\(text)'", error: true) }
+            run("extending \(target)", done: "extended \(target) to \(ByteSize.describe(size))") { [source] in
+                try await source.extendSnapshot(name: target, cowSize: size)
+            }
+            return
+        case KEY_BACKSPACE, 127, 8: if !text.isEmpty { text.removeLast() }
+        default: if let character = Self.printable(key) { text.append(character) }
+        }
+        mode = .extend(target: target, text: text)
+        view.prompt = "new COW size for \(target): \(text)_"
+    }
+
+    /// Starts a command as a task; its result comes back to the status line.
+    private func run(_ working: String, done: String, _ body: @escaping @Sendable () async throws -> Void) {
+        guard commands.start() else { return show("another command is still running", error: true) }
+        show(working + "...")
+        let commands = self.commands
+        Task.detached {
+            do {
+                try await body()
+                commands.finish(done, isError: false)
+            } catch {
+                commands.finish("\(error)", isError: true)
+            }
+        }
+    }
+
+    static func printable(_ key: Int32) -> Character? {
+        guard key >= 32, key < 127, let scalar = Unicode.Scalar(UInt32(key)) else { return nil }
+        return Character(scalar)
+    }
+}
+
+/// One command at a time from the UI, and its result for the status line.
+final class CommandSlot: Sendable {
+    private let state = Mutex<(running: Bool, result: (text: String, isError: Bool)?)>((false, nil))
+
+    /// Claims the slot; false if a command is still running.
+    func start() -> Bool {
+        state.withLock { state in
+            if state.running { return false }
+            state.running = true
+            return true
+        }
+    }
+
+    func finish(_ text: String, isError: Bool) {
+        state.withLock { $0 = (false, (text, isError)) }
+    }
+
+    func takeResult() -> (text: String, isError: Bool)? {
+        state.withLock { state in
+            defer { state.result = nil }
+            return state.result
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import Controller
+import Foundation
+
+/// Where the UI gets its figures and sends its commands: the in-process controller (owning the
+/// pool), or a read-only view of the pool on disk that never takes the lock.
+public protocol PoolSource: Sendable {
+    var readOnly: Bool { get }
+    var poolDirectory: String { get }
+    func status() throws -> PoolStatus
+    func registry() throws -> Registry
+    func recentEvents() -> [String]
+    func chunkMap(snapshot: String, cells: Int) -> [Double]?
+    func createSnapshot(_ request: SnapshotRequest) async throws
+    func deleteSnapshot(name: String) async throws
+    func mergeSnapshot(name: String) async throws
+    func extendSnapshot(name: String, cowSize: UInt64) async throws
+}
+
+/// The pool driven in this process.
+public struct ControllerSource: PoolSource {
+    public let controller: Controller
+
+    public init(controller: Controller) { self.controller = controller }
+
+    public var readOnly: Bool { false }
+    public var poolDirectory: String { controller.location.directory }
+    public func status() throws -> PoolStatus { try controller.status() }
+    public func registry() throws -> Registry { controller.registry }
+    public func recentEvents() -> [String] { controller.events.recent.map { Self.stamp($0.time) + " " + $0.text } }
+    public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
+    public func createSnapshot(_ request: SnapshotRequest) async throws { try await controller.createSnapshot(request) }
+    public func deleteSnapshot(name: String) async throws { try await controller.deleteSnapshot(name: name) }
+    public func mergeSnapshot(name: String) async throws { try await controller.mergeSnapshot(name: name) }
+    public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
+
+    static func stamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss"
+        return formatter.string(from: date)
+    }
+}
+
+/// The pool as it is on disk, read without the lock and without opening anything for writing.
+public struct DiskSource: PoolSource {
+    public let location: PoolLocation
+
+    public init(location: PoolLocation) { self.location = location }
+
+    public var readOnly: Bool { true }
+    public var poolDirectory: String { location.directory }
+    public func status() throws -> PoolStatus { try PoolObserver.status(location) }
+    public func registry() throws -> Registry { try PoolObserver.registry(location) }
+    public func recentEvents() -> [String] { [] }
+    public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
+    public func createSnapshot(_ request: SnapshotRequest) async throws { throw Self.refusal }
+    public func deleteSnapshot(name: String) async throws { throw Self.refusal }
+    public func mergeSnapshot(name: String) async throws { throw Self.refusal }
+    public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
+
+    static let refusal = ControllerError.refused("read-only mode: no changes are made")
+}

@@ -1,0 +1,207 @@
+import Controller
+
+/// Everything the screen shows besides the model: mode, messages, dialogs.
+public struct ViewState: Sendable {
+    public var readOnly = false
+    public var pool = ""
+    public var delay = 1.0
+    public var paused = false
+    public var message = ""
+    public var messageIsError = false
+    public var events: [String] = []
+    public var chunkMap: [Double]?
+    public var showHelp = false
+    /// A prompt or confirmation shown on the status line.
+    public var prompt: String?
+    public var form: SnapshotForm?
+}
+
+/// Draws a `MonitorModel` and `ViewState` onto a `Screen`. Pure layout: no curses, no I/O.
+public enum Renderer {
+    public static let minimumRows = 24
+    public static let minimumColumns = 80
+
+    /// Column titles and widths for a screen `width` wide: roomy from 110 columns, compact
+    /// below, and the I/O rate columns only when they fit.
+    static func columns(for width: Int) -> [(title: String, width: Int)] {
+        if width >= 110 {
+            return [("NAME", 20), ("SIZE", 9), ("CHUNK", 7), ("EXCEPT", 8), ("COW FILL", 19), ("PEND", 5), ("STATE", 13),
+                    ("READ", 10), ("WRITE", 10)]
+        }
+        let compact = [("NAME", 16), ("SIZE", 8), ("CHUNK", 6), ("EXCEPT", 7), ("COW FILL", 16), ("PEND", 4), ("STATE", 12)]
+        return width >= 93 ? compact + [("READ", 8), ("WRITE", 8)] : compact
+    }
+
+    public static func draw(_ model: MonitorModel, _ view: ViewState, on screen: Screen) {
+        screen.clear()
+        defer { screen.present() }
+        guard screen.rows >= minimumRows, screen.columns >= minimumColumns else {
+            screen.put(0, 0, "terminal too small: \(minimumColumns)x\(minimumRows) needed, have \(screen.columns)x\(screen.rows)", .error)
+            return
+        }
+        drawTitle(view, model, screen)
+        let detailHeight = 9
+        let listHeight = screen.rows - 4 - detailHeight
+        drawTable(model, screen, top: 1, height: listHeight)
+        drawDetail(model, view, screen, top: 2 + listHeight, height: detailHeight)
+        drawStatusLine(view, screen)
+        drawKeyBar(view, screen)
+        if view.showHelp { HelpOverlay.draw(readOnly: view.readOnly, on: screen) }
+        if let form = view.form { FormRenderer.draw(form, on: screen) }
+    }
+
+    static func drawTitle(_ view: ViewState, _ model: MonitorModel, _ screen: Screen) {
+        var title = " snapvol  pool \(view.pool)"
+        if view.readOnly { title += "  [READ-ONLY]" }
+        title += "  refresh \(Format.seconds(view.delay))" + (view.paused ? " (paused)" : "")
+        title += "  sort: \(model.sort.rawValue)"
+        if !model.filter.isEmpty { title += "  filter: \(model.filter)" }
+        screen.put(0, 0, Format.cell(title, screen.columns), .title)
+    }
+
+    static func drawTable(_ model: MonitorModel, _ screen: Screen, top: Int, height: Int) {
+        var header = ""
+        for column in columns(for: screen.columns) { header += Format.cell(column.title, column.width) + " " }
+        screen.put(top, 0, Format.cell(header, screen.columns), .header)
+        if model.rows.isEmpty {
+            screen.put(top + 2, 2, model.filter.isEmpty ? "no volumes in this pool" : "nothing matches the filter", .dim)
+            return
+        }
+        let first = max(0, model.selection - (height - 2))
+        for (line, index) in (first..<min(model.rows.count, first + height - 1)).enumerated() {
+            drawRow(model.rows[index], selected: index == model.selection, screen, row: top + 1 + line)
+        }
+    }
+
+    static func drawRow(_ row: VolumeRow, selected: Bool, _ screen: Screen, row y: Int) {
+        let columns = columns(for: screen.columns)
+        let base: Element = selected ? .selected : (row.kind == .origin ? .origin : .text)
+        if selected { screen.put(y, 0, Format.cell("", screen.columns), .selected) }
+        let tree = row.kind == .origin ? "" : (screen.unicode ? " └ " : " `-")
+        var x = 0
+        func put(_ text: String, _ width: Int, right: Bool = false, _ element: Element? = nil) {
+            screen.put(y, x, Format.cell(text, width, right: right), selected ? .selected : (element ?? base))
+            x += width + 1
+        }
+        put(tree + row.name, columns[0].width)
+        put(Format.size(row.size), columns[1].width, right: true)
+        put(row.chunkSize.map { Format.size(UInt64($0)) } ?? "", columns[2].width, right: true)
+        put(row.exceptions.map(String.init) ?? "", columns[3].width, right: true)
+        if let fill = row.fillPercent {
+            let barWidth = columns[4].width - 7
+            let (filled, empty) = Format.bar(fill, width: barWidth, unicode: screen.unicode)
+            let element: Element = fill >= 90 ? .barHigh : (fill >= 70 ? .barMid : .barLow)
+            screen.put(y, x, filled, selected ? .selected : element)
+            screen.put(y, x + filled.count, empty, selected ? .selected : .barEmpty)
+            screen.put(y, x + barWidth, Format.cell(Format.percent(fill), 7, right: true), base)
+            x += columns[4].width + 1
+        } else {
+            put("", columns[4].width)
+        }
+        put(row.pendingCopies.map(String.init) ?? "", columns[5].width, right: true)
+        put(stateWord(row), columns[6].width, stateElement(row.state))
+        if columns.count > 8 {
+            put(Format.rate(row.readRate), columns[7].width, right: true)
+            put(Format.rate(row.writeRate), columns[8].width, right: true)
+        }
+    }
+
+    /// The state, with a glyph so that meaning never rests on colour alone.
+    static func stateWord(_ row: VolumeRow) -> String {
+        switch row.state {
+        case "invalid": return "! INVALID"
+        case "overflow": return "! OVERFLOW"
+        case "merge-failed": return "! MERGE-FAIL"
+        case "inactive": return "- inactive"
+        case "merging": return "~ merging"
+        default: return row.state
+        }
+    }
+
+    static func stateElement(_ state: String) -> Element {
+        switch state {
+        case "active": return .stateOK
+        case "merging", "inactive": return .stateWarn
+        default: return .stateBad
+        }
+    }
+
+    static func drawDetail(_ model: MonitorModel, _ view: ViewState, _ screen: Screen, top: Int, height: Int) {
+        let rule = screen.unicode ? "─" : "-"
+        guard let row = model.selected else { return }
+        screen.put(top, 0, Format.cell(String(repeating: rule, count: 2) + " \(row.name) ", screen.columns, right: false)
+            .replacingOccurrencesOfSpaces(with: rule, after: row.name.count + 4), .border)
+        let report = model.status?.snapshot(named: row.name)
+        var lines: [String] = []
+        if let report {
+            lines.append("origin \(row.origin)   chunk \(Format.size(UInt64(report.chunkSize)))   exceptions \(report.exceptions)   pending copies \(report.pendingCopies)")
+            lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
+            lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + "   dmsetup status: \(report.dmStatus)")
+        } else {
+            lines.append("origin volume, \(Format.size(row.size)), state \(row.state)" + (row.reason.map { " (\($0))" } ?? ""))
+            lines.append("read \(Format.rate(row.readRate))   write \(Format.rate(row.writeRate))")
+        }
+        for (offset, line) in lines.enumerated() { screen.put(top + 1 + offset, 1, Format.cell(line, screen.columns - 2), .text) }
+        var next = top + 1 + lines.count
+        if let map = view.chunkMap, report != nil {
+            screen.put(next, 1, "copied out:", .dim)
+            let cells = String(map.map { Format.mapCell($0, unicode: screen.unicode) })
+            screen.put(next, 13, "[" + cells + "]", .barLow)
+            next += 1
+        }
+        let events = view.events.filter { $0.contains(row.name) }.suffix(max(0, top + height - next))
+        for event in events {
+            screen.put(next, 1, Format.cell(event, screen.columns - 2), .dim)
+            next += 1
+        }
+    }
+
+    static func drawStatusLine(_ view: ViewState, _ screen: Screen) {
+        let text = view.prompt ?? view.message
+        screen.put(screen.rows - 2, 0, Format.cell(" " + text, screen.columns), view.messageIsError && view.prompt == nil ? .error : .status)
+    }
+
+    static func drawKeyBar(_ view: ViewState, _ screen: Screen) {
+        let keys: [(String, String, Bool)] = [
+            ("F1", "Help", false), ("F2", "New", true), ("F3", "Filter", false), ("F4", "Sort", false),
+            ("F5", "Extend", true), ("F6", "Merge", true), ("F8", "Delete", true), ("F10", "Quit", false),
+        ]
+        var x = 0
+        for (key, label, mutating) in keys {
+            screen.put(screen.rows - 1, x, key, .keyLabel)
+            x += key.count
+            let shown = mutating && view.readOnly ? String(repeating: " ", count: label.count) : label
+            screen.put(screen.rows - 1, x, Format.cell(shown, 7), .keyText)
+            x += 7
+        }
+    }
+}
+
+extension String {
+    /// Replaces the spaces after `position` with `fill` (to extend a rule line).
+    func replacingOccurrencesOfSpaces(with fill: String, after position: Int) -> String {
+        String(enumerated().map { $0.offset >= position && $0.element == " " ? Character(fill) : $0.element })
+    }
+}
+
+/// The `?` screen: every key of the main view.
+enum HelpOverlay {
+    static let keys: [(String, String, Bool)] = [
+        ("Up/Down, j/k", "select a volume", false), ("n, F2", "new snapshot (a form)", true),
+        ("d, F8", "delete the selected snapshot (asks)", true), ("m, F6", "merge the selected snapshot (asks)", true),
+        ("e, F5", "extend the selected snapshot's COW", true), ("/, F3", "filter by name or state (Esc clears)", false),
+        ("s, F4", "cycle the sort order", false), ("+ / -", "refresh slower / faster", false),
+        ("p", "pause or resume refreshing", false), ("?, F1", "this help (any key closes)", false), ("q, F10", "quit", false),
+    ]
+
+    static func draw(readOnly: Bool, on screen: Screen) {
+        let width = 64, height = keys.count + 4
+        let top = max(1, (screen.rows - height) / 2), left = max(0, (screen.columns - width) / 2)
+        for row in 0..<height { screen.put(top + row, left, Format.cell("", width), .header) }
+        screen.put(top, left + 2, readOnly ? "Keys (READ-ONLY: changes are disabled)" : "Keys", .header)
+        for (index, (key, what, mutating)) in keys.enumerated() {
+            let note = mutating && readOnly ? "  [disabled: read-only]" : ""
+            screen.put(top + 2 + index, left + 2, Format.cell(key, 14) + what + note, .header)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+
+/// A program running in a real terminal: a detached tmux session on a private server socket,
+/// driven with send-keys and read with capture-pane.
+public final class TmuxSession: Sendable {
+    public let socket: String
+    public let name = "t"
+
+    /// Starts `command` (run by sh) in a `width` x `height` terminal.
+    public init(width: Int = 120, height: Int = 40, command: String, environment: [String: String] = [:]) throws {
+        socket = "snapvol-test-\(UUID().uuidString.prefix(8))"
+        let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
+        try tmux(["new-session", "-d", "-s", name, "-x", "\(width)", "-y", "\(height)",
+                  "\(exports)\(command); echo SESSION-ENDED; sleep 60"])
+    }
+
+    deinit { _ = try? Shell.run(["tmux", "-L", socket, "kill-server"]) }
+
+    @discardableResult
+    func tmux(_ arguments: [String]) throws -> Shell.Result {
+        try Shell.check(["tmux", "-L", socket, "-f", "/dev/null"] + arguments)
+    }
+
+    /// Sends tmux key names (`Enter`, `Escape`, `Down`, `F2`, `q`).
+    public func keys(_ keys: String...) throws { try tmux(["send-keys", "-t", name] + keys) }
+
+    /// Types `text` literally.
+    public func type(_ text: String) throws { try tmux(["send-keys", "-t", name, "-l", text]) }
+
+    public func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", name]).text }
+
+    public func resize(width: Int, height: Int) throws {
+        try tmux(["resize-window", "-t", name, "-x", "\(width)", "-y", "\(height)"])
+    }
+
+    /// Whether the pane is in the alternate screen (curses running).
+    public func alternateScreen() throws -> Bool {
+        try tmux(["display-message", "-p", "-t", name, "#{alternate_on}"]).text.hasPrefix("1")
+    }
+
+    /// Waits until the screen satisfies `condition`; returns the last screen seen.
+    @discardableResult
+    public func waitFor(_ what: String, timeout: Double = 15, _ condition: (String) -> Bool) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < deadline {
+            last = try screen()
+            if condition(last) { return last }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TmuxTimeout(what: what, screen: last)
+    }
+
+    @discardableResult
+    public func waitFor(text: String, timeout: Double = 15) throws -> String {
+        try waitFor("'\(text)' on screen", timeout: timeout) { $0.contains(text) }
+    }
+}
+
+public struct TmuxTimeout: Error, CustomStringConvertible {
+    public let what: String
+    public let screen: String
+    public var description: String { "timed out waiting for \(what); screen was:\n\(screen)" }
+}

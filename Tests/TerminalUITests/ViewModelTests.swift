@@ -1,0 +1,133 @@
+import Controller
+import Foundation
+import Testing
+import TestSupport
+@testable import TerminalUI
+
+/// The UI as data: the model, the layout on an in-memory screen, the form's validation, themes.
+@Suite struct ViewModelTests {
+    static func status(fill: Double = 42, state: String = "active", exceptions: Int = 10, written: UInt64 = 0) -> PoolStatus {
+        let json = """
+            {"pool": "/p", "origins": [{"name": "vm", "path": "/vm.img", "size": 67108864, "state": "active",
+              "read_bytes": 0, "write_bytes": \(written), "snapshots": [
+              {"name": "b-snap", "origin": "vm", "cow_path": "/b.cow", "chunk_size": 16384, "persistent": true,
+               "exceptions": \(exceptions), "cow_used_bytes": 1000, "cow_total_bytes": 2000, "fill_percent": \(fill),
+               "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0},
+              {"name": "a-snap", "origin": "vm", "cow_path": "/a.cow", "chunk_size": 4096, "persistent": true,
+               "exceptions": 99, "cow_used_bytes": 10, "cow_total_bytes": 2000, "fill_percent": 5,
+               "pending_copies": 0, "state": "active", "dm_status": "0 131072 snapshot 1/4 1", "read_bytes": 0, "write_bytes": 0}]}]}
+            """
+        return try! JSONDecoder().decode(PoolStatus.self, from: Data(json.utf8))
+    }
+
+    @Test func rowsAreATreeSortedAndFiltered() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        #expect(model.rows.map(\.name) == ["vm", "a-snap", "b-snap"])
+        model.sort = .exceptions
+        #expect(model.rows.map(\.name) == ["vm", "a-snap", "b-snap"])
+        model.sort = .fill
+        #expect(model.rows.map(\.name) == ["vm", "b-snap", "a-snap"])
+        model.filter = "b-"
+        #expect(model.rows.map(\.name) == ["vm", "b-snap"])
+        model.filter = "nothing"
+        #expect(model.rows.isEmpty)
+    }
+
+    @Test func selectionFollowsTheVolumeAcrossRefreshes() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        model.move(by: 2)
+        #expect(model.selected?.name == "b-snap")
+        model.sort = .fill
+        #expect(model.selected?.name == "b-snap")
+        model.move(by: 10)
+        #expect(model.selected?.name == "a-snap")
+    }
+
+    @Test func ratesComeFromTwoSamples() {
+        var model = MonitorModel()
+        let start = Date()
+        model.update(Self.status(written: 0), at: start)
+        model.update(Self.status(written: 2_000_000), at: start.addingTimeInterval(2))
+        #expect(model.rows[0].writeRate == 1_000_000)
+    }
+
+    @Test func layoutShowsTreeBarsStateAndDetail() {
+        var model = MonitorModel()
+        model.update(Self.status(fill: 95, state: "invalid"))
+        model.select(named: "b-snap")
+        let screen = TextScreen(rows: 24, columns: 80)
+        var view = ViewState()
+        view.pool = "/p"
+        view.chunkMap = [0, 0.5, 1]
+        Renderer.draw(model, view, on: screen)
+        let text = screen.text
+        #expect(text.contains("└ b-snap"))
+        #expect(text.contains("! INVALID"), "state is never shown by colour alone")
+        #expect(text.contains("95.0%"))
+        #expect(text.contains("dmsetup status: 0 131072 snapshot 2/4 1"))
+        #expect(text.contains("[ ▒█]"))
+        #expect(text.contains("F10Quit"))
+        let barRow = screen.lines.firstIndex { $0.contains("b-snap") && $0.contains("█") }!
+        #expect(screen.elements[barRow].contains(.selected))
+    }
+
+    @Test func asciiFallbackAndTooSmall() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        let ascii = TextScreen(rows: 24, columns: 80, unicode: false)
+        Renderer.draw(model, ViewState(), on: ascii)
+        #expect(ascii.text.contains("`-a-snap"))
+        #expect(!ascii.text.contains("█") && !ascii.text.contains("─"))
+        let small = TextScreen(rows: 20, columns: 70)
+        Renderer.draw(model, ViewState(), on: small)
+        #expect(small.text.contains("terminal too small: 80x24 needed, have 70x20"))
+    }
+
+    @Test func readOnlyBlanksMutatingKeysAndSaysSo() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        let screen = TextScreen(rows: 30, columns: 100)
+        var view = ViewState()
+        view.readOnly = true
+        view.showHelp = true
+        Renderer.draw(model, view, on: screen)
+        #expect(screen.lines[0].contains("READ-ONLY"))
+        #expect(!screen.lines[29].contains("New") && !screen.lines[29].contains("Delete"))
+        #expect(screen.text.contains("[disabled: read-only]"))
+    }
+
+    @Test func formValidatesBeforeAnythingIsCreated() {
+        var registry = Registry()
+        registry.origins = [OriginRecord(name: "vm", path: "/vm.img", snapshots: [SnapshotRecord(name: "b-snap", cowPath: "/b.cow", chunkSize: 16384)])]
+        var form = SnapshotForm(origin: "vm", poolDirectory: "/p")
+        for character in "b-snap" { form.type(character) }
+        form.values[.cowSize] = "8K"
+        #expect(form.validate(against: Self.status(), registry: registry) == nil)
+        #expect(form.errors[.name]?.contains("already exists") == true)
+        #expect(form.errors[.cowSize]?.contains("too small") == true)
+        form.values[.name] = "new"
+        form.values[.cowSize] = "1M"
+        form.values[.chunkSize] = "3K"
+        #expect(form.validate(against: Self.status(), registry: registry) == nil)
+        #expect(form.errors[.chunkSize] != nil)
+        form.values[.chunkSize] = "64K"
+        let request = form.validate(against: Self.status(), registry: registry)
+        #expect(request?.cowPath == "/p/new.cow")
+        #expect(request?.chunkSize == 65536)
+    }
+
+    @Test func everyThemeFileParsesAndErrorsNameTheLine() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Themes").path
+        for name in ["default", "light", "monochrome", "high-contrast"] {
+            let theme = try Theme.load(named: name, directories: [directory])
+            #expect(theme.name == name)
+            #expect(Element.allCases.allSatisfy { theme.styles[$0] != nil })
+        }
+        #expect(throws: ThemeError.self) { try Theme.parse(name: "bad", text: "title = purple black") }
+        let error = try? Theme.parse(name: "bad", text: "\n\ntitle = red") as Theme?
+        #expect(error == nil)
+    }
+}
