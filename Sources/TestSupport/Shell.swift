@@ -36,6 +36,31 @@ public enum Shell {
         return Result(status: process.terminationStatus, stdout: stdoutData, stderr: String(decoding: stderrData, as: UTF8.self))
     }
 
+    /// Runs a command that may leave a daemon behind (tmux starting its server), with
+    /// posix_spawn and waitpid: Foundation's Process waits for descriptors the daemon inherits.
+    /// Its output goes to /dev/null. Throws unless it exits 0.
+    public static func runDetached(_ arguments: [String]) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd in [Int32(0), 1, 2] {
+            posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
+        }
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, &argv, environ)
+        guard spawned == 0 else {
+            throw Failure(command: arguments.joined(separator: " "), result: Result(status: spawned, stdout: Data(), stderr: "spawn failed"))
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exitStatus = (status >> 8) & 0xff
+        guard status & 0x7f == 0, exitStatus == 0 else {
+            throw Failure(command: arguments.joined(separator: " "), result: Result(status: exitStatus, stdout: Data(), stderr: "(output discarded)"))
+        }
+    }
+
     /// Runs and throws unless the exit status is 0.
     @discardableResult
     public static func check(_ arguments: [String], input: Data? = nil) throws -> Result {

@@ -10,11 +10,11 @@ public final class TmuxSession: Sendable {
     public init(width: Int = 120, height: Int = 40, command: String, environment: [String: String] = [:]) throws {
         socket = "snapvol-test-\(UUID().uuidString.prefix(8))"
         let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
-        try tmux(["new-session", "-d", "-s", name, "-x", "\(width)", "-y", "\(height)",
-                  "\(exports)\(command); echo SESSION-ENDED; sleep 60"])
+        try Shell.runDetached(["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", name,
+                               "-x", "\(width)", "-y", "\(height)", "\(exports)\(command); echo SESSION-ENDED; sleep 60"])
     }
 
-    deinit { _ = try? Shell.run(["tmux", "-L", socket, "kill-server"]) }
+    deinit { try? Shell.runDetached(["tmux", "-L", socket, "kill-server"]) }
 
     @discardableResult
     func tmux(_ arguments: [String]) throws -> Shell.Result {

@@ -1,0 +1,172 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The TUI in a real terminal: tmux runs the built binary; keys go in with send-keys and the
+/// screen comes back with capture-pane. Needs tmux (always in CI).
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
+struct TerminalTests {
+    static var binary: String { SnapvolBinary.path }
+
+    /// A pool with origin `vm` (8 MiB) and snapshot `base`.
+    static func pool() throws -> TestPool {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "8M")
+        try pool.ok("snapshot", "create", "base", "--origin", "vm", "--cow", pool.file("base.cow"), "--chunk-size", "4K")
+        return pool
+    }
+
+    static let environment = ["TERM": "tmux-256color", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"]
+
+    @Test func demoShowsTheTreeAndFiguresMove() throws {
+        let dir = try TemporaryDirectory(prefix: "snapvol-demo")
+        let session = try TmuxSession(command: "\(Self.binary) demo --dir \(dir.path) --rate 4M", environment: Self.environment)
+        let first = try session.waitFor("both snapshots with exceptions", timeout: 60) { screen in
+            screen.contains("└ before-upgrade") && screen.contains("└ hourly") && Self.exceptions(in: screen, of: "hourly") ?? 0 > 0
+        }
+        #expect(first.contains("vm-disk"))
+        let before = Self.exceptions(in: first, of: "before-upgrade") ?? 0
+        try session.waitFor("exceptions growing", timeout: 20) { (Self.exceptions(in: $0, of: "before-upgrade") ?? 0) > before }
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        #expect(try !session.alternateScreen(), "q restores the terminal")
+    }
+
+    /// The EXCEPT column of snapshot `name`: the fields are `└ NAME SIZE unit CHUNK unit EXCEPT ...`.
+    static func exceptions(in screen: String, of name: String) -> Int? {
+        guard let line = screen.split(separator: "\n").first(where: { $0.contains("└ \(name) ") }) else { return nil }
+        let fields = line.split(separator: " ")
+        guard let at = fields.firstIndex(where: { $0 == name }), at + 5 < fields.count else { return nil }
+        return Int(fields[at + 5])
+    }
+
+    @Test func newSnapshotFormCreatesWhatStatusThenLists() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("n")
+        try session.waitFor(text: "New snapshot")
+        try session.type("fromtui")
+        try session.keys("Tab", "Tab", "Tab")
+        try session.type("2M")
+        try session.keys("Enter")
+        try session.waitFor(text: "created snapshot fromtui")
+        try session.waitFor(text: "└ fromtui")
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        let status = try #require(try pool.snapshotStatus("fromtui"))
+        #expect(status["cow_total_bytes"] as? Int == 2 << 20)
+        #expect(status["cow_path"] as? String == "\(pool.path)/fromtui.cow")
+    }
+
+    @Test func badFormInputShowsInlineErrorsAndCreatesNothing() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("n")
+        try session.type("base")
+        try session.waitFor(text: "'base' already exists")
+        try session.keys("Tab", "Tab", "Tab")
+        try session.type("8K")
+        try session.keys("Enter")
+        try session.waitFor(text: "too small")
+        try session.keys("Escape")
+        try session.waitFor(text: "cancelled")
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        let before = fingerprint([pool.dir.path])
+        #expect(try pool.snapshotStatus("base") != nil)
+        let origins = try pool.status()["origins"] as! [[String: Any]]
+        #expect((origins[0]["snapshots"] as! [[String: Any]]).count == 1)
+        #expect(fingerprint([pool.dir.path]).keys.sorted() == before.keys.sorted())
+        #expect(!FileManager.default.fileExists(atPath: "\(pool.path)/base.cow"))
+    }
+
+    @Test func deleteAsksAndThenDeletes() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("j", "d")
+        try session.waitFor(text: "Delete snapshot base? (y/N)")
+        try session.keys("n")
+        try session.waitFor(text: "delete cancelled")
+        try session.keys("d", "y")
+        try session.waitFor(text: "deleted snapshot base")
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("base") == nil)
+    }
+
+    @Test func readOnlyRefusesEveryChangeAndTouchesNothing() throws {
+        let pool = try Self.pool()
+        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "3")
+        let files = [pool.dir.path]
+        let before = fingerprint(files)
+        let mtimes = Self.mtimes(files)
+        let session = try TmuxSession(command: "\(Self.binary) tui --read-only --pool \(pool.path)", environment: Self.environment)
+        let screen = try session.waitFor(text: "└ base")
+        #expect(screen.contains("READ-ONLY"))
+        #expect(screen.contains("16"), "exceptions read from the COW on disk")
+        try session.keys("j")
+        for key in ["n", "d", "m", "e"] {
+            try session.keys(key)
+            try session.waitFor(text: "read-only mode")
+            try session.keys("Escape")
+        }
+        try session.keys("?")
+        try session.waitFor(text: "[disabled: read-only]")
+        try session.keys("x", "q")
+        try session.waitFor(text: "SESSION-ENDED")
+        #expect(fingerprint(files) == before)
+        #expect(Self.mtimes(files) == mtimes)
+    }
+
+    @Test func monitorWorksWhileAnotherProcessOwnsThePool() throws {
+        let pool = try Self.pool()
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["flock", "\(pool.path)/pool.lock", "sleep", "30"]
+        try holder.run()
+        defer { holder.terminate() }
+        let session = try TmuxSession(command: "\(Self.binary) monitor --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+    }
+
+    @Test func resizeRedrawsAndTooSmallSaysSo() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.resize(width: 80, height: 24)
+        try session.waitFor("redrawn at 80x24") { $0.contains("└ base") && $0.contains("F10Quit") && $0.split(separator: "\n").count <= 24 }
+        try session.resize(width: 60, height: 20)
+        try session.waitFor(text: "terminal too small")
+        try session.resize(width: 120, height: 40)
+        try session.waitFor("redrawn at 120x40") { $0.contains("└ base") && $0.contains("WRITE") }
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+    }
+
+    @Test func asciiWithoutAUTF8LocaleAndMonochromeTheme() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --theme monochrome --pool \(pool.path)",
+                                      environment: ["TERM": "vt100", "LANG": "C", "LC_ALL": "C", "NO_COLOR": "1"])
+        let screen = try session.waitFor(text: "`-base")
+        #expect(!screen.contains("└"))
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+    }
+
+    static func mtimes(_ paths: [String]) -> [String: Date] {
+        var result: [String: Date] = [:]
+        for path in paths {
+            for name in (try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? [] {
+                let full = "\(path)/\(name)"
+                result[full] = (try? FileManager.default.attributesOfItem(atPath: full))?[.modificationDate] as? Date
+            }
+        }
+        return result
+    }
+}
