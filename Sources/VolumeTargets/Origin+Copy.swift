@@ -40,20 +40,21 @@ extension Origin {
             let id = ObjectIdentifier(snapshot)
             guard var tables = state.tables[id], tables.receivesCopies,
                   let chunks = tables.geometry.chunks(offset: offset, length: length) else { continue }
-            for chunk in chunks where !tables.completed.contains(chunk) {
-                if let pending = tables.pending[chunk] {
+            for chunk in chunks {
+                switch tables.exceptions.lookup(chunk) {
+                case .completed: continue
+                case .pending(let pending):
                     plan.waits.append(pending)
                     continue
+                case .absent: break
                 }
-                guard let new = try? snapshot.store.prepareException() else {
+                guard let pending = try? tables.exceptions.begin(chunk, in: snapshot.store) else {
                     state.tables[id] = tables
                     let reason = snapshot.store.isValid ? "COW store full" : "COW store invalid"
                     if markInvalid(&state, snapshot, reason: reason) { plan.invalidated.append((snapshot, reason)) }
                     tables = state.tables[id]!
                     break
                 }
-                let pending = PendingException(old: chunk, new: new)
-                tables.pending[chunk] = pending
                 let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
                 plan.jobs[key, default: CopyJob(geometry: tables.geometry, chunk: chunk, targets: [])]
                     .targets.append((snapshot, pending))
@@ -105,10 +106,7 @@ extension Origin {
         state.withLock { state in
             let id = ObjectIdentifier(snapshot)
             guard var tables = state.tables[id] else { return }
-            tables.pending[pending.old] = nil
-            if committed && tables.condition != .inactive {
-                if case .invalid = tables.condition {} else { tables.completed.insert(old: pending.old, new: pending.new) }
-            }
+            tables.exceptions.end(pending, committed: committed, keep: tables.receivesCopies || tables.condition == .merging)
             state.tables[id] = tables
         }
         pending.completion.signal(committed)

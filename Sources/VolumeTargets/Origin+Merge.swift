@@ -30,7 +30,7 @@ extension Origin {
         do {
             while let run = try await snapshot.store.prepareMerge() {
                 try await mergeStep(snapshot, run)
-                let remaining = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.completed.count ?? 0 }
+                let remaining = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.count ?? 0 }
                 onEvent(.mergeProgress(snapshot: snapshot.name, remainingExceptions: remaining, totalExceptions: total))
             }
         } catch {
@@ -69,7 +69,7 @@ extension Origin {
                 tables.condition = .merging
                 state.tables[id] = tables
                 state.merge = MergeState(snapshot: snapshot)
-                return tables.completed.count
+                return tables.exceptions.completed.count
             }
         }
     }
@@ -93,7 +93,7 @@ extension Origin {
         try await snapshot.store.commitMerge(count: run.count)
         state.withLock { state in
             let id = ObjectIdentifier(snapshot)
-            for chunk in chunks { state.tables[id]?.completed.remove(old: chunk) }
+            for chunk in chunks { state.tables[id]?.exceptions.completed.remove(old: chunk) }
             state.merge?.busy = nil
         }
         done.signal()
@@ -103,7 +103,7 @@ extension Origin {
         state.withLock { state in
             guard let merge = state.merge else { return .origin }
             if let busy = merge.busy, busy.chunks.contains(chunk) { return .wait(busy.done) }
-            if let new = state.tables[ObjectIdentifier(merge.snapshot)]?.completed.lookup(chunk) { return .store(new) }
+            if let new = state.tables[ObjectIdentifier(merge.snapshot)]?.exceptions.completed.lookup(chunk) { return .store(new) }
             return .origin
         }
     }

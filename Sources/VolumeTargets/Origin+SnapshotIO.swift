@@ -90,8 +90,11 @@ extension Origin {
         try state.withLock { state in
             guard let tables = state.tables[ObjectIdentifier(snapshot)] else { throw VolumeError.inactive(volume: snapshot.name) }
             try Self.requireUsable(tables.condition, snapshot)
-            if let new = tables.completed.lookup(chunk) { return .store(new) }
-            if let pending = tables.pending[chunk] { return .wait(pending) }
+            switch tables.exceptions.lookup(chunk) {
+            case .completed(let new): return .store(new)
+            case .pending(let pending): return .wait(pending)
+            case .absent: break
+            }
             let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
             state.reads.track(key)
             return .origin(key)
@@ -104,11 +107,13 @@ extension Origin {
             guard var tables = state.tables[id] else { throw VolumeError.inactive(volume: snapshot.name) }
             try Self.requireUsable(tables.condition, snapshot)
             if tables.condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
-            if let new = tables.completed.lookup(chunk) { return (.store(new), false) }
-            if let pending = tables.pending[chunk] { return (.wait(pending), false) }
+            switch tables.exceptions.lookup(chunk) {
+            case .completed(let new): return (.store(new), false)
+            case .pending(let pending): return (.wait(pending), false)
+            case .absent: break
+            }
             do {
-                let pending = PendingException(old: chunk, new: try snapshot.store.prepareException())
-                tables.pending[chunk] = pending
+                let pending = try tables.exceptions.begin(chunk, in: snapshot.store)
                 state.tables[id] = tables
                 return (.create(pending), false)
             } catch StoreError.full {

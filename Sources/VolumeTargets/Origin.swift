@@ -7,8 +7,7 @@ import Synchronization
 struct SnapshotTables {
     let geometry: ChunkGeometry
     var condition: SnapshotCondition
-    var completed: ExceptionTable
-    var pending: [ChunkIndex: PendingException] = [:]
+    var exceptions: ExceptionSet
 
     /// Whether origin writes must still copy into this snapshot.
     var receivesCopies: Bool { condition == .active || condition == .overflow }
@@ -67,7 +66,7 @@ public final class Origin: Sendable {
         await withGateClosed {
             state.withLock { state in
                 state.tables[ObjectIdentifier(snapshot)] = SnapshotTables(geometry: store.geometry, condition: condition,
-                                                                          completed: loadedTable)
+                                                                          exceptions: ExceptionSet(completed: loadedTable))
                 state.members.append(snapshot)
             }
         }
@@ -189,7 +188,7 @@ public final class Origin: Sendable {
         guard var tables = state.tables[id] else { return false }
         if case .invalid = tables.condition { return false }
         tables.condition = .invalid(reason: reason)
-        tables.completed = ExceptionTable()
+        tables.exceptions.completed = ExceptionTable()
         state.tables[id] = tables
         return true
     }

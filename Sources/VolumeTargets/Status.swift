@@ -46,7 +46,7 @@ extension Origin {
         let tables = state.withLock { $0.tables[id] }
         return SnapshotStatus(name: snapshot.name, condition: tables?.condition ?? .inactive,
                               chunkBytes: snapshot.store.geometry.chunkBytes, persistent: snapshot.store.isPersistent,
-                              exceptions: tables?.completed.count ?? 0, pendingExceptions: tables?.pending.count ?? 0,
+                              exceptions: tables?.exceptions.completed.count ?? 0, pendingExceptions: tables?.exceptions.pending.count ?? 0,
                               usage: snapshot.store.usage(), io: snapshot.counters.snapshot,
                               sizeSectors: size / UInt64(sectorBytes))
     }
@@ -61,7 +61,7 @@ extension Origin {
     public func chunkMap(of snapshot: Snapshot, cells: Int) -> [Double] {
         let geometry = snapshot.store.geometry
         let total = max(geometry.chunksCovering(size), 1)
-        let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.completed.runs } ?? []
+        let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.runs } ?? []
         var copied = [Double](repeating: 0, count: max(cells, 1))
         let perCell = Double(total) / Double(copied.count)
         for run in runs {
