@@ -1,3 +1,4 @@
+import ExceptionMachinery
 import Foundation
 
 /// Parses sizes and offsets as users type them: plain bytes (`4096`), binary suffixes
@@ -38,15 +39,5 @@ public enum ByteSize {
     }
 
     /// "16 KiB", "1.5 GiB": the form status tables use.
-    public static func describe(_ bytes: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        if unit == 0 { return "\(bytes) B" }
-        return value == value.rounded() ? "\(Int(value)) \(units[unit])" : String(format: "%.1f %@", value, units[unit])
-    }
+    public static func describe(_ bytes: UInt64) -> String { ByteCount.describe(bytes) }
 }

@@ -4,7 +4,7 @@ import VolumeTargets
 extension Controller {
     /// The status of every origin and snapshot (or of the one named, with its origin).
     public func status(only name: String? = nil) throws -> PoolStatus {
-        let (registry, live) = state.withLock { ($0.registry, $0.live) }
+        let (registry, live, remaps, remapProblems) = state.withLock { ($0.registry, $0.live, $0.remaps, $0.remapProblems) }
         if let name, !registry.allNames.contains(name) { throw ControllerError.unknownVolume(name) }
         var origins: [OriginStatus] = []
         for record in registry.origins {
@@ -26,6 +26,9 @@ extension Controller {
                                         state: entry?.origin == nil ? "inactive" : "active", reason: entry?.problem,
                                         readBytes: io.readBytes, writeBytes: io.writeBytes, snapshots: snapshots))
         }
-        return PoolStatus(pool: location.directory, origins: origins)
+        let remapReports = registry.remaps.filter { name == nil || $0.name == name }.map {
+            RemapReport(record: $0, volume: remaps[$0.name], problem: remapProblems[$0.name])
+        }
+        return PoolStatus(pool: location.directory, origins: origins, remaps: remapReports)
     }
 }

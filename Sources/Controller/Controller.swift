@@ -47,14 +47,16 @@ public final class Controller: Sendable {
         let registry = try RegistryFile.load(location)
         let controller = Controller(location: location, lock: lock, registry: registry)
         for origin in registry.origins { await controller.activate(origin) }
+        for remap in registry.remaps { await controller.activate(remap) }
         return controller
     }
 
     /// Flushes every active volume. The lock is released when the controller goes away.
     public func close() async {
-        let (origins, snapshots) = state.withLock { state in
-            (state.live.values.compactMap(\.origin), state.live.values.flatMap { $0.snapshots.values })
+        let (origins, snapshots, remaps) = state.withLock { state in
+            (state.live.values.compactMap(\.origin), state.live.values.flatMap { $0.snapshots.values }, Array(state.remaps.values))
         }
+        for remap in remaps { try? await remap.flush() }
         for snapshot in snapshots { try? await snapshot.flush() }
         for origin in origins { try? await origin.flush() }
     }
@@ -78,6 +80,8 @@ public final class Controller: Sendable {
     /// The active volume called `name` (origin or snapshot).
     public func volume(named name: String) throws -> any Volume {
         try state.withLock { state in
+            if let remap = state.remaps[name] { return remap }
+            if let problem = state.remapProblems[name] { throw ControllerError.inactiveVolume(name: name, reason: problem) }
             for (originName, live) in state.live {
                 if originName == name {
                     guard let origin = live.origin else { throw ControllerError.inactiveVolume(name: name, reason: live.problem ?? "unknown") }
@@ -98,6 +102,9 @@ public final class Controller: Sendable {
 struct ControllerState {
     var registry: Registry
     var live: [String: LiveOrigin] = [:]
+    var remaps: [String: RemapVolume] = [:]
+    /// Remap volumes that could not be activated, and why.
+    var remapProblems: [String: String] = [:]
 }
 
 /// An origin as activated in this process.

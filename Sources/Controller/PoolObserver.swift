@@ -28,7 +28,16 @@ public enum PoolObserver {
                                         reason: device == nil ? "cannot open \(origin.path)" : nil,
                                         readBytes: 0, writeBytes: 0, snapshots: snapshots))
         }
-        return PoolStatus(pool: location.directory, origins: origins)
+        let remaps = registry.remaps.map { record -> RemapReport in
+            let data = try? FileBlockDevice.open(path: record.devicePath, readOnly: true)
+            do {
+                let spare = try FileBlockDevice.open(path: record.sparePath, readOnly: true)
+                return RemapReport(record: record, scan: try awaitScan(spare), dataSize: data?.size ?? 0, spareSize: spare.size, problem: nil)
+            } catch {
+                return RemapReport(record: record, scan: nil, dataSize: data?.size ?? 0, spareSize: 0, problem: "\(error)")
+            }
+        }
+        return PoolStatus(pool: location.directory, origins: origins, remaps: remaps)
     }
 
     static func report(_ record: SnapshotRecord, origin: String, originSize: UInt64) -> SnapshotReport {

@@ -5,6 +5,22 @@ import VolumeTargets
 public struct PoolStatus: Codable, Sendable, Equatable {
     public var pool: String
     public var origins: [OriginStatus]
+    public var remaps: [RemapReport] = []
+
+    enum CodingKeys: String, CodingKey { case pool, origins, remaps }
+
+    public init(pool: String, origins: [OriginStatus], remaps: [RemapReport] = []) {
+        self.pool = pool
+        self.origins = origins
+        self.remaps = remaps
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        pool = try values.decode(String.self, forKey: .pool)
+        origins = try values.decode([OriginStatus].self, forKey: .origins)
+        remaps = try values.decodeIfPresent([RemapReport].self, forKey: .remaps) ?? []
+    }
 
     public func snapshot(named name: String) -> SnapshotReport? {
         origins.lazy.flatMap(\.snapshots).first { $0.name == name }
@@ -91,5 +107,64 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         dmStatus = "0 \(originSize / UInt64(sectorBytes)) snapshot \(state == "invalid" ? "Invalid" : "Inactive")"
         readBytes = 0
         writeBytes = 0
+    }
+}
+
+/// One remap volume's figures: chunks remapped, the spare area's fill, its state
+/// (`active`, `invalid`, `inactive`).
+public struct RemapReport: Codable, Sendable, Equatable {
+    public var name: String
+    public var devicePath: String
+    public var sparePath: String
+    public var size: UInt64
+    public var chunkSize: Int
+    public var remapped: Int
+    public var pending: Int
+    public var marked: Int
+    public var spareUsedBytes: UInt64
+    public var spareTotalBytes: UInt64
+    public var fillPercent: Double
+    public var state: String
+    public var reason: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, size, remapped, pending, marked, state, reason
+        case devicePath = "device_path", sparePath = "spare_path", chunkSize = "chunk_size"
+        case spareUsedBytes = "spare_used_bytes", spareTotalBytes = "spare_total_bytes", fillPercent = "fill_percent"
+    }
+
+    /// From the spare area's metadata on disk (read-only monitoring).
+    init(record: RemapRecord, scan: CowScan?, dataSize: UInt64, spareSize: UInt64, problem: String?) {
+        name = record.name
+        devicePath = record.devicePath
+        sparePath = record.sparePath
+        chunkSize = record.chunkSize
+        size = dataSize
+        remapped = scan?.exceptionCount ?? 0
+        pending = 0
+        marked = 0
+        let usage = scan?.usage(deviceBytes: spareSize)
+        spareUsedBytes = (usage?.allocatedSectors ?? 0) * UInt64(sectorBytes)
+        spareTotalBytes = spareSize
+        fillPercent = ((usage?.dataPercent ?? 0) * 100).rounded() / 100
+        state = scan == nil ? "inactive" : (scan?.state == .invalid ? "invalid" : "active")
+        reason = problem
+    }
+
+    init(record: RemapRecord, volume: RemapVolume?, problem: String?) {
+        name = record.name
+        devicePath = record.devicePath
+        sparePath = record.sparePath
+        chunkSize = record.chunkSize
+        let status = volume?.status
+        size = volume?.size ?? 0
+        remapped = status?.remapped ?? 0
+        pending = status?.pending ?? 0
+        marked = status?.marked ?? 0
+        spareUsedBytes = (status?.usage.allocatedSectors ?? 0) * UInt64(sectorBytes)
+        spareTotalBytes = (status?.usage.totalSectors ?? 0) * UInt64(sectorBytes)
+        fillPercent = ((status?.usage.dataPercent ?? 0) * 100).rounded() / 100
+        state = volume == nil ? "inactive" : (status?.failure == nil ? "active" : "invalid")
+        reason = problem ?? status?.failure
     }
 }

@@ -9,10 +9,20 @@ public struct Registry: Codable, Equatable, Sendable {
 
     public var version = Registry.currentVersion
     public var origins: [OriginRecord] = []
+    public var remaps: [RemapRecord] = []
 
     public init() {}
 
-    public var allNames: [String] { origins.flatMap { [$0.name] + $0.snapshots.map(\.name) } }
+    enum CodingKeys: String, CodingKey { case version, origins, remaps }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        version = try values.decode(Int.self, forKey: .version)
+        origins = try values.decode([OriginRecord].self, forKey: .origins)
+        remaps = try values.decodeIfPresent([RemapRecord].self, forKey: .remaps) ?? []
+    }
+
+    public var allNames: [String] { origins.flatMap { [$0.name] + $0.snapshots.map(\.name) } + remaps.map(\.name) }
 
     public func origin(named name: String) -> OriginRecord? { origins.first { $0.name == name } }
 
@@ -26,6 +36,7 @@ public struct Registry: Codable, Equatable, Sendable {
 
     /// Which volume uses `path` (as origin or COW), if any.
     public func user(of path: String) -> String? {
+        if let remap = remaps.first(where: { $0.devicePath == path || $0.sparePath == path }) { return remap.name }
         for origin in origins {
             if origin.path == path { return origin.name }
             if let snapshot = origin.snapshots.first(where: { $0.cowPath == path }) { return snapshot.name }
@@ -36,6 +47,14 @@ public struct Registry: Codable, Equatable, Sendable {
     func validate() throws -> Registry {
         guard version == Registry.currentVersion else { throw RegistryProblem("unsupported registry version \(version)") }
         var names = Set<String>(), paths = Set<String>()
+        for remap in remaps {
+            guard Registry.isValidName(remap.name) else { throw RegistryProblem("invalid volume name '\(remap.name)'") }
+            guard names.insert(remap.name).inserted else { throw RegistryProblem("volume name '\(remap.name)' appears twice") }
+            for path in [remap.devicePath, remap.sparePath] {
+                guard path.hasPrefix("/"), paths.insert(path).inserted else { throw RegistryProblem("device path '\(path)' is invalid or appears twice") }
+            }
+            guard ChunkSizes.isValid(remap.chunkSize) else { throw RegistryProblem("remap '\(remap.name)' has invalid chunk size \(remap.chunkSize)") }
+        }
         for origin in origins {
             for name in [origin.name] + origin.snapshots.map(\.name) {
                 guard Registry.isValidName(name) else { throw RegistryProblem("invalid volume name '\(name)'") }
@@ -84,6 +103,21 @@ public struct OriginRecord: Codable, Equatable, Sendable {
         path = try values.decode(String.self, forKey: .path)
         createdFile = try values.decodeIfPresent(Bool.self, forKey: .createdFile) ?? false
         snapshots = try values.decodeIfPresent([SnapshotRecord].self, forKey: .snapshots) ?? []
+    }
+}
+
+/// A bad-block remap volume in the registry: a data device and its spare area.
+public struct RemapRecord: Codable, Equatable, Sendable {
+    public var name: String
+    public var devicePath: String
+    public var sparePath: String
+    public var chunkSize: Int
+    /// Whether snapvol created the spare file.
+    public var ownsSpare = false
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case devicePath = "device_path", sparePath = "spare_path", chunkSize = "chunk_size", ownsSpare = "owns_spare"
     }
 }
 

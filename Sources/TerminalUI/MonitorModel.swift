@@ -3,7 +3,7 @@ import Foundation
 
 /// One line of the main view: an origin, or a snapshot indented under it.
 public struct VolumeRow: Sendable, Equatable {
-    public enum Kind: Sendable { case origin, snapshot }
+    public enum Kind: Sendable { case origin, snapshot, remap }
 
     public var kind: Kind
     public var name: String
@@ -94,6 +94,13 @@ public struct MonitorModel: Sendable {
                 rows.append(originRow)
                 rows += snapshots
             }
+        }
+        for remap in (status?.remaps ?? []).sorted(by: { $0.name < $1.name }) {
+            let row = VolumeRow(kind: .remap, name: remap.name, origin: remap.name, size: remap.size, chunkSize: remap.chunkSize,
+                                exceptions: remap.remapped, fillPercent: remap.fillPercent, pendingCopies: remap.pending,
+                                state: remap.state, reason: remap.reason,
+                                readRate: 0, writeRate: 0)
+            if matches(row) { rows.append(row) }
         }
         selection = keep.flatMap { name in rows.firstIndex { $0.name == name } } ?? min(selection, max(rows.count - 1, 0))
     }

@@ -75,9 +75,9 @@ public enum Renderer {
 
     static func drawRow(_ row: VolumeRow, selected: Bool, _ screen: Screen, row y: Int) {
         let columns = columns(for: screen.columns)
-        let base: Element = selected ? .selected : (row.kind == .origin ? .origin : .text)
+        let base: Element = selected ? .selected : (row.kind == .snapshot ? .text : .origin)
         if selected { screen.put(y, 0, Format.cell("", screen.columns), .selected) }
-        let tree = row.kind == .origin ? "" : (screen.unicode ? " └ " : " `-")
+        let tree = row.kind == .snapshot ? (screen.unicode ? " └ " : " `-") : ""
         var x = 0
         func put(_ text: String, _ width: Int, right: Bool = false, _ element: Element? = nil) {
             screen.put(y, x, Format.cell(text, width, right: right), selected ? .selected : (element ?? base))
@@ -137,6 +137,10 @@ public enum Renderer {
             lines.append("origin \(row.origin)   chunk \(Format.size(UInt64(report.chunkSize)))   exceptions \(report.exceptions)   pending copies \(report.pendingCopies)")
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
             lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + "   dmsetup status: \(report.dmStatus)")
+        } else if let remap = model.status?.remaps.first(where: { $0.name == row.name }) {
+            lines.append("remap volume: data \(remap.devicePath)   chunk \(Format.size(UInt64(remap.chunkSize)))   remapped \(remap.remapped)   awaiting a write \(remap.marked)")
+            lines.append("spare \(remap.sparePath)   used \(Format.size(remap.spareUsedBytes)) of \(Format.size(remap.spareTotalBytes)) (\(Format.percent(remap.fillPercent)))")
+            lines.append("state \(remap.state)" + (remap.reason.map { " (\($0))" } ?? ""))
         } else {
             lines.append("origin volume, \(Format.size(row.size)), state \(row.state)" + (row.reason.map { " (\($0))" } ?? ""))
             lines.append("read \(Format.rate(row.readRate))   write \(Format.rate(row.writeRate))")

@@ -82,3 +82,18 @@ public func fingerprint(_ paths: [String]) -> [String: Data] {
     }
     return result
 }
+
+/// Holds a pool's lock from another process (util-linux `flock`), as a second owner would.
+public final class LockHolder: Sendable {
+    private let process: Process
+
+    public init(pool: String, seconds: Int = 30) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["flock", "\(pool)/pool.lock", "sleep", "\(seconds)"]
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.3)
+    }
+
+    deinit { process.terminate() }
+}

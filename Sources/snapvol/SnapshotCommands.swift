@@ -26,12 +26,9 @@ struct SnapshotCommand: AsyncParsableCommand {
                     throw ControllerError.refused(
                         "transient snapshots live in the memory of the process that owns the pool; this command exits at once, so the snapshot would vanish (run it against 'snapvol serve')")
                 }
-                let chunk = try bytes(chunkSize)
-                if let chunk, chunk > UInt64(Int32.max) || !ChunkSizes.isValid(Int(chunk)) {
-                    throw ControllerError.badChunkSize(chunkSize!)
-                }
+                let chunk = try chunkBytes(chunkSize)
                 let request = SnapshotRequest(name: name, origin: origin, cowPath: absolutePath(cow), cowSize: try bytes(cowSize),
-                                              chunkSize: chunk.map { Int($0) }, transient: transient, force: force)
+                                              chunkSize: chunk, transient: transient, force: force)
                 try await options.withController("snapvol snapshot create") { try await $0.createSnapshot(request) }
                 print("created snapshot \(name) of \(origin)")
             }

@@ -39,7 +39,12 @@ enum StatusTable {
                              snapshot.state + (snapshot.reason.map { " (\($0))" } ?? "")])
             }
         }
-        if status.origins.isEmpty { return "no volumes in pool \(status.pool)" }
+        for remap in status.remaps {
+            rows.append([remap.name, "(remap)", ByteSize.describe(remap.size), ByteSize.describe(UInt64(remap.chunkSize)),
+                         "\(remap.remapped)", String(format: "%.2f", remap.fillPercent), "\(remap.pending)",
+                         remap.state + (remap.reason.map { " (\($0))" } ?? "")])
+        }
+        if status.origins.isEmpty && status.remaps.isEmpty { return "no volumes in pool \(status.pool)" }
         let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max()! }
         return rows.map { row in
             row.enumerated().map { column, cell in

@@ -58,6 +58,14 @@ func bytes(_ text: String) throws -> UInt64 { try ByteSize.parse(text) }
 
 func bytes(_ text: String?) throws -> UInt64? { try text.map(ByteSize.parse) }
 
+/// Parses a `--chunk-size`: a power of two from 4 KiB to 1 GiB.
+func chunkBytes(_ text: String?) throws -> Int? {
+    guard let text else { return nil }
+    let value = try ByteSize.parse(text)
+    guard value <= UInt64(Int32.max), ChunkSizes.isValid(Int(value)) else { throw ControllerError.badChunkSize(text) }
+    return Int(value)
+}
+
 /// JSON as status and check print it.
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()

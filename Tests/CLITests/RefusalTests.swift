@@ -97,12 +97,8 @@ import TestSupport
 
     @Test func poolLockedByAnotherProcess() throws {
         let pool = try Self.pool()
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        holder.arguments = ["flock", "\(pool.path)/pool.lock", "sleep", "30"]
-        try holder.run()
-        defer { holder.terminate() }
-        Thread.sleep(forTimeInterval: 0.3)
+        let holder = try LockHolder(pool: pool.path)
+        defer { withExtendedLifetime(holder) {} }
         try Self.expectRefused(pool, ["status"], mentioning: "in use by")
         let result = try pool.run("io", "read", "data", "0", "1")
         #expect(result.status == 1)

@@ -124,11 +124,8 @@ struct TerminalTests {
 
     @Test func monitorWorksWhileAnotherProcessOwnsThePool() throws {
         let pool = try Self.pool()
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        holder.arguments = ["flock", "\(pool.path)/pool.lock", "sleep", "30"]
-        try holder.run()
-        defer { holder.terminate() }
+        let holder = try LockHolder(pool: pool.path)
+        defer { withExtendedLifetime(holder) {} }
         let session = try TmuxSession(command: "\(Self.binary) monitor --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")
         try session.keys("q")

@@ -1,0 +1,79 @@
+import BlockDevices
+import ExceptionMachinery
+import Foundation
+import VolumeTargets
+
+extension Controller {
+    func activate(_ record: RemapRecord) async {
+        do {
+            let data = try FileBlockDevice.open(path: record.devicePath)
+            let spare = try FileBlockDevice.open(path: record.sparePath)
+            let store = try await PersistentExceptionStore.open(spare, requiredChunkBytes: record.chunkSize,
+                                                                originChunks: try ChunkGeometry(chunkBytes: record.chunkSize).chunksCovering(data.size))
+            let volume = try await RemapVolume.open(name: record.name, data: data, store: store)
+            state.withLock { $0.remaps[record.name] = volume }
+        } catch {
+            state.withLock { $0.remapProblems[record.name] = "\(error)" }
+        }
+    }
+
+    /// Creates a remap volume over `devicePath` with its spare area at `sparePath` (a new sparse
+    /// file of `spareSize`, default 1% of the device and at least 64 chunks, unless it exists).
+    public func createRemap(name: String, devicePath: String, sparePath: String, spareSize: UInt64?, chunkSize: Int?) async throws {
+        try await command {
+            var registry = self.registry
+            try checkNewName(name, in: registry)
+            let chunk = chunkSize ?? 4096
+            guard ChunkSizes.isValid(chunk) else { throw ControllerError.badChunkSize("\(chunk) bytes") }
+            for path in [devicePath, sparePath] {
+                if let user = registry.user(of: path) { throw ControllerError.pathInUse(path: path, by: user) }
+            }
+            guard devicePath != sparePath else { throw ControllerError.refused("the spare area must be another device than \(devicePath)") }
+            guard FileManager.default.fileExists(atPath: devicePath) else { throw ControllerError.pathMissing(devicePath) }
+            let data = try FileBlockDevice.open(path: devicePath)
+            let geometry = try ChunkGeometry(chunkBytes: chunk)
+            let spare: FileBlockDevice
+            let owns = !FileManager.default.fileExists(atPath: sparePath)
+            if owns {
+                let size = spareSize ?? max(64 * UInt64(chunk), (data.size / 100 + UInt64(chunk) - 1) / UInt64(chunk) * UInt64(chunk))
+                guard size >= 3 * UInt64(chunk) else { throw ControllerError.cowTooSmall(path: sparePath, bytes: size, chunkBytes: chunk) }
+                spare = try FileBlockDevice.create(path: sparePath, size: size)
+            } else {
+                spare = try FileBlockDevice.open(path: sparePath)
+                guard spare.size >= 3 * UInt64(chunk) else { throw ControllerError.cowTooSmall(path: sparePath, bytes: spare.size, chunkBytes: chunk) }
+                if try await spare.readBytes(at: 0, count: 4) == [0x53, 0x6E, 0x41, 0x70] { throw ControllerError.cowHoldsStore(sparePath) }
+            }
+            let volume: RemapVolume
+            do {
+                let store = try await PersistentExceptionStore.format(spare, geometry: geometry)
+                volume = try await RemapVolume.open(name: name, data: data, store: store)
+            } catch {
+                if owns { try? FileManager.default.removeItem(atPath: sparePath) }
+                throw error
+            }
+            registry.remaps.append(RemapRecord(name: name, devicePath: devicePath, sparePath: sparePath, chunkSize: chunk, ownsSpare: owns))
+            try save(registry)
+            state.withLock { $0.remaps[name] = volume }
+            events.record("\(name): remap volume created (spare \(sparePath))")
+        }
+    }
+
+    /// Remaps one chunk of a remap volume now. Returns false if it already was.
+    @discardableResult
+    public func addRemap(name: String, chunk: ChunkIndex) async throws -> Bool {
+        try await command {
+            guard registry.remaps.contains(where: { $0.name == name }) else {
+                throw registry.allNames.contains(name) ? ControllerError.refused("'\(name)' is not a remap volume") : ControllerError.unknownVolume(name)
+            }
+            guard let volume = state.withLock({ $0.remaps[name] }) else {
+                throw ControllerError.inactiveVolume(name: name, reason: state.withLock { $0.remapProblems[name] } ?? "unknown")
+            }
+            let done = try await volume.remap(chunk: chunk)
+            if done { events.record("\(name): chunk \(chunk) remapped") }
+            return done
+        }
+    }
+
+    /// The chunk size of remap volume `name` (to turn an offset into a chunk).
+    public func remapChunkSize(_ name: String) -> Int? { registry.remaps.first { $0.name == name }?.chunkSize }
+}

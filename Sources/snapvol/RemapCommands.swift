@@ -1,0 +1,59 @@
+import ArgumentParser
+import Controller
+import Foundation
+
+struct RemapCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remap", abstract: "Bad-block remap volumes: a data device whose failing chunks move to a spare area.",
+        subcommands: [Create.self, Add.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a remap volume over a data device, with a spare area (a new sparse file unless it exists).",
+            discussion: "A write that fails with EIO moves its chunk to the spare area; a read that fails reports the error and the chunk moves on its next write.")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The volume name.") var name: String
+        @Option(help: "The data device or file.") var device: String
+        @Option(help: "The spare area: a file (created if missing) or block device.") var spare: String
+        @Option(help: "Size of a new spare file (default 1% of the device, at least 64 chunks).") var spareSize: String?
+        @Option(help: "Chunk size: a power of two from 4K to 1G (default 4K).") var chunkSize: String?
+
+        func run() async throws {
+            try await guarded {
+                let chunk = try chunkBytes(chunkSize)
+                let spareBytes = try bytes(spareSize)
+                try await options.withController("snapvol remap create") {
+                    try await $0.createRemap(name: name, devicePath: absolutePath(device), sparePath: absolutePath(spare),
+                                             spareSize: spareBytes, chunkSize: chunk)
+                }
+                print("created remap volume \(name)")
+            }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remap a chunk now, copying its readable data first.",
+            discussion: "CHUNK_OR_OFFSET is a chunk index (a plain number) or a byte offset with a unit (4096B, 1M, 2048s).")
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The remap volume.") var name: String
+        @Argument(help: "A chunk index, or a byte offset with a unit.") var chunkOrOffset: String
+
+        func run() async throws {
+            try await guarded {
+                let remapped = try await options.withController("snapvol remap add") { controller -> (UInt64, Bool) in
+                    let chunk: UInt64
+                    if let index = UInt64(chunkOrOffset) {
+                        chunk = index
+                    } else {
+                        let offset = try bytes(chunkOrOffset)
+                        guard let size = controller.remapChunkSize(name) else { throw ControllerError.unknownVolume(name) }
+                        chunk = offset / UInt64(size)
+                    }
+                    return (chunk, try await controller.addRemap(name: name, chunk: chunk))
+                }
+                print(remapped.1 ? "remapped chunk \(remapped.0) of \(name)" : "chunk \(remapped.0) of \(name) was already remapped")
+            }
+        }
+    }
+}
