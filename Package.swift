@@ -8,6 +8,7 @@ import PackageDescription
 //   ExceptionMachinery chunk maths, exception tables, pending exceptions, copier, stores
 //   VolumeTargets      policies: origin, snapshot, merge
 //   Controller         pool registry and lock, activation, commands, status model
+//   NBDServer          the NBD protocol server (SwiftNIO) exporting volumes
 //   CNcursesw          system library: ncursesw, with inline wrappers for its macros
 //   TerminalUI         the TUI: view model, renderer, curses screen, themes
 //   snapvol            the command line (front end)
@@ -22,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(name: "CSnapvolSys"),
@@ -51,11 +53,16 @@ let package = Package(
             dependencies: ["VolumeTargets", "ExceptionMachinery", "BlockDevices", "AsyncPrimitives",
                            .product(name: "SystemPackage", package: "swift-system")]
         ),
+        .target(
+            name: "NBDServer",
+            dependencies: ["VolumeTargets", "BlockDevices",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .systemLibrary(name: "CNcursesw"),
         .target(name: "TerminalUI", dependencies: ["Controller", "CNcursesw"]),
         .executableTarget(
             name: "snapvol",
-            dependencies: ["Controller", "TerminalUI", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
+            dependencies: ["Controller", "TerminalUI", "NBDServer", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
@@ -63,6 +70,7 @@ let package = Package(
         .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
         .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Controller", "TestSupport", "snapvol"]),
+        .testTarget(name: "NBDTests", dependencies: ["TestSupport", "snapvol"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Controller", "snapvol"]),
         .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "AsyncPrimitives", "TestSupport"]),
     ],

@@ -1,0 +1,82 @@
+/// Constants of the NBD protocol (fixed newstyle negotiation, simple replies), as in the
+/// protocol document of the NBD project.
+enum NBD {
+    static let initMagic: UInt64 = 0x4E42_444D_4147_4943          // "NBDMAGIC"
+    static let optionMagic: UInt64 = 0x4948_4156_454F_5054        // "IHAVEOPT"
+    static let optionReplyMagic: UInt64 = 0x0003_E889_0455_65A9
+    static let requestMagic: UInt32 = 0x2560_9513
+    static let simpleReplyMagic: UInt32 = 0x6744_6698
+
+    // Handshake flags (server) and client flags.
+    static let flagFixedNewstyle: UInt16 = 1 << 0
+    static let flagNoZeroes: UInt16 = 1 << 1
+    static let clientFlagNoZeroes: UInt32 = 1 << 1
+    static let knownClientFlags: UInt32 = 0b11
+
+    // Options.
+    static let optExportName: UInt32 = 1
+    static let optAbort: UInt32 = 2
+    static let optList: UInt32 = 3
+    static let optInfo: UInt32 = 6
+    static let optGo: UInt32 = 7
+
+    // Option replies.
+    static let repAck: UInt32 = 1
+    static let repServer: UInt32 = 2
+    static let repInfo: UInt32 = 3
+    static let repErrUnsupported: UInt32 = (1 << 31) + 1
+    static let repErrInvalid: UInt32 = (1 << 31) + 3
+    static let repErrUnknown: UInt32 = (1 << 31) + 6
+    static let repErrTooBig: UInt32 = (1 << 31) + 9
+
+    static let infoExport: UInt16 = 0
+    static let infoBlockSize: UInt16 = 3
+
+    // Transmission flags.
+    static let hasFlags: UInt16 = 1 << 0
+    static let readOnly: UInt16 = 1 << 1
+    static let sendFlush: UInt16 = 1 << 2
+    static let sendFUA: UInt16 = 1 << 3
+    static let sendWriteZeroes: UInt16 = 1 << 6
+    static let canMultiConn: UInt16 = 1 << 8
+
+    // Commands and command flags.
+    static let cmdRead: UInt16 = 0
+    static let cmdWrite: UInt16 = 1
+    static let cmdDisconnect: UInt16 = 2
+    static let cmdFlush: UInt16 = 3
+    static let cmdWriteZeroes: UInt16 = 6
+    static let cmdFlagFUA: UInt16 = 1 << 0
+
+    // Errors in replies.
+    static let errPerm: UInt32 = 1
+    static let errIO: UInt32 = 5
+    static let errInvalid: UInt32 = 22
+    static let errNoSpace: UInt32 = 28
+    static let errNotSupported: UInt32 = 95
+    static let errShutdown: UInt32 = 108
+
+    /// The largest request payload accepted (qemu and nbdcopy stay below it).
+    static let maxPayload = 32 << 20
+    /// The largest option payload accepted during negotiation.
+    static let maxOptionLength = 64 << 10
+}
+
+/// One parsed unit of client input.
+enum NBDMessage {
+    case clientFlags(UInt32)
+    case option(code: UInt32, data: [UInt8])
+    case request(NBDRequest)
+    /// The input is not NBD: close the connection.
+    case malformed(String)
+}
+
+/// A transmission-phase request header (and payload for writes).
+struct NBDRequest {
+    let flags: UInt16
+    let type: UInt16
+    let handle: UInt64
+    let offset: UInt64
+    let length: UInt32
+    var payload: [UInt8] = []
+}

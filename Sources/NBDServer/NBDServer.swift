@@ -1,0 +1,89 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Where the server listens.
+public enum NBDListenAddress: Sendable, CustomStringConvertible {
+    case unix(path: String)
+    case tcp(host: String, port: Int)
+
+    public var description: String {
+        switch self {
+        case .unix(let path): return "unix socket \(path)"
+        case let .tcp(host, port): return "\(host):\(port)"
+        }
+    }
+
+    /// The URI a client uses for export `name` (as qemu and libnbd write it).
+    public func uri(for name: String) -> String {
+        switch self {
+        case .unix(let path): return "nbd+unix:///\(name)?socket=\(path)"
+        case let .tcp(host, port): return "nbd://\(host):\(port)/\(name)"
+        }
+    }
+}
+
+/// The NBD server: accepts clients, one session each, and shuts down gracefully (stops
+/// accepting, lets sessions finish their in-flight requests, closes them).
+///
+/// Invariant: every accepted connection is in `sessions` until its channel closes.
+public final class NBDServer: Sendable {
+    private let group: MultiThreadedEventLoopGroup
+    private let listener: any Channel
+    private let sessions: SessionRegistry
+    public let address: NBDListenAddress
+
+    private init(group: MultiThreadedEventLoopGroup, listener: any Channel, sessions: SessionRegistry, address: NBDListenAddress) {
+        self.group = group
+        self.listener = listener
+        self.sessions = sessions
+        self.address = address
+    }
+
+    public static func start(exports: any NBDExports, at address: NBDListenAddress) async throws -> NBDServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let registry = SessionRegistry()
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelInitializer { channel in
+                registry.add(channel)
+                channel.closeFuture.whenComplete { _ in registry.remove(channel) }
+                return channel.eventLoop.makeCompletedFuture {
+                    let phase = NBDPhase()
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder(phase: phase)))
+                    try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports))
+                }
+            }
+        let listener: any Channel
+        do {
+            switch address {
+            case .unix(let path):
+                listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            case let .tcp(host, port):
+                listener = try await bootstrap.bind(host: host, port: port).get()
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        return NBDServer(group: group, listener: listener, sessions: registry, address: address)
+    }
+
+    /// Stops accepting, lets every session finish its in-flight requests, then closes them.
+    public func shutdown() async {
+        try? await listener.close()
+        let channels = sessions.all
+        for channel in channels { channel.pipeline.fireUserInboundEventTriggered(NBDShutdown()) }
+        for channel in channels { try? await channel.closeFuture.get() }
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// The open client connections.
+final class SessionRegistry: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) { channels.withLock { $0[ObjectIdentifier(channel)] = channel } }
+    func remove(_ channel: any Channel) { channels.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+    var all: [any Channel] { channels.withLock { Array($0.values) } }
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// `snapvol serve` running in the background for a test; stopped with SIGTERM.
+public final class ServeProcess: Sendable {
+    private let process: Process
+    public let socket: String
+    public let log: String
+
+    public init(pool: TestPool, extra: [String] = []) throws {
+        socket = "\(pool.path)/nbd.sock"
+        log = pool.file("serve.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        process.arguments = ["serve", "--pool", pool.path] + extra
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: socket) || !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("serving") {
+            guard Date() < deadline, process.isRunning else { throw ServeFailure(log: (try? String(contentsOfFile: log, encoding: .utf8)) ?? "") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// The NBD URI of export `name`.
+    public func uri(_ name: String) -> String { "nbd+unix:///\(name)?socket=\(socket)" }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// Sends SIGTERM and waits; returns the exit status.
+    @discardableResult
+    public func stop() -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+public struct ServeFailure: Error, CustomStringConvertible {
+    public let log: String
+    public var description: String { "snapvol serve did not start: \(log)" }
+}
+
+/// A raw Unix-socket client for feeding a server bytes no real client would send.
+public final class RawSocket {
+    private let fd: Int32
+
+    public init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            _ = path.utf8CString.withUnsafeBytes { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(raw.count - 1))) }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else { throw ServeFailure(log: "connect \(path): errno \(errno)") }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    public func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+
+    /// Reads exactly `count` bytes, or fewer if the server closes (or 5 s pass).
+    public func receive(_ count: Int) -> [UInt8] {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: count)
+        while result.count < count {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, count - result.count, 0) }
+            if n <= 0 { break }
+            result += buffer[0..<n]
+        }
+        return result
+    }
+
+    /// Whether the server closed the connection (a read returns end of file).
+    public func closedByPeer() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+}
+
+/// Big-endian bytes of an integer, for building NBD messages by hand.
+public func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    withUnsafeBytes(of: value.bigEndian) { Array($0) }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Controller
+import Dispatch
+import Foundation
+import NBDServer
+import Synchronization
+import VolumeTargets
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Own the pool and export every volume over NBD (a Unix socket in the pool by default).",
+        discussion: "Clients: qemu (nbd+unix:///NAME?socket=PATH), nbd-client, nbdcopy, nbdinfo, nbdfuse. SIGINT or SIGTERM shuts down cleanly: no new connections, in-flight requests finish, metadata is flushed, the lock is released.")
+    @OptionGroup var options: PoolOptions
+    @Option(help: "Listen on TCP HOST:PORT instead (HOST may be omitted: loopback).") var listen: String?
+    @Option(help: "Unix socket path (default: nbd.sock in the pool directory).") var socket: String?
+    @Flag(help: "Export every volume read-only.") var readOnly = false
+
+    func run() async throws {
+        try await guarded {
+            let address = try listenAddress()
+            try await options.withController("snapvol serve") { controller in
+                let exports = PoolExports(controller: controller, readOnly: readOnly)
+                let server = try await NBDServer.start(exports: exports, at: address)
+                if case .unix(let path) = address { chmod(path, 0o600) }
+                let names = exports.exportNames
+                printNotice("serving \(names.count) volume(s) on \(address)" + (names.first.map { ", e.g. \(address.uri(for: $0))" } ?? ""))
+                await ShutdownSignal.wait()
+                printNotice("shutting down: finishing in-flight requests")
+                await server.shutdown()
+            }
+        }
+    }
+
+    func listenAddress() throws -> NBDListenAddress {
+        guard let listen else { return .unix(path: socket.map(absolutePath) ?? options.location.nbdSocketPath) }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port) else {
+            throw ControllerError.refused("invalid --listen '\(listen)': use HOST:PORT or :PORT")
+        }
+        let host = String(listen[..<colon])
+        return .tcp(host: host.isEmpty ? "127.0.0.1" : host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+    }
+}
+
+/// The pool's volumes as NBD exports.
+struct PoolExports: NBDExports {
+    let controller: Controller
+    let readOnly: Bool
+
+    var exportNames: [String] { controller.volumeNames }
+    func export(named name: String) -> (any Volume)? { try? controller.volume(named: name) }
+    func isReadOnly(_ name: String) -> Bool { readOnly }
+}
+
+/// Waits for SIGINT or SIGTERM (handled, so the process can shut down cleanly).
+enum ShutdownSignal {
+    static func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let once = OnceFlag()
+            var sources: [any DispatchSourceSignal] = []
+            for number in [SIGINT, SIGTERM] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { if once.claim() { continuation.resume() } }
+                source.resume()
+                sources.append(source)
+            }
+            SignalSources.keep(sources)
+        }
+    }
+}
+
+/// Keeps the signal sources alive for the process's lifetime.
+enum SignalSources {
+    nonisolated(unsafe) private static var kept: [any DispatchSourceSignal] = []
+    // Called once, before any signal can arrive; never read concurrently.
+    static func keep(_ sources: [any DispatchSourceSignal]) { kept = sources }
+}
+
+/// True for the first caller only.
+final class OnceFlag: Sendable {
+    private let done = Mutex(false)
+    func claim() -> Bool { done.withLock { value in defer { value = true }; return !value } }
+}
+
+func printNotice(_ message: String) {
+    FileHandle.standardError.write(Data("snapvol: \(message)\n".utf8))
+}

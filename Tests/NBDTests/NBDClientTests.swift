@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `snapvol serve` with real NBD clients from Debian packages (libnbd-bin, qemu-utils):
+/// always in CI.
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdcopy", "nbdinfo", "qemu-io"])))
+struct NBDClientTests {
+    /// A pool with a 32 MiB origin `data` full of 0x11 and a snapshot `snap`.
+    static func pool() throws -> TestPool {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
+        try pool.ok("io", "write", "data", "0", "32M", "--pattern", "0x11")
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--cow-size", "40M")
+        return pool
+    }
+
+    static func qemuIO(_ uri: String, _ commands: [String]) throws -> Shell.Result {
+        try Shell.check(["qemu-io", "-f", "raw"] + commands.flatMap { ["-c", $0] } + [uri])
+    }
+
+    static func copy(_ uri: String, to path: String) throws -> [UInt8] {
+        try Shell.check(["nbdcopy", uri, path])
+        return [UInt8](FileManager.default.contents(atPath: path)!)
+    }
+
+    @Test func qemuWritesNbdcopyDumpsAndNbdinfoLists() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        try Self.qemuIO(server.uri("data"), ["write -P 0x22 1M 4M", "write -P 0x33 20M 64k", "flush"])
+        let snapshot = try Self.copy(server.uri("snap"), to: pool.file("snap.img"))
+        #expect(sameBytes(snapshot, [UInt8](repeating: 0x11, count: 32 << 20)))
+        var expected = [UInt8](repeating: 0x11, count: 32 << 20)
+        expected.replaceSubrange((1 << 20)..<(5 << 20), with: repeatElement(0x22, count: 4 << 20))
+        expected.replaceSubrange((20 << 20)..<((20 << 20) + 65536), with: repeatElement(0x33, count: 65536))
+        #expect(sameBytes(try Self.copy(server.uri("data"), to: pool.file("data.copy")), expected))
+        let list = try Shell.check(["nbdinfo", "--list", "nbd+unix:///?socket=\(server.socket)"]).text
+        #expect(list.contains("export=\"data\"") && list.contains("export=\"snap\""))
+        #expect(list.contains("33554432"))
+        #expect(server.stop() == 0)
+        // After a clean shutdown the lock is free and the figures are on disk.
+        #expect(try pool.snapshotStatus("snap")?["exceptions"] as? Int == 256 + 4)   // 16 KiB chunks
+    }
+
+    /// Many requests in flight at once (qemu-io aio), then the snapshot still verifies.
+    @Test func concurrentRandomWritesKeepTheSnapshot() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        var expected = [UInt8](repeating: 0x11, count: 32 << 20)
+        var commands: [String] = []
+        for region in 0..<64 {   // one write per 512 KiB region, so the final image is exact
+            let length = Int.random(in: 1...256, using: &generator) * 512
+            let offset = region * (512 << 10) + Int.random(in: 0...((512 << 10) - length) / 512, using: &generator) * 512
+            let byte = UInt8.random(in: 0x20...0xfe, using: &generator)
+            commands.append("aio_write -P \(byte) \(offset) \(length)")
+            expected.replaceSubrange(offset..<offset + length, with: repeatElement(byte, count: length))
+        }
+        try Self.qemuIO(server.uri("data"), commands + ["aio_flush"])
+        let snapshot = try Self.copy(server.uri("snap"), to: pool.file("snap.img"))
+        #expect(sameBytes(snapshot, [UInt8](repeating: 0x11, count: 32 << 20)), "seed \(generator.seed)")
+        #expect(sameBytes(try Self.copy(server.uri("data"), to: pool.file("data.img.copy")), expected), "seed \(generator.seed)")
+        server.stop()
+        let check = try SnapvolBinary.run(["check", pool.file("snap.cow")])
+        #expect(check.status == 0)
+    }
+
+    @Test func readOnlyExportsRefuseWrites() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool, extra: ["--read-only"])
+        let result = try Shell.run(["qemu-io", "-f", "raw", "-c", "write -P 0x44 0 4k", server.uri("data")])
+        #expect(result.status != 0 || result.text.contains("failed") || result.stderr.contains("ermission") || result.stderr.contains("read-only"))
+        #expect(sameBytes(try Self.copy(server.uri("data"), to: pool.file("d.img")), [UInt8](repeating: 0x11, count: 32 << 20)))
+        server.stop()
+    }
+
+    /// Garbage, truncated handshakes, bad magic, out-of-range requests, requests after DISC:
+    /// the server answers or hangs up, never crashes, and other clients are unaffected.
+    @Test func malformedClientsDoNotHurtTheServer() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        for _ in 0..<20 {
+            let junk = try RawSocket(path: server.socket)
+            _ = junk.receive(18)
+            junk.send((0..<Int.random(in: 1...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        }
+        let truncated = try RawSocket(path: server.socket)
+        #expect(truncated.receive(18).count == 18)
+        truncated.send([0, 0])
+        let badMagic = try RawSocket(path: server.socket)
+        _ = badMagic.receive(18)
+        badMagic.send(bigEndian(UInt32(3)) + bigEndian(UInt64(0xDEAD_BEEF)) + bigEndian(UInt32(7)) + bigEndian(UInt32(0)))
+        #expect(badMagic.closedByPeer())
+
+        let client = try RawSocket(path: server.socket)
+        _ = client.receive(18)
+        client.send(bigEndian(UInt32(3)))
+        let name = Array("data".utf8)
+        client.send(bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(UInt32(7)) + bigEndian(UInt32(4 + name.count + 2))
+                    + bigEndian(UInt32(name.count)) + name + bigEndian(UInt16(0)))
+        let optionReplies = client.receive(20 + 12 + 20 + 14 + 20)
+        #expect(optionReplies.count == 86)
+        // A read past the end gets EINVAL; the connection stays usable.
+        client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(0)) + bigEndian(UInt64(7))
+                    + bigEndian(UInt64(32 << 20)) + bigEndian(UInt32(4096)))
+        let reply = client.receive(16)
+        #expect(Array(reply[4..<8]) == bigEndian(UInt32(22)))
+        #expect(Array(reply[8..<16]) == bigEndian(UInt64(7)))
+        // A write past the end gets ENOSPC (its payload is consumed).
+        client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(1)) + bigEndian(UInt64(8))
+                    + bigEndian(UInt64((32 << 20) - 100)) + bigEndian(UInt32(512)) + [UInt8](repeating: 9, count: 512))
+        #expect(Array(client.receive(16)[4..<8]) == bigEndian(UInt32(28)))
+        // DISC, then a request: the server hangs up instead.
+        client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(2)) + bigEndian(UInt64(9))
+                    + bigEndian(UInt64(0)) + bigEndian(UInt32(0)))
+        client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(0)) + bigEndian(UInt64(10))
+                    + bigEndian(UInt64(0)) + bigEndian(UInt32(512)))
+        #expect(client.closedByPeer())
+
+        #expect(server.isRunning)
+        let list = try Shell.check(["nbdinfo", "--list", "nbd+unix:///?socket=\(server.socket)"]).text
+        #expect(list.contains("export=\"snap\""))
+        #expect(server.stop() == 0)
+    }
+}
