@@ -120,21 +120,27 @@ struct LiveOrigin {
 /// Recent events, newest last, for status displays (the TUI's event pane).
 public final class EventJournal: Sendable {
     public struct Entry: Sendable, Equatable {
+        /// Increases by one per event, so a reader can ask for what is new.
+        public let sequence: Int
         public let time: Date
         public let text: String
     }
 
-    private let entries = Mutex<[Entry]>([])
+    private let entries = Mutex<(list: [Entry], next: Int)>(([], 0))
     public static let capacity = 200
 
     public init() {}
 
     public func record(_ text: String) {
-        entries.withLock { list in
-            list.append(Entry(time: Date(), text: text))
-            if list.count > Self.capacity { list.removeFirst(list.count - Self.capacity) }
+        entries.withLock { state in
+            state.list.append(Entry(sequence: state.next, time: Date(), text: text))
+            state.next += 1
+            if state.list.count > Self.capacity { state.list.removeFirst(state.list.count - Self.capacity) }
         }
     }
 
-    public var recent: [Entry] { entries.withLock { $0 } }
+    public var recent: [Entry] { entries.withLock { $0.list } }
+
+    /// The events recorded after `sequence` (all of them for -1).
+    public func since(_ sequence: Int) -> [Entry] { recent.filter { $0.sequence > sequence } }
 }

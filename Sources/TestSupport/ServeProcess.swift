@@ -18,7 +18,7 @@ public final class ServeProcess: Sendable {
         process.standardError = output
         try process.run()
         let deadline = Date().addingTimeInterval(20)
-        while !FileManager.default.fileExists(atPath: socket) || !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("serving") {
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("serving") {
             guard Date() < deadline, process.isRunning else { throw ServeFailure(log: (try? String(contentsOfFile: log, encoding: .utf8)) ?? "") }
             Thread.sleep(forTimeInterval: 0.05)
         }

@@ -15,20 +15,53 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Listen on TCP HOST:PORT instead (HOST may be omitted: loopback).") var listen: String?
     @Option(help: "Unix socket path (default: nbd.sock in the pool directory).") var socket: String?
     @Flag(help: "Export every volume read-only.") var readOnly = false
+    @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: off).") var autoextendThreshold: Double?
+    @Option(help: "Grow by this percent of the COW's size.") var autoextendPercent: Double = 20
 
     func run() async throws {
         try await guarded {
             let address = try listenAddress()
+            var policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             try await options.withController("snapvol serve") { controller in
                 let exports = PoolExports(controller: controller, readOnly: readOnly)
                 let server = try await NBDServer.start(exports: exports, at: address)
                 if case .unix(let path) = address { chmod(path, 0o600) }
                 let names = exports.exportNames
                 printNotice("serving \(names.count) volume(s) on \(address)" + (names.first.map { ", e.g. \(address.uri(for: $0))" } ?? ""))
+                let watcher = Task { [policy] in await Self.watch(controller, policy: policy) }
                 await ShutdownSignal.wait()
+                watcher.cancel()
                 printNotice("shutting down: finishing in-flight requests")
                 await server.shutdown()
             }
+        }
+    }
+
+    /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events.
+    static func watch(_ controller: Controller, policy: AutoextendPolicy) async {
+        var policy = policy
+        var seen = controller.events.recent.last?.sequence ?? -1
+        while !Task.isCancelled {
+            for event in controller.events.since(seen) {
+                printNotice(event.text)
+                seen = event.sequence
+            }
+            for snapshot in (try? controller.status().origins.flatMap(\.snapshots)) ?? [] {
+                for action in policy.review(snapshot, fileBacked: controller.isFileBacked(snapshot: snapshot.name)) {
+                    switch action {
+                    case .warn(let text): printNotice("warning: " + text)
+                    case .alarm(let text): printNotice("ERROR: " + text)
+                    case let .extend(name, size):
+                        do {
+                            try await controller.extendSnapshot(name: name, cowSize: size)
+                            printNotice("autoextended snapshot \(name) to \(ByteSize.describe(size))")
+                        } catch {
+                            printNotice("ERROR: autoextend of \(name) failed: \(error)")
+                        }
+                    }
+                }
+            }
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 

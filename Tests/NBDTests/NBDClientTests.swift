@@ -125,3 +125,41 @@ struct NBDClientTests {
         #expect(server.stop() == 0)
     }
 }
+
+/// Serve's own duties beyond NBD: autoextend and TCP on loopback.
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdinfo", "qemu-io"])))
+struct ServeDutiesTests {
+    @Test func autoextendGrowsAFillingCow() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--cow-size", "4M")
+        let server = try ServeProcess(pool: pool, extra: ["--autoextend-threshold", "50", "--autoextend-percent", "100"])
+        try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x5 0 3584k", server.uri("data")])
+        let deadline = Date().addingTimeInterval(15)
+        var size = 0
+        while Date() < deadline {
+            size = ((try? FileManager.default.attributesOfItem(atPath: pool.file("snap.cow")))?[.size] as? Int) ?? 0
+            if size >= 8 << 20 { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(size == 8 << 20)
+        #expect(server.stop() == 0)
+        let log = try String(contentsOfFile: server.log, encoding: .utf8)
+        #expect(log.contains("autoextended snapshot snap"))
+        #expect(log.contains("warning: snapshot snap COW is"))
+        #expect(try pool.snapshotStatus("snap")?["state"] as? String == "active")
+    }
+
+    @Test func tcpListensOnLoopbackByDefault() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "1M")
+        let port = Int.random(in: 20000...60000)
+        let server = try ServeProcess(pool: pool, extra: ["--listen", ":\(port)"])
+        let info = try Shell.check(["nbdinfo", "nbd://127.0.0.1:\(port)/data"]).text
+        #expect(info.contains("1048576"))
+        #expect(try String(contentsOfFile: server.log, encoding: .utf8).contains("127.0.0.1:\(port)"))
+        server.stop()
+    }
+}
