@@ -63,7 +63,8 @@ let package = Package(
         .executableTarget(
             name: "snapvol",
             dependencies: ["Controller", "TerminalUI", "NBDServer", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
         .target(name: "TestSupport", resources: [.copy("Fixtures")]),

@@ -17,7 +17,7 @@ struct CheckCommand: AsyncParsableCommand {
         if json {
             try printJSON(report)
         } else {
-            print(Self.text(report))
+            emit(Self.text(report))
         }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }

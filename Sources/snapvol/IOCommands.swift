@@ -10,7 +10,7 @@ struct IOCommand: AsyncParsableCommand {
 
     static let step = 1 << 20
 
-    struct Write: AsyncParsableCommand {
+    struct Write: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Write a byte pattern or a file's bytes to a volume.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "Origin or snapshot name.") var volume: String
@@ -53,7 +53,7 @@ struct IOCommand: AsyncParsableCommand {
         }
     }
 
-    struct Read: AsyncParsableCommand {
+    struct Read: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Read raw bytes of a volume to stdout or a file.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "Origin or snapshot name.") var volume: String
@@ -74,7 +74,7 @@ struct IOCommand: AsyncParsableCommand {
         }
     }
 
-    struct Dump: AsyncParsableCommand {
+    struct Dump: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Write a whole volume image to a file (with a progress bar on a terminal).")
         @OptionGroup var options: PoolOptions
         @Argument(help: "Origin or snapshot name.") var volume: String
@@ -101,25 +101,34 @@ func checkRange(_ volume: any Volume, _ offset: UInt64, _ length: UInt64) throws
     }
 }
 
-func openOutput(_ path: String?) throws -> FileHandle {
-    guard let path else { return FileHandle.standardOutput }
+/// Where `io read` and `io dump` write: a file, or the command's standard output.
+struct OutputSink {
+    let write: (Data) throws -> Void
+    let finish: () throws -> Void
+}
+
+func openOutput(_ path: String?) throws -> OutputSink {
+    guard let path else {
+        let stdout = CommandEnvironment.current.stdout
+        return OutputSink(write: { stdout($0) }, finish: {})
+    }
     let absolute = absolutePath(path)
     guard FileManager.default.createFile(atPath: absolute, contents: nil), let handle = FileHandle(forWritingAtPath: absolute) else {
         throw ControllerError.refused("cannot write \(absolute)")
     }
-    return handle
+    return OutputSink(write: { try handle.write(contentsOf: $0) }, finish: { try handle.synchronize(); try handle.close() })
 }
 
-func copy(_ volume: any Volume, offset: UInt64, length: UInt64, to sink: FileHandle, progress: ProgressBar?) async throws {
+func copy(_ volume: any Volume, offset: UInt64, length: UInt64, to sink: OutputSink, progress: ProgressBar?) async throws {
     let buffer = AlignedBuffer(count: IOCommand.step)
     var done: UInt64 = 0
     while done < length {
         let count = Int(min(UInt64(IOCommand.step), length - done))
         let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.mutableBytes[0..<count])
         try await volume.read(into: piece, at: offset + done)
-        try sink.write(contentsOf: Data(UnsafeRawBufferPointer(piece)))
+        try sink.write(Data(UnsafeRawBufferPointer(piece)))
         done += UInt64(count)
         progress?.update(done: done, total: length)
     }
-    try sink.synchronize()
+    try sink.finish()
 }

@@ -12,7 +12,7 @@ struct PoolCommand: AsyncParsableCommand {
         func run() async throws {
             try await guarded {
                 try Controller.initPool(options.location)
-                print("created pool \(options.location.directory)")
+                emit("created pool \(options.location.directory)")
             }
         }
     }
@@ -22,7 +22,7 @@ struct OriginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "origin", abstract: "Register and unregister origin volumes.", subcommands: [Add.self, Remove.self])
 
-    struct Add: AsyncParsableCommand {
+    struct Add: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Register an origin: a regular file or block device (a sparse file is created if --size is given).")
         @OptionGroup var options: PoolOptions
@@ -35,12 +35,12 @@ struct OriginCommand: AsyncParsableCommand {
                 try await options.withController("snapvol origin add") { controller in
                     try await controller.addOrigin(name: name, path: absolutePath(path), size: try bytes(size))
                 }
-                print("added origin \(name)")
+                emit("added origin \(name)")
             }
         }
     }
 
-    struct Remove: AsyncParsableCommand {
+    struct Remove: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Unregister an origin (refused while it has snapshots). Its data is left untouched.")
         @OptionGroup var options: PoolOptions
@@ -49,7 +49,7 @@ struct OriginCommand: AsyncParsableCommand {
         func run() async throws {
             try await guarded {
                 try await options.withController("snapvol origin remove") { try await $0.removeOrigin(name: name) }
-                print("removed origin \(name)")
+                emit("removed origin \(name)")
             }
         }
     }

@@ -7,7 +7,7 @@ struct RemapCommand: AsyncParsableCommand {
         commandName: "remap", abstract: "Bad-block remap volumes: a data device whose failing chunks move to a spare area.",
         subcommands: [Create.self, Add.self])
 
-    struct Create: AsyncParsableCommand {
+    struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a remap volume over a data device, with a spare area (a new sparse file unless it exists).",
             discussion: "A write that fails with EIO moves its chunk to the spare area; a read that fails reports the error and the chunk moves on its next write.")
@@ -26,12 +26,12 @@ struct RemapCommand: AsyncParsableCommand {
                     try await $0.createRemap(name: name, devicePath: absolutePath(device), sparePath: absolutePath(spare),
                                              spareSize: spareBytes, chunkSize: chunk)
                 }
-                print("created remap volume \(name)")
+                emit("created remap volume \(name)")
             }
         }
     }
 
-    struct Add: AsyncParsableCommand {
+    struct Add: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remap a chunk now, copying its readable data first.",
             discussion: "CHUNK_OR_OFFSET is a chunk index (a plain number) or a byte offset with a unit (4096B, 1M, 2048s).")
@@ -52,7 +52,7 @@ struct RemapCommand: AsyncParsableCommand {
                     }
                     return (chunk, try await controller.addRemap(name: name, chunk: chunk))
                 }
-                print(remapped.1 ? "remapped chunk \(remapped.0) of \(name)" : "chunk \(remapped.0) of \(name) was already remapped")
+                emit(remapped.1 ? "remapped chunk \(remapped.0) of \(name)" : "chunk \(remapped.0) of \(name) was already remapped")
             }
         }
     }

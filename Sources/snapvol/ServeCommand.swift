@@ -28,10 +28,12 @@ struct ServeCommand: AsyncParsableCommand {
                 if case .unix(let path) = address { chmod(path, 0o600) }
                 let names = exports.exportNames
                 printNotice("serving \(names.count) volume(s) on \(address)" + (names.first.map { ", e.g. \(address.uri(for: $0))" } ?? ""))
+                let control = try await ControlServer.start(controller: controller)
                 let watcher = Task { [policy] in await Self.watch(controller, policy: policy) }
                 await ShutdownSignal.wait()
                 watcher.cancel()
                 printNotice("shutting down: finishing in-flight requests")
+                await control.shutdown(removing: controller.location.controlSocketPath)
                 await server.shutdown()
             }
         }

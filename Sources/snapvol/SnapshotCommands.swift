@@ -7,7 +7,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         commandName: "snapshot", abstract: "Create, adopt, delete, merge and extend snapshots.",
         subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self])
 
-    struct Create: AsyncParsableCommand {
+    struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a snapshot of an origin on a COW file or block device.",
             discussion: "The COW defaults to 20% of the origin and the chunk size to 16 KiB (the kernel's default).")
@@ -22,20 +22,20 @@ struct SnapshotCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await guarded {
-                if transient {
+                if transient && CommandEnvironment.current.controller == nil {
                     throw ControllerError.refused(
-                        "transient snapshots live in the memory of the process that owns the pool; this command exits at once, so the snapshot would vanish (run it against 'snapvol serve')")
+                        "transient snapshots live in the memory of the process that owns the pool; this command exits at once, so the snapshot would vanish (start 'snapvol serve' first: commands are then forwarded to it)")
                 }
                 let chunk = try chunkBytes(chunkSize)
                 let request = SnapshotRequest(name: name, origin: origin, cowPath: absolutePath(cow), cowSize: try bytes(cowSize),
                                               chunkSize: chunk, transient: transient, force: force)
                 try await options.withController("snapvol snapshot create") { try await $0.createSnapshot(request) }
-                print("created snapshot \(name) of \(origin)")
+                emit("created snapshot \(name) of \(origin)")
             }
         }
     }
 
-    struct Attach: AsyncParsableCommand {
+    struct Attach: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Adopt an existing persistent COW device (one the kernel wrote, say) as a snapshot of an origin.")
         @OptionGroup var options: PoolOptions
@@ -51,12 +51,12 @@ struct SnapshotCommand: AsyncParsableCommand {
                 if state == "invalid" {
                     printWarning("snapshot \(name) was invalidated on disk: its reads fail; 'snapshot delete \(name)' removes it")
                 }
-                print("attached snapshot \(name) of \(origin) (\(state))")
+                emit("attached snapshot \(name) of \(origin) (\(state))")
             }
         }
     }
 
-    struct Delete: AsyncParsableCommand {
+    struct Delete: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete a snapshot (its COW file too, if snapvol created it).")
         @OptionGroup var options: PoolOptions
@@ -65,12 +65,12 @@ struct SnapshotCommand: AsyncParsableCommand {
         func run() async throws {
             try await guarded {
                 try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshot(name: name) }
-                print("deleted snapshot \(name)")
+                emit("deleted snapshot \(name)")
             }
         }
     }
 
-    struct Merge: AsyncParsableCommand {
+    struct Merge: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Roll the origin back to the snapshot; the snapshot is consumed.",
             discussion: "Each step is durable: an interrupted merge resumes when run again.")
@@ -82,7 +82,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             try await guarded {
                 try await options.withController("snapvol snapshot merge") { controller in
                     let total = UInt64(try controller.status(only: name).snapshot(named: name)?.exceptions ?? 0)
-                    let bar = ProgressBar(label: "merging \(name)", enabled: !noProgress && isatty(STDERR_FILENO) == 1)
+                    let bar = ProgressBar(label: "merging \(name)", enabled: !noProgress && CommandEnvironment.current.interactive)
                     let watcher = Task {
                         while !Task.isCancelled {
                             let left = (try? controller.status(only: name).snapshot(named: name)?.exceptions) ?? 0
@@ -95,12 +95,12 @@ struct SnapshotCommand: AsyncParsableCommand {
                     bar.update(done: total, total: total)
                     bar.finish()
                 }
-                print("merged snapshot \(name) into its origin")
+                emit("merged snapshot \(name) into its origin")
             }
         }
     }
 
-    struct Extend: AsyncParsableCommand {
+    struct Extend: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Grow a file-backed COW device.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The snapshot's name.") var name: String
@@ -109,7 +109,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         func run() async throws {
             try await guarded {
                 try await options.withController("snapvol snapshot extend") { try await $0.extendSnapshot(name: name, cowSize: try bytes(cowSize)) }
-                print("extended snapshot \(name) to \(ByteSize.describe(try bytes(cowSize)))")
+                emit("extended snapshot \(name) to \(ByteSize.describe(try bytes(cowSize)))")
             }
         }
     }

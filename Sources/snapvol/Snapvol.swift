@@ -20,6 +20,10 @@ struct Snapvol: AsyncParsableCommand {
     static func main() async {
         do {
             var command = try parseAsRoot()
+            if let forwardable = command as? ForwardableCommand,
+               let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: forwardable.options.location) {
+                Foundation.exit(status)
+            }
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

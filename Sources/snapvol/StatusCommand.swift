@@ -2,7 +2,7 @@ import ArgumentParser
 import Controller
 import Foundation
 
-struct StatusCommand: AsyncParsableCommand {
+struct StatusCommand: AsyncParsableCommand, ForwardableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show origins and snapshots, as lvs does.")
     @OptionGroup var options: PoolOptions
@@ -18,9 +18,9 @@ struct StatusCommand: AsyncParsableCommand {
             } else if dm {
                 let snapshots = status.origins.flatMap(\.snapshots)
                 let single = snapshots.count == 1 && snapshots[0].name == name
-                for snapshot in snapshots { print(single ? snapshot.dmStatus : "\(snapshot.name): \(snapshot.dmStatus)") }
+                for snapshot in snapshots { emit(single ? snapshot.dmStatus : "\(snapshot.name): \(snapshot.dmStatus)") }
             } else {
-                print(StatusTable.render(status))
+                emit(StatusTable.render(status))
             }
         }
     }

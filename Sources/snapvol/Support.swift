@@ -12,8 +12,13 @@ struct PoolOptions: ParsableArguments {
         pool.map { PoolLocation(directory: absolutePath($0)) } ?? PoolLocation.defaultLocation()
     }
 
-    /// Opens the pool (taking its lock), runs `body`, flushes and closes.
+    /// Opens the pool (taking its lock), runs `body`, flushes and closes; inside the server
+    /// (a forwarded command) uses the server's controller instead.
     func withController<T>(_ purpose: String, _ body: (Controller) async throws -> T) async throws -> T {
+        if let owner = CommandEnvironment.current.controller {
+            guard owner.location == location else { throw ControllerError.refused("this server owns \(owner.location.directory), not \(location.directory)") }
+            return try await body(owner)
+        }
         let controller = try await Controller.open(location, purpose: purpose)
         do {
             let result = try await body(controller)
@@ -40,16 +45,16 @@ func guarded(_ body: () async throws -> Void) async throws {
 
 func printError(_ message: String) {
     let line = message.split(separator: "\n").joined(separator: " ")
-    FileHandle.standardError.write(Data("snapvol: error: \(line)\n".utf8))
+    CommandEnvironment.current.stderr(Data("snapvol: error: \(line)\n".utf8))
 }
 
 func printWarning(_ message: String) {
-    FileHandle.standardError.write(Data("snapvol: warning: \(message)\n".utf8))
+    CommandEnvironment.current.stderr(Data("snapvol: warning: \(message)\n".utf8))
 }
 
 func absolutePath(_ path: String) -> String {
     let url = path.hasPrefix("/") ? URL(fileURLWithPath: path)
-        : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path)
+        : URL(fileURLWithPath: CommandEnvironment.current.workingDirectory).appendingPathComponent(path)
     return url.standardizedFileURL.path
 }
 
@@ -70,7 +75,7 @@ func chunkBytes(_ text: String?) throws -> Int? {
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    emit(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -79,7 +84,7 @@ final class ProgressBar: Sendable {
     private let label: String
     private let lastDrawn = Mutex(-1)
 
-    init(label: String, enabled: Bool = isatty(STDERR_FILENO) == 1) {
+    init(label: String, enabled: Bool = CommandEnvironment.current.interactive) {
         self.label = label
         self.enabled = enabled
     }

@@ -14,7 +14,8 @@ struct TerminalUIOptions: ParsableArguments {
 
 struct TUICommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tui", abstract: "The terminal UI: live monitoring and keyboard-driven snapshots.")
+        commandName: "tui", abstract: "The terminal UI: live monitoring and keyboard-driven snapshots.",
+        discussion: "Drives the pool in-process, or attaches to 'snapvol serve' over its control socket when a server owns the pool.")
     @OptionGroup var options: PoolOptions
     @OptionGroup var ui: TerminalUIOptions
     @Flag(help: "Monitor only: no changes, nothing opened for writing, no pool lock taken.") var readOnly = false
@@ -24,6 +25,9 @@ struct TUICommand: AsyncParsableCommand {
             if readOnly {
                 _ = try PoolObserver.registry(options.location)
                 return try await TerminalLauncher.run(source: DiskSource(location: options.location), options: ui.terminal)
+            }
+            if ServerSource.available(options.location) {
+                return try await TerminalLauncher.run(source: ServerSource(location: options.location), options: ui.terminal)
             }
             try await options.withController("snapvol tui") { controller in
                 try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)

@@ -22,10 +22,15 @@ import TestSupport
         return [UInt8](FileManager.default.contents(atPath: output)!)
     }
 
-    @Test func snapshotsAtThreeChunkSizesDumpTheirPointInTimeAndMergeRestores() throws {
+    /// Run twice: by the CLI alone, and with `snapvol serve` owning the pool (every command is
+    /// then forwarded over the control socket and must behave the same).
+    @Test(arguments: [false, true])
+    func snapshotsAtThreeChunkSizesDumpTheirPointInTimeAndMergeRestores(withServer: Bool) throws {
         var generator = SeededGenerator.fromEnvironment()
         let pool = try TestPool()
         try pool.ok("pool", "init")
+        let server = withServer ? try ServeProcess(pool: pool) : nil
+        defer { server?.stop() }
         try pool.ok("origin", "add", "data", "--path", pool.file("origin.img"), "--size", "64M")
         var image = patternBytes(seed: 7, count: Self.originSize)
         try Self.write(pool, "data", 0, image)

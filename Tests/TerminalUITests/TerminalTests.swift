@@ -167,3 +167,23 @@ struct TerminalTests {
         return result
     }
 }
+
+/// The TUI attached to `snapvol serve` over the control socket.
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
+struct AttachedTerminalTests {
+    @Test func tuiAttachesToAServerAndCreatesThroughIt() throws {
+        let pool = try TerminalTests.pool()
+        let server = try ServeProcess(pool: pool)
+        defer { server.stop() }
+        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("n")
+        try session.type("viaserver")
+        try session.keys("Enter")
+        try session.waitFor(text: "created snapshot viaserver")
+        try session.waitFor(text: "└ viaserver")
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("viaserver") != nil)
+    }
+}

@@ -1,0 +1,204 @@
+import ArgumentParser
+import Controller
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// The control socket of `snapvol serve` (mode 0600, in the pool directory). A client sends one
+/// JSON line, `{"argv": [...], "cwd": "..."}`; the server runs that `snapvol` command against its
+/// own controller and streams back frames: a kind byte (`o` stdout, `e` stderr, `x` exit), a
+/// big-endian 32-bit length, the payload (for `x`, the 32-bit exit status).
+enum ControlProtocol {
+    static let stdout = UInt8(ascii: "o")
+    static let stderr = UInt8(ascii: "e")
+    static let exit = UInt8(ascii: "x")
+    static let maxRequest = 1 << 20
+
+    struct Request: Codable {
+        var argv: [String]
+        var cwd: String
+    }
+
+    static func frame(_ kind: UInt8, _ payload: Data) -> Data {
+        var data = Data([kind])
+        withUnsafeBytes(of: UInt32(payload.count).bigEndian) { data.append(contentsOf: $0) }
+        data.append(payload)
+        return data
+    }
+}
+
+/// Commands that run against a pool and so can be forwarded to the server that owns it.
+protocol ForwardableCommand {
+    var options: PoolOptions { get }
+}
+
+/// Accepts control connections and runs their commands.
+final class ControlServer: Sendable {
+    private let listener: any Channel
+    private let group: MultiThreadedEventLoopGroup
+
+    private init(listener: any Channel, group: MultiThreadedEventLoopGroup) {
+        self.listener = listener
+        self.group = group
+    }
+
+    static func start(controller: Controller) async throws -> ControlServer {
+        let path = controller.location.controlSocketPath
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let listener = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        chmod(path, 0o600)
+        return ControlServer(listener: listener, group: group)
+    }
+
+    func shutdown(removing path: String) async {
+        try? await listener.close()
+        try? await group.shutdownGracefully()
+        unlink(path)
+    }
+}
+
+/// One control connection: read the request line, run it, stream the output, close.
+final class ControlSessionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let controller: Controller
+    private var pending = ByteBuffer()
+    private var started = false
+
+    init(controller: Controller) { self.controller = controller }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !started else { return }
+        var input = unwrapInboundIn(data)
+        pending.writeBuffer(&input)
+        guard let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if pending.readableBytes > ControlProtocol.maxRequest { context.close(promise: nil) }
+            return
+        }
+        started = true
+        let line = pending.readBytes(length: newline - pending.readerIndex) ?? []
+        let channel = context.channel
+        let send: @Sendable (UInt8, Data) -> Void = { kind, payload in
+            channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.frame(kind, payload)), promise: nil)
+        }
+        guard let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line)) else {
+            send(ControlProtocol.stderr, Data("snapvol: error: malformed control request\n".utf8))
+            send(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(2).bigEndian) { Array($0) }))
+            context.close(promise: nil)
+            return
+        }
+        let controller = self.controller
+        Task {
+            let status = await ForwardedCommand.run(request, controller: controller, send: send)
+            send(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(bitPattern: status).bigEndian) { Array($0) }))
+            try? await channel.close()
+        }
+    }
+}
+
+/// Runs a forwarded command line inside the server, with its output captured.
+enum ForwardedCommand {
+    static func run(_ request: ControlProtocol.Request, controller: Controller, send: @escaping @Sendable (UInt8, Data) -> Void) async -> Int32 {
+        let environment = CommandEnvironment(stdout: { send(ControlProtocol.stdout, $0) }, stderr: { send(ControlProtocol.stderr, $0) },
+                                             controller: controller, workingDirectory: request.cwd, interactive: false)
+        return await CommandEnvironment.$current.withValue(environment) {
+            do {
+                var command = try Snapvol.parseAsRoot(request.argv)
+                guard command is ForwardableCommand else {
+                    printError("'\(request.argv.prefix(2).joined(separator: " "))' cannot run inside the server; the pool is in use by it")
+                    return 1
+                }
+                if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+                return 0
+            } catch {
+                let code = Snapvol.exitCode(for: error)
+                if code == .success {
+                    emit(Snapvol.fullMessage(for: error))
+                    return 0
+                }
+                if error is ExitCode { return code.rawValue }
+                printError(Snapvol.message(for: error) + (code == .validationFailure ? " (see 'snapvol --help')" : ""))
+                return code.rawValue
+            }
+        }
+    }
+}
+
+/// The client side: sends this process's command line to the server and relays its output.
+enum ControlClient {
+    /// Forwards `argv` if a server answers on the pool's control socket, relaying its output to
+    /// this process's; returns its exit status, or nil when no server is there (run locally then).
+    static func forward(_ argv: [String], location: PoolLocation) -> Int32? {
+        exchange(argv, location: location) { kind, payload in
+            (kind == ControlProtocol.stdout ? FileHandle.standardOutput : FileHandle.standardError).write(payload)
+        }
+    }
+
+    /// Runs `argv` in the server and hands each output frame to `output`; nil if no server answers.
+    static func exchange(_ argv: [String], location: PoolLocation, output: (UInt8, Data) -> Void) -> Int32? {
+        let path = location.controlSocketPath
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            _ = path.utf8CString.withUnsafeBytes { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(raw.count - 1))) }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        let request = ControlProtocol.Request(argv: argv, cwd: FileManager.default.currentDirectoryPath)
+        guard var line = try? JSONEncoder().encode(request) else { return nil }
+        line.append(UInt8(ascii: "\n"))
+        guard writeAll(fd, line) else { return nil }
+        while let (kind, payload) = readFrame(fd) {
+            switch kind {
+            case ControlProtocol.stdout, ControlProtocol.stderr: output(kind, payload)
+            case ControlProtocol.exit where payload.count == 4:
+                return Int32(bitPattern: payload.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) })
+            default: break
+            }
+        }
+        output(ControlProtocol.stderr, Data("snapvol: error: the server closed the control connection\n".utf8))
+        return 1
+    }
+
+    private static func writeAll(_ fd: Int32, _ data: Data) -> Bool {
+        data.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n <= 0 { return false }
+                done += n
+            }
+            return true
+        }
+    }
+
+    private static func readExactly(_ fd: Int32, _ count: Int) -> Data? {
+        var data = Data(count: count)
+        var done = 0
+        while done < count {
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, count - done) }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return data
+    }
+
+    private static func readFrame(_ fd: Int32) -> (UInt8, Data)? {
+        guard let header = readExactly(fd, 5) else { return nil }
+        let length = header.dropFirst().withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) }
+        guard let payload = readExactly(fd, Int(length)) else { return nil }
+        return (header[header.startIndex], payload)
+    }
+}

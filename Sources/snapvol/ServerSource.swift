@@ -1,0 +1,46 @@
+import Controller
+import Foundation
+import TerminalUI
+
+/// The TUI attached to a running server over its control socket: figures come from the
+/// server's `status --json`, commands are sent as the equivalent command lines.
+struct ServerSource: PoolSource {
+    let location: PoolLocation
+
+    var readOnly: Bool { false }
+    var poolDirectory: String { location.directory }
+
+    /// Whether a server answers on the pool's control socket.
+    static func available(_ location: PoolLocation) -> Bool {
+        ControlClient.exchange(["status", "--json", "--pool", location.directory], location: location) { _, _ in } == 0
+    }
+
+    private func run(_ arguments: [String]) throws -> Data {
+        var stdout = Data(), stderr = Data()
+        let status = ControlClient.exchange(arguments + ["--pool", location.directory], location: location) { kind, payload in
+            if kind == ControlProtocol.stdout { stdout.append(payload) } else { stderr.append(payload) }
+        }
+        guard let status else { throw ControllerError.refused("the server of \(location.directory) stopped answering") }
+        guard status == 0 else {
+            let message = String(decoding: stderr, as: UTF8.self).replacingOccurrences(of: "snapvol: error: ", with: "")
+            throw ControllerError.refused(message.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return stdout
+    }
+
+    func status() throws -> PoolStatus { try JSONDecoder().decode(PoolStatus.self, from: try run(["status", "--json"])) }
+    func registry() throws -> Registry { try PoolObserver.registry(location) }
+    func recentEvents() -> [String] { [] }
+    func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
+
+    func createSnapshot(_ request: SnapshotRequest) async throws {
+        var arguments = ["snapshot", "create", request.name, "--origin", request.origin, "--cow", request.cowPath]
+        if let size = request.cowSize { arguments += ["--cow-size", "\(size)"] }
+        if let chunk = request.chunkSize { arguments += ["--chunk-size", "\(chunk)"] }
+        _ = try run(arguments)
+    }
+
+    func deleteSnapshot(name: String) async throws { _ = try run(["snapshot", "delete", name]) }
+    func mergeSnapshot(name: String) async throws { _ = try run(["snapshot", "merge", name, "--no-progress"]) }
+    func extendSnapshot(name: String, cowSize: UInt64) async throws { _ = try run(["snapshot", "extend", name, "--cow-size", "\(cowSize)"]) }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// While `snapvol serve` owns the pool, every command is forwarded to it: same output, same
+/// exit codes, same one-line errors.
+@Suite struct ForwardingTests {
+    static func pool() throws -> TestPool {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "4M")
+        try pool.ok("io", "write", "data", "0", "4M", "--pattern", "0x11")
+        return pool
+    }
+
+    @Test func refusalsLookTheSameWithAServer() throws {
+        let pool = try Self.pool()
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"))
+        let cases: [[String]] = [
+            ["snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("x.cow")],
+            ["io", "read", "nope", "0", "1"],
+            ["io", "read", "data", "0"],
+            ["io", "read", "data", "4M", "1"],
+            ["snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("c.cow"), "--chunk-size", "3K"],
+        ]
+        let local = try cases.map { try SnapvolBinary.run($0 + ["--pool", pool.path]) }
+        let server = try ServeProcess(pool: pool)
+        let forwarded = try cases.map { try SnapvolBinary.run($0 + ["--pool", pool.path]) }
+        for (index, arguments) in cases.enumerated() {
+            #expect(forwarded[index].status == local[index].status, "\(arguments)")
+            #expect(forwarded[index].stderr == local[index].stderr, "\(arguments)")
+            #expect(forwarded[index].stderr.split(separator: "\n").count == 1)
+        }
+        #expect(try pool.ok("status", "--dm").text == (try pool.ok("status", "--dm").text))
+        server.stop()
+    }
+
+    @Test func transientSnapshotsLiveInTheServer() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        try pool.ok("snapshot", "create", "t", "--origin", "data", "--cow", pool.file("t.cow"), "--transient", "--cow-size", "2M")
+        try pool.ok("io", "write", "data", "0", "64K", "--pattern", "0x22")
+        #expect([UInt8](try pool.ok("io", "read", "t", "0", "4").stdout) == [0x11, 0x11, 0x11, 0x11])
+        #expect([UInt8](try pool.ok("io", "read", "data", "0", "4").stdout) == [0x22, 0x22, 0x22, 0x22])
+        let status = try #require(try pool.snapshotStatus("t"))
+        #expect(status["persistent"] as? Bool == false)
+        #expect(status["exceptions"] as? Int == 4)
+        server.stop()
+        // Its exceptions were in the server's memory: a later owner reports it invalid.
+        #expect(try pool.snapshotStatus("t")?["state"] as? String == "invalid")
+        try pool.ok("snapshot", "delete", "t")
+    }
+
+    @Test func serveRefusesToRunInsideItself() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        let second = try pool.run("serve")
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("in use by"))
+        server.stop()
+    }
+}
