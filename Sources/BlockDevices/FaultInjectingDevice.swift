@@ -48,6 +48,8 @@ public final class FaultInjectingDevice: ResizableDevice {
         var gone = false
         var failResize = false
         var counters = Counters()
+        /// Operations admitted and not yet finished on the wrapped device.
+        var inFlight = 0
     }
 
     public let base: any BlockDevice
@@ -111,8 +113,10 @@ public final class FaultInjectingDevice: ResizableDevice {
     /// Returns the number of writes not kept whole.
     @discardableResult
     public func powerCut<G: RandomNumberGenerator>(using generator: inout G) async throws -> Int {
+        state.withLock { $0.gone = true }
+        // Writes already admitted still reach the medium (they were "in the disk's queue").
+        while state.withLock({ $0.inFlight }) > 0 { await Task.yield() }
         let writes = state.withLock { state -> [UnflushedWrite] in
-            state.gone = true
             defer { state.unflushed = [] }
             return state.unflushed ?? []
         }
@@ -145,11 +149,13 @@ public final class FaultInjectingDevice: ResizableDevice {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try await admit(.read, offset: offset, length: buffer.count)
+        defer { finishOperation() }
         try await base.read(into: buffer, at: offset)
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         try await admit(.write, offset: offset, length: buffer.count)
+        defer { finishOperation() }
         let tracking = state.withLock { $0.unflushed != nil }
         if tracking {
             let before = try await base.readBytes(at: offset, count: buffer.count)
@@ -160,6 +166,7 @@ public final class FaultInjectingDevice: ResizableDevice {
 
     public func flush() async throws {
         try await admit(.flush, offset: 0, length: 0)
+        defer { finishOperation() }
         try await base.flush()
         state.withLock { state in
             if state.unflushed != nil { state.unflushed = [] }
@@ -174,6 +181,8 @@ public final class FaultInjectingDevice: ResizableDevice {
         }
         try await resizable.resize(to: newSize)
     }
+
+    private func finishOperation() { state.withLock { $0.inFlight -= 1 } }
 
     /// Applies the installed rules to one operation: counts it, then holds, delays or fails it.
     private func admit(_ operation: Operation, offset: UInt64, length: Int) async throws {
@@ -192,6 +201,7 @@ public final class FaultInjectingDevice: ResizableDevice {
                 if remaining == 0 { return (.injected(device: name, operation: "write", offset: offset), nil, nil) }
                 state.writesBeforeFailure = remaining - 1
             }
+            state.inFlight += 1
             switch operation {
             case .read: state.counters.reads += 1
             case .write: state.counters.writes += 1

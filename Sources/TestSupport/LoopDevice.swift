@@ -1,10 +1,14 @@
 import Foundation
+import Synchronization
 
 /// A loop device over a backing file, attached with `losetup -f --show` and detached by name
-/// when the object goes away (or by `detach()`).
+/// exactly once, by `detach()` or when the object goes away. Attaching is serialized within the
+/// test process so that concurrent suites never race for the same free device.
 public final class LoopDevice: Sendable {
     public let path: String
     public let backingFile: String
+    private let attached = Mutex(true)
+    private static let attachLock = Mutex(())
 
     /// Creates a sparse backing file of `size` bytes and attaches it.
     public init(backingFile: String, size: UInt64) throws {
@@ -13,11 +17,15 @@ public final class LoopDevice: Sendable {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: backingFile))
         try handle.truncate(atOffset: size)
         try handle.close()
-        let result = try Shell.check(["losetup", "-f", "--show", backingFile])
+        let result = try Self.attachLock.withLock { _ in try Shell.check(["losetup", "-f", "--show", backingFile]) }
         path = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    public func detach() { _ = try? Shell.run(["losetup", "-d", path]) }
+    /// Detaches the device (once: a second call must not detach a device another test got since).
+    public func detach() {
+        let first = attached.withLock { value in defer { value = false }; return value }
+        if first { _ = try? Shell.run(["losetup", "-d", path]) }
+    }
 
     deinit { detach() }
 }
