@@ -54,8 +54,13 @@ public final class FaultInjectingDevice: ResizableDevice {
 
     public let base: any BlockDevice
     private let state = Mutex(State())
+    private let rail: PowerRail?
 
-    public init(wrapping base: any BlockDevice) { self.base = base }
+    /// - Parameter rail: devices on one rail lose power at the same instant (`PowerRail.cut`).
+    public init(wrapping base: any BlockDevice, rail: PowerRail? = nil) {
+        self.base = base
+        self.rail = rail
+    }
 
     public var name: String { base.name }
     public var size: UInt64 { base.size }
@@ -187,8 +192,9 @@ public final class FaultInjectingDevice: ResizableDevice {
     /// Applies the installed rules to one operation: counts it, then holds, delays or fails it.
     private func admit(_ operation: Operation, offset: UInt64, length: Int) async throws {
         let touched = offset..<(offset + UInt64(max(length, 1)))
+        let powered = rail?.isOn ?? true
         let verdict = state.withLock { state -> (error: DeviceError?, hold: Hold?, delay: Duration?) in
-            if state.gone {
+            if state.gone || !powered {
                 return (.system(operation: "\(operation)", device: name, errno: .noSuchAddressOrDevice), nil, nil)
             }
             let applies: (Operation, Range<UInt64>) -> Bool = { op, range in
@@ -221,4 +227,16 @@ public final class FaultInjectingDevice: ResizableDevice {
         }
         if let delay = verdict.delay { try? await Task.sleep(for: delay) }
     }
+}
+
+/// The power supply of several fault-injecting devices: cutting it stops them all at once, so a
+/// simulated power cut never leaves one device running while another has died.
+public final class PowerRail: Sendable {
+    private let on = Atomic<Bool>(true)
+
+    public init() {}
+
+    public var isOn: Bool { on.load(ordering: .acquiring) }
+
+    public func cut() { on.store(false, ordering: .releasing) }
 }

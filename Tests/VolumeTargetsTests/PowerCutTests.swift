@@ -20,8 +20,9 @@ import VolumeTargets
             let originBase = patternedDevice(size: size)
             let cowBase = MemoryBlockDevice(name: "cow", size: 2 * size)
             let image = originBase.contents
-            let originDevice = FaultInjectingDevice(wrapping: originBase)
-            let cowDevice = FaultInjectingDevice(wrapping: cowBase)
+            let rail = PowerRail()
+            let originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
+            let cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
             let origin = Origin(name: "origin", device: originDevice)
             let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
             let store = try await PersistentExceptionStore.format(cowDevice, geometry: geometry)
@@ -43,6 +44,7 @@ import VolumeTargets
                 }
             }
             while cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
+            rail.cut()
             let dropped = try await originDevice.powerCut(using: &generator) + cowDevice.powerCut(using: &generator)
             cutsWithLosses += dropped > 0 ? 1 : 0
             _ = await workload.result
