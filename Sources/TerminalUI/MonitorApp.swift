@@ -14,6 +14,8 @@ public final class MonitorApp {
     private var lastRefresh = Date.distantPast
     private var mode = InputMode.normal
     private let commands = CommandSlot()
+    /// A merge in progress: the snapshot and how many exceptions it had when it started.
+    private var merging: (name: String, total: Int)?
 
     enum InputMode {
         case normal, help, filter, form
@@ -36,9 +38,11 @@ public final class MonitorApp {
         while true {
             if !view.paused && Date().timeIntervalSince(lastRefresh) >= view.delay { refresh() }
             if let result = commands.takeResult() {
+                merging = nil
                 show(result.text, error: result.isError)
                 refresh()
             }
+            if let merging { showMergeProgress(merging) }
             Renderer.draw(model, view, on: screen)
             guard let key = screen.nextKey() else { continue }
             if !handle(key) { return }
@@ -170,7 +174,8 @@ public final class MonitorApp {
         finishPrompt()
         guard key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) else { return show("\(action) cancelled") }
         if action == "merge" {
-            run("merging \(target) (the progress shows as its exceptions fall)", done: "merged \(target) into its origin") { [source] in
+            merging = (target, max(1, model.status?.snapshot(named: target)?.exceptions ?? 1))
+            run("merging \(target)", done: "merged \(target) into its origin") { [source] in
                 try await source.mergeSnapshot(name: target)
             }
         } else {
@@ -194,6 +199,14 @@ public final class MonitorApp {
         }
         mode = .extend(target: target, text: text)
         view.prompt = "new COW size for \(target): \(text)_"
+    }
+
+    /// The merge's progress bar in the status line: exceptions copied back so far.
+    private func showMergeProgress(_ merge: (name: String, total: Int)) {
+        let left = model.status?.snapshot(named: merge.name)?.exceptions ?? 0
+        let percent = Double(merge.total - min(left, merge.total)) * 100 / Double(merge.total)
+        let (filled, empty) = Format.bar(percent, width: 30, unicode: screen.unicode)
+        show("merging \(merge.name) [\(filled)\(empty)] \(Format.percent(percent))")
     }
 
     /// Starts a command as a task; its result comes back to the status line.

@@ -187,3 +187,22 @@ struct AttachedTerminalTests {
         #expect(try pool.snapshotStatus("viaserver") != nil)
     }
 }
+
+/// Merging from the TUI: confirmation, a progress bar, then the snapshot is gone.
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
+struct MergeFromTerminalTests {
+    @Test func mergeAsksShowsProgressAndConsumesTheSnapshot() throws {
+        let pool = try TerminalTests.pool()
+        try pool.ok("io", "write", "vm", "0", "1M", "--pattern", "0x42")
+        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("j", "m")
+        try session.waitFor(text: "Merge base into vm?")
+        try session.keys("y")
+        try session.waitFor(text: "merged base into its origin", timeout: 60)
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("base") == nil)
+        #expect([UInt8](try pool.ok("io", "read", "vm", "0", "2").stdout) == [0, 0])
+    }
+}
