@@ -35,16 +35,8 @@ struct NBDDecoder: ByteToMessageDecoder {
               let magic = buffer.getInteger(at: buffer.readerIndex, as: UInt64.self),
               let code = buffer.getInteger(at: buffer.readerIndex + 8, as: UInt32.self),
               let length = buffer.getInteger(at: buffer.readerIndex + 12, as: UInt32.self) else { return .needMoreData }
-        guard magic == NBD.optionMagic else {
-            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-            context.fireChannelRead(wrapInboundOut(.malformed("bad option magic")))
-            return .needMoreData
-        }
-        guard length <= NBD.maxOptionLength else {
-            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-            context.fireChannelRead(wrapInboundOut(.malformed("option of \(length) bytes")))
-            return .needMoreData
-        }
+        guard magic == NBD.optionMagic else { return reject("bad option magic", context, &buffer) }
+        guard length <= NBD.maxOptionLength else { return reject("option of \(length) bytes", context, &buffer) }
         guard buffer.readableBytes >= 16 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 16)
         let data = buffer.readBytes(length: Int(length)) ?? []
@@ -60,18 +52,10 @@ struct NBDDecoder: ByteToMessageDecoder {
               let handle = buffer.getInteger(at: buffer.readerIndex + 8, as: UInt64.self),
               let offset = buffer.getInteger(at: buffer.readerIndex + 16, as: UInt64.self),
               let length = buffer.getInteger(at: buffer.readerIndex + 24, as: UInt32.self) else { return .needMoreData }
-        guard magic == NBD.requestMagic else {
-            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-            context.fireChannelRead(wrapInboundOut(.malformed("bad request magic")))
-            return .needMoreData
-        }
+        guard magic == NBD.requestMagic else { return reject("bad request magic", context, &buffer) }
         var request = NBDRequest(flags: flags, type: type, handle: handle, offset: offset, length: length)
         if type == NBD.cmdWrite {
-            guard length <= NBD.maxPayload else {
-                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-                context.fireChannelRead(wrapInboundOut(.malformed("write of \(length) bytes")))
-                return .needMoreData
-            }
+            guard length <= NBD.maxPayload else { return reject("write of \(length) bytes", context, &buffer) }
             guard buffer.readableBytes >= 28 + Int(length) else { return .needMoreData }
             buffer.moveReaderIndex(forwardBy: 28)
             request.payload = buffer.readBytes(length: Int(length)) ?? []
@@ -80,6 +64,13 @@ struct NBDDecoder: ByteToMessageDecoder {
         }
         context.fireChannelRead(wrapInboundOut(.request(request)))
         return .continue
+    }
+
+    /// Drops everything buffered and reports the input as not NBD (the session then closes).
+    private func reject(_ reason: String, _ context: ChannelHandlerContext, _ buffer: inout ByteBuffer) -> DecodingState {
+        buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+        context.fireChannelRead(wrapInboundOut(.malformed(reason)))
+        return .needMoreData
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
