@@ -1,4 +1,7 @@
 import CSnapvolSys
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import SystemPackage
 
@@ -105,8 +108,23 @@ public final class FileBlockDevice: ResizableDevice {
 
     /// Grows or shrinks a regular file. Block devices cannot be resized here.
     public func resize(to newSize: UInt64) async throws {
+        try await resize(to: newSize, reserve: false)
+    }
+
+    /// Grows or shrinks a regular file; with `reserve`, the grown part is allocated on the file
+    /// system (`posix_fallocate`), so a full file system fails here with ENOSPC instead of at a
+    /// later write (the file is put back to its old size then).
+    public func resize(to newSize: UInt64, reserve: Bool) async throws {
         guard kind == .regularFile, !isReadOnly else {
             throw DeviceError.system(operation: "resize", device: name, errno: .notSupported)
+        }
+        let oldSize = size
+        if reserve && newSize > oldSize {
+            let result = posix_fallocate(descriptor.rawValue, off_t(oldSize), off_t(newSize - oldSize))
+            if result != 0 {
+                _ = try? descriptor.resize(to: Int64(oldSize))
+                throw DeviceError.system(operation: "fallocate", device: name, errno: Errno(rawValue: result))
+            }
         }
         try FileBlockDevice.system("ftruncate", name) { try descriptor.resize(to: Int64(newSize)) }
         currentSize.store(newSize, ordering: .releasing)

@@ -186,7 +186,7 @@ extension Controller {
             guard let device = (snapshot?.store.device ?? (try? FileBlockDevice.open(path: record.cowPath))) as? FileBlockDevice,
                   device.kind == .regularFile else { throw ControllerError.notResizable(record.cowPath) }
             guard size > device.size else { throw ControllerError.cannotShrink(path: record.cowPath, current: device.size, requested: size) }
-            try await device.resize(to: size)
+            try await device.resize(to: size, reserve: true)
             if let snapshot { snapshot.origin.clearOverflow(snapshot) }
             events.record("\(name): COW extended to \(ByteSize.describe(size))")
         }

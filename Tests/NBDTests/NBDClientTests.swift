@@ -163,3 +163,36 @@ struct ServeDutiesTests {
         server.stop()
     }
 }
+
+/// A file-backed COW that cannot grow (a full file system): autoextend fails with ENOSPC and
+/// says so, the snapshot is invalidated when it fills and reported once, the origin keeps
+/// accepting writes. Needs root to mount a small tmpfs (always in CI).
+@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["qemu-io", "mount"])))
+struct FullFileSystemTests {
+    @Test func autoextendIntoAFullFileSystem() throws {
+        let pool = try TestPool()
+        let small = pool.file("small-fs")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        try Shell.check(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", small])
+        defer { _ = try? Shell.run(["umount", small]) }
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "16M")
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", "\(small)/snap.cow", "--cow-size", "2M")
+        let server = try ServeProcess(pool: pool, extra: ["--autoextend-threshold", "50", "--autoextend-percent", "100"])
+        try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x7 0 1536k", server.uri("data")])
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline, !((try? String(contentsOfFile: server.log, encoding: .utf8)) ?? "").contains("autoextend of snap failed") {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x8 2M 4M", server.uri("data")])
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(server.stop() == 0)
+        let log = try String(contentsOfFile: server.log, encoding: .utf8)
+        #expect(log.contains("autoextend of snap failed"), "\(log)")
+        #expect(log.contains("No space left on device"), "\(log)")
+        #expect(log.components(separatedBy: "ERROR: snapshot snap is INVALID").count == 2, "reported exactly once: \(log)")
+        #expect(try pool.snapshotStatus("snap")?["state"] as? String == "invalid")
+        #expect([UInt8](try pool.ok("io", "read", "data", "3M", "2").stdout) == [8, 8])
+        try pool.ok("snapshot", "delete", "snap")
+    }
+}
