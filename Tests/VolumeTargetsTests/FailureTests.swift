@@ -1,3 +1,4 @@
+import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 import Testing
@@ -94,15 +95,22 @@ final class EventLog: Sendable {
         let events = EventLog()
         let origin = Origin(name: "origin", device: device, onEvent: events.append)
         let snapshot = try await origin.snapshot("snap", cow: cow)
-        let vanishAfter = Int.random(in: 1...60, using: &generator)
-        try await withDeadline(30, "writes after the COW vanished; seed \(generator.seed)") {
+        let vanishAt = Int.random(in: 1...40, using: &generator)
+        let vanished = OneShotEvent<Void>()
+        // Writer 0 pulls the device out after `vanishAt` writes; the others write half of their
+        // chunks before and half after, so copies are in flight when it goes.
+        try await withDeadline(120, "writes after the COW vanished; seed \(generator.seed)") {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in 0..<4 {
                     group.addTask {
                         for i in 0..<50 {
-                            let offset = UInt64((writer * 50 + i) * 4096 % (1 << 20))
+                            if writer > 0 && i == 25 { await vanished.wait() }
+                            let offset = UInt64((writer * 50 + i) * 4096)
                             try await origin.writeBytes(pattern(UInt8(writer + 1), 4096), at: offset)
-                            if writer == 0 && i == vanishAfter % 50 { cow.disappear() }
+                            if writer == 0 && i == vanishAt {
+                                cow.disappear()
+                                vanished.signal()
+                            }
                         }
                     }
                 }
