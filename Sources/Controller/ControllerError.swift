@@ -19,7 +19,6 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case cowHoldsStore(String)
     case notResizable(String)
     case cannotShrink(path: String, current: UInt64, requested: UInt64)
-    case outOfRange(volume: String, offset: UInt64, length: UInt64, size: UInt64)
     case inactiveVolume(name: String, reason: String)
     case refused(String)
 
@@ -49,8 +48,6 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .notResizable(let path): return "\(path) is not a regular file: only file-backed COW devices can be extended"
         case let .cannotShrink(path, current, requested):
             return "\(path) is \(current) bytes: the new size \(requested) must be larger"
-        case let .outOfRange(volume, offset, length, size):
-            return "\(volume): \(length) bytes at offset \(offset) reach past the end (size \(size))"
         case let .inactiveVolume(name, reason): return "volume '\(name)' is not active: \(reason)"
         case .refused(let text): return text
         }

@@ -17,7 +17,7 @@ extension Origin {
     /// Reads a snapshot: completed exceptions from the COW store, pending ones after they
     /// complete (the 2003 list's item 1), the rest from the origin as tracked reads (item 4).
     func readSnapshot(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(snapshot, offset: offset, length: buffer.count)
+        try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
         await enterGate()
         defer { leaveGate() }
         let geometry = snapshot.store.geometry
@@ -41,7 +41,7 @@ extension Origin {
     /// Writes a snapshot: chunks with an exception are written in the COW store; a chunk
     /// without one gets one first (its origin data copied, unless the write covers it all).
     func writeSnapshot(_ snapshot: Snapshot, _ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(snapshot, offset: offset, length: buffer.count)
+        try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
         await enterGate()
         defer { leaveGate() }
         let geometry = snapshot.store.geometry
@@ -77,13 +77,6 @@ extension Origin {
         await finish(snapshot, pending, copyError: copyError)
         if let copyError { throw copyError }
         if !(await pending.wait()) { throw readableError(snapshot) }
-    }
-
-    private func checkRange(_ snapshot: Snapshot, offset: UInt64, length: Int) throws {
-        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
-        if overflow || end > size {
-            throw VolumeError.outOfRange(volume: snapshot.name, offset: offset, length: UInt64(length), size: size)
-        }
     }
 
     private func routeRead(_ snapshot: Snapshot, chunk: ChunkIndex) throws -> SnapshotRoute {

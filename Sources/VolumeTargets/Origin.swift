@@ -95,10 +95,10 @@ public final class Origin: Sendable {
     // MARK: origin I/O
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(offset: offset, length: buffer.count)
-        await enterGate()
+        try checkRange(offset: offset, length: UInt64(buffer.count))
+        let merging = await enterGate()
         defer { leaveGate() }
-        if state.withLock({ $0.merge != nil }) {
+        if merging {
             try await readMergeView(into: buffer, at: offset)
         } else {
             try await device.read(into: buffer, at: offset)
@@ -107,10 +107,10 @@ public final class Origin: Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(offset: offset, length: buffer.count)
-        await enterGate()
+        try checkRange(offset: offset, length: UInt64(buffer.count))
+        let merging = await enterGate()
         defer { leaveGate() }
-        if state.withLock({ $0.merge != nil }) {
+        if merging {
             try await writeMergeView(buffer, at: offset)
         } else {
             try await writeThrough(buffer, at: offset)
@@ -128,17 +128,17 @@ public final class Origin: Sendable {
         try await device.write(buffer, at: offset)
     }
 
-    func checkRange(offset: UInt64, length: Int) throws {
-        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
-        if overflow || end > size {
-            throw VolumeError.outOfRange(volume: name, offset: offset, length: UInt64(length), size: size)
-        }
-    }
-
     // MARK: the gate
 
-    func enterGate() async {
-        while let closed = state.withLock({ $0.gate.enter() }) { await closed.wait() }
+    /// Admits one I/O; returns whether a merge is running. That cannot change until the I/O
+    /// leaves: merges start and step only with the gate closed.
+    @discardableResult
+    func enterGate() async -> Bool {
+        while true {
+            let (closed, merging) = state.withLock { ($0.gate.enter(), $0.merge != nil) }
+            guard let closed else { return merging }
+            await closed.wait()
+        }
     }
 
     func leaveGate() { state.withLock { $0.gate.leave() } }

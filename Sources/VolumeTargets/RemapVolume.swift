@@ -50,7 +50,7 @@ public final class RemapVolume: Volume {
     // MARK: I/O
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(offset, buffer.count)
+        try checkRange(offset: offset, length: UInt64(buffer.count))
         try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
             switch state.withLock({ $0.exceptions.lookup(piece.chunk) }) {
             case .pending(let exception):
@@ -72,7 +72,7 @@ public final class RemapVolume: Volume {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(offset, buffer.count)
+        try checkRange(offset: offset, length: UInt64(buffer.count))
         try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
             let source = piece.bytes(of: buffer)
             switch try route(piece.chunk) {
@@ -184,11 +184,6 @@ public final class RemapVolume: Volume {
             let slice = UnsafeMutableRawBufferPointer(rebasing: image.mutableBytes[sector..<sector + length])
             if (try? await data.read(into: slice, at: base + UInt64(sector))) == nil { slice.initializeMemory(as: UInt8.self, repeating: 0) }
         }
-    }
-
-    private func checkRange(_ offset: UInt64, _ length: Int) throws {
-        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
-        if overflow || end > size { throw VolumeError.outOfRange(volume: name, offset: offset, length: UInt64(length), size: size) }
     }
 
     /// EIO from the medium (or an injected fault): the errors remapping exists for.

@@ -17,6 +17,14 @@ extension Origin: Volume {}
 extension Snapshot: Volume {}
 
 extension Volume {
+    /// Throws `VolumeError.outOfRange` unless `length` bytes at `offset` lie inside the volume.
+    public func checkRange(offset: UInt64, length: UInt64) throws {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        if overflow || end > size {
+            throw VolumeError.outOfRange(volume: name, offset: offset, length: length, size: size)
+        }
+    }
+
     /// Reads `count` bytes into a new array (for commands and tests, not hot paths).
     public func readBytes(at offset: UInt64, count: Int) async throws -> [UInt8] {
         let buffer = AlignedBuffer(count: count)

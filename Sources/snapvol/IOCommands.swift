@@ -39,7 +39,7 @@ struct IOCommand: AsyncParsableCommand {
                 }
                 try await options.withController("snapvol io write") { controller in
                     let target = try controller.volume(named: volume)
-                    try checkRange(target, offset, length)
+                    try target.checkRange(offset: offset, length: length)
                     var done: UInt64 = 0
                     while done < length {
                         let count = Int(min(UInt64(IOCommand.step), length - done))
@@ -66,7 +66,7 @@ struct IOCommand: AsyncParsableCommand {
                 let (offset, length) = (try bytes(self.offset), try bytes(self.length))
                 try await options.withController("snapvol io read") { controller in
                     let source = try controller.volume(named: volume)
-                    try checkRange(source, offset, length)
+                    try source.checkRange(offset: offset, length: length)
                     let sink = try openOutput(output)
                     try await copy(source, offset: offset, length: length, to: sink, progress: nil)
                 }
@@ -91,13 +91,6 @@ struct IOCommand: AsyncParsableCommand {
                 }
             }
         }
-    }
-}
-
-func checkRange(_ volume: any Volume, _ offset: UInt64, _ length: UInt64) throws {
-    let (end, overflow) = offset.addingReportingOverflow(length)
-    if overflow || end > volume.size {
-        throw ControllerError.outOfRange(volume: volume.name, offset: offset, length: length, size: volume.size)
     }
 }
 

@@ -60,5 +60,5 @@ func withDeadline(_ seconds: Int, _ what: String, _ body: @escaping @Sendable ()
         Issue.record("deadline of \(seconds) s passed: \(what) (deadlock?)")
         return
     }
-    try result.get()
+    _ = try result.get()
 }
