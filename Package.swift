@@ -7,6 +7,7 @@ import PackageDescription
 //   BlockDevices       devices: files, raw block devices, memory, fault injection
 //   ExceptionMachinery chunk maths, exception tables, pending exceptions, copier, stores
 //   VolumeTargets      policies: origin, snapshot, merge
+//   Benchmarks         `snapvol bench`: raw I/O and the engine on the same files, medians, ratios
 //   Controller         pool registry and lock, activation, commands, status model
 //   NBDServer          the NBD protocol server (SwiftNIO) exporting volumes
 //   CNcursesw          system library: ncursesw, with inline wrappers for its macros
@@ -37,6 +38,7 @@ let package = Package(
                 "CSnapvolSys",
                 "AsyncPrimitives",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -48,6 +50,7 @@ let package = Package(
             ]
         ),
         .target(name: "VolumeTargets", dependencies: ["ExceptionMachinery", "BlockDevices", "AsyncPrimitives"]),
+        .target(name: "Benchmarks", dependencies: ["VolumeTargets", "ExceptionMachinery", "BlockDevices"]),
         .target(
             name: "Controller",
             dependencies: ["VolumeTargets", "ExceptionMachinery", "BlockDevices", "AsyncPrimitives",
@@ -62,7 +65,7 @@ let package = Package(
         .target(name: "TerminalUI", dependencies: ["Controller", "CNcursesw"]),
         .executableTarget(
             name: "snapvol",
-            dependencies: ["Controller", "TerminalUI", "NBDServer", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
+            dependencies: ["Controller", "TerminalUI", "NBDServer", "Benchmarks", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),

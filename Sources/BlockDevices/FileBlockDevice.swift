@@ -102,7 +102,8 @@ public final class FileBlockDevice: ResizableDevice {
 
     public func flush() async throws {
         if isReadOnly { return }
-        let result = snapvol_fdatasync(descriptor.rawValue)
+        let descriptor = descriptor.rawValue
+        let result = try await BlockingCalls.run { snapvol_fdatasync(descriptor) }
         if result != 0 { throw DeviceError.system(operation: "fdatasync", device: name, errno: Errno(rawValue: result)) }
     }
 

@@ -14,7 +14,7 @@ extension Controller {
             state.withLock { $0.live[record.name] = LiveOrigin(problem: "\(error)") }
             return
         }
-        let origin = Origin(name: record.name, device: device, onEvent: { [events] in events.record(Self.describe($0)) })
+        let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in events.record(Self.describe($0)) })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
     }

@@ -44,8 +44,7 @@ public final class ChunkCopier: Sendable {
                      written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
         guard !destinations.isEmpty else { return }
         await slots.acquire()
-        let buffer = CopyBuffer(AlignedBuffer(count: length, alignment: max(source.alignment, 4096)),
-                                writers: destinations.count, slots: slots)
+        let buffer = CopyBuffer(BufferPool.shared.take(length), writers: destinations.count, slots: slots)
         do {
             try await source.read(into: buffer.bytes.mutablePointer, at: offset)
         } catch {
@@ -79,15 +78,15 @@ public final class ChunkCopier: Sendable {
 /// The buffer of one copy, shared by the destination writers. The last writer to finish frees
 /// it and gives the copier's slot back.
 // @unchecked Sendable: `bytes` is written once (the source read) before any writer task exists,
-// then only read; the storage is released under the lock after the last writer is done, and no
+// then only read; the storage goes back to the pool after the last writer is done, and no
 // writer touches `bytes` after calling `writerDone`.
 final class CopyBuffer: @unchecked Sendable {
     private let writers: Mutex<Int>
     private let slots: AsyncSemaphore
-    private var storage: AlignedBuffer?
+    private let storage: PooledBuffer
     let bytes: BufferPointers
 
-    init(_ storage: AlignedBuffer, writers: Int, slots: AsyncSemaphore) {
+    init(_ storage: PooledBuffer, writers: Int, slots: AsyncSemaphore) {
         self.bytes = BufferPointers(mutablePointer: storage.mutableBytes)
         self.storage = storage
         self.writers = Mutex(writers)
@@ -107,7 +106,7 @@ final class CopyBuffer: @unchecked Sendable {
 
     /// Called exactly once, by the last writer or on abandon.
     private func release() {
-        storage = nil
+        storage.release()
         slots.release()
     }
 }

@@ -85,6 +85,12 @@ public struct ExceptionTable: Sendable {
         return true
     }
 
+    /// An estimate of the heap bytes the table occupies: dictionary slots and run arrays.
+    public var residentBytes: Int {
+        let slot = MemoryLayout<ChunkIndex>.stride + MemoryLayout<[Run]>.stride
+        return buckets.capacity * slot + buckets.values.reduce(0) { $0 + 32 + $1.capacity * MemoryLayout<Run>.stride }
+    }
+
     /// Every run, ordered by origin chunk.
     public var runs: [Run] {
         buckets.keys.sorted().flatMap { key in buckets[key]!.sorted { $0.old < $1.old } }

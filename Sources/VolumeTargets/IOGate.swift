@@ -17,6 +17,13 @@ struct IOGate {
         return nil
     }
 
+    /// Counts one more I/O for a caller already inside (a queued write outliving its request),
+    /// even while a closer waits: the drain then waits for it too.
+    mutating func extend() {
+        precondition(inFlight > 0, "only an I/O inside the gate can extend it")
+        inFlight += 1
+    }
+
     mutating func leave() {
         inFlight -= 1
         if inFlight == 0, let drained {

@@ -38,30 +38,37 @@ extension Origin {
         var plan = CopyPlan()
         for snapshot in state.members where snapshot !== skipped {
             let id = ObjectIdentifier(snapshot)
-            guard var tables = state.tables[id], tables.receivesCopies,
-                  let chunks = tables.geometry.chunks(offset: offset, length: length) else { continue }
-            for chunk in chunks {
-                switch tables.exceptions.lookup(chunk) {
-                case .completed: continue
-                case .pending(let pending):
-                    plan.waits.append(pending)
-                    continue
-                case .absent: break
-                }
-                guard let pending = try? tables.exceptions.begin(chunk, in: snapshot.store) else {
-                    state.tables[id] = tables
+            guard let geometry = state.tables[id]?.geometry, state.tables[id]?.receivesCopies == true,
+                  let chunks = geometry.chunks(offset: offset, length: length) else { continue }
+            chunkLoop: for chunk in chunks {
+                // Mutated in place (`tables[id]!`): a copy of the tables would copy the whole
+                // pending dictionary on every write.
+                switch state.tables[id]!.claim(chunk, in: snapshot.store) {
+                case .held: continue
+                case .wait(let pending): plan.waits.append(pending)
+                case .copy(let pending):
+                    let key = ChunkKey(shift: geometry.shift, chunk: chunk)
+                    plan.jobs[key, default: CopyJob(geometry: geometry, chunk: chunk, targets: [])].targets.append((snapshot, pending))
+                case .storeRefused:
                     let reason = snapshot.store.isValid ? "COW store full" : "COW store invalid"
                     if markInvalid(&state, snapshot, reason: reason) { plan.invalidated.append((snapshot, reason)) }
-                    tables = state.tables[id]!
-                    break
+                    break chunkLoop
                 }
-                let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
-                plan.jobs[key, default: CopyJob(geometry: tables.geometry, chunk: chunk, targets: [])]
-                    .targets.append((snapshot, pending))
             }
-            state.tables[id] = tables
         }
         return plan
+    }
+
+    /// Under the lock: whether a write to the range would have to copy (or wait for a copy).
+    static func needsCopies(_ state: OriginState, offset: UInt64, length: Int) -> Bool {
+        for snapshot in state.members {
+            guard let tables = state.tables[ObjectIdentifier(snapshot)], tables.receivesCopies,
+                  let chunks = tables.geometry.chunks(offset: offset, length: length) else { continue }
+            for chunk in chunks {
+                guard case .completed = tables.exceptions.lookup(chunk) else { return true }
+            }
+        }
+        return false
     }
 
     func runCopies(_ jobs: [CopyJob]) async {
@@ -105,9 +112,9 @@ extension Origin {
     func complete(_ snapshot: Snapshot, _ pending: PendingException, committed: Bool) {
         state.withLock { state in
             let id = ObjectIdentifier(snapshot)
-            guard var tables = state.tables[id] else { return }
-            tables.exceptions.end(pending, committed: committed, keep: tables.receivesCopies || tables.condition == .merging)
-            state.tables[id] = tables
+            guard let condition = state.tables[id]?.condition else { return }
+            let keep = condition == .active || condition == .overflow || condition == .merging
+            state.tables[id]!.exceptions.end(pending, committed: committed, keep: keep)
         }
         pending.completion.signal(committed)
     }

@@ -1,14 +1,12 @@
 import BlockDevices
 import ExceptionMachinery
 
-/// Where one chunk of a snapshot I/O goes.
+/// Where one chunk of a snapshot write goes.
 enum SnapshotRoute {
     /// The chunk has a completed exception at this store chunk.
     case store(ChunkIndex)
     /// The chunk's exception is pending: wait for it, then route again.
     case wait(PendingException)
-    /// The chunk is unchanged: read it from the origin (tracked until the read completes).
-    case origin(ChunkKey)
     /// This write created the chunk's exception.
     case create(PendingException)
 }
@@ -16,25 +14,50 @@ enum SnapshotRoute {
 extension Origin {
     /// Reads a snapshot: completed exceptions from the COW store, pending ones after they
     /// complete (the 2003 list's item 1), the rest from the origin as tracked reads (item 4).
+    /// Pieces routed to consecutive places of one device are read with one call.
     func readSnapshot(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
         await enterGate()
         defer { leaveGate() }
+        let pieces = snapshot.store.geometry.pieces(offset: offset, length: buffer.count)
+        var next = 0
+        while next < pieces.count {
+            let (plan, pending) = try routeReads(snapshot, pieces[next...])
+            try await perform(plan, snapshot, into: buffer)
+            next += plan.pieces
+            if let pending { _ = await pending.wait() }
+        }
+    }
+
+    /// Under one lock acquisition: routes pieces until one whose exception is pending.
+    private func routeReads(_ snapshot: Snapshot, _ pieces: ArraySlice<ChunkPiece>) throws -> (ReadPlan, PendingException?) {
         let geometry = snapshot.store.geometry
-        try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
-            switch try routeRead(snapshot, chunk: piece.chunk) {
-            case .wait(let pending):
-                _ = await pending.wait()
-                return .retry
-            case .store(let new):
-                try await snapshot.store.device.read(into: piece.bytes(of: buffer), at: piece.offset(at: new, in: geometry))
-            case .origin(let key):
-                defer { untrackRead(key) }
-                try await device.read(into: piece.bytes(of: buffer), at: piece.offset(at: piece.chunk, in: geometry))
-            case .create:
-                preconditionFailure("reads never create exceptions")
+        return try state.withLock { state in
+            guard let tables = state.tables[ObjectIdentifier(snapshot)] else { throw VolumeError.inactive(volume: snapshot.name) }
+            try Self.requireUsable(tables.condition, snapshot)
+            var plan = ReadPlan()
+            for piece in pieces {
+                switch tables.exceptions.lookup(piece.chunk) {
+                case .pending(let pending): return (plan, pending)
+                case .completed(let new): plan.add(piece, from: .store, at: piece.offset(at: new, in: geometry))
+                case .absent:
+                    let key = ChunkKey(shift: geometry.shift, chunk: piece.chunk)
+                    state.reads.track(key)
+                    plan.tracked.append(key)
+                    plan.add(piece, from: .origin, at: piece.offset(at: piece.chunk, in: geometry))
+                }
             }
-            return .done
+            return (plan, nil)
+        }
+    }
+
+    /// Issues a plan's reads; its tracked origin reads end even if one fails.
+    private func perform(_ plan: ReadPlan, _ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer) async throws {
+        defer { for key in plan.tracked { untrackRead(key) } }
+        for extent in plan.extents {
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[extent.bufferOffset..<extent.bufferOffset + extent.length])
+            let source = extent.source == .store ? snapshot.store.device : device
+            try await source.read(into: target, at: extent.deviceOffset)
         }
     }
 
@@ -58,8 +81,6 @@ extension Origin {
             case .create(let pending):
                 await runCopy(CopyJob(geometry: geometry, chunk: piece.chunk, targets: [(snapshot, pending)]))
                 return .retry
-            case .origin:
-                preconditionFailure("writes never go to the origin")
             }
             return .done
         }
@@ -79,39 +100,21 @@ extension Origin {
         if !(await pending.wait()) { throw readableError(snapshot) }
     }
 
-    private func routeRead(_ snapshot: Snapshot, chunk: ChunkIndex) throws -> SnapshotRoute {
-        try state.withLock { state in
-            guard let tables = state.tables[ObjectIdentifier(snapshot)] else { throw VolumeError.inactive(volume: snapshot.name) }
-            try Self.requireUsable(tables.condition, snapshot)
-            switch tables.exceptions.lookup(chunk) {
-            case .completed(let new): return .store(new)
-            case .pending(let pending): return .wait(pending)
-            case .absent: break
-            }
-            let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
-            state.reads.track(key)
-            return .origin(key)
-        }
-    }
-
     private func routeWrite(_ snapshot: Snapshot, chunk: ChunkIndex) throws -> SnapshotRoute {
         let (route, overflowed) = try state.withLock { state -> (SnapshotRoute, Bool) in
             let id = ObjectIdentifier(snapshot)
-            guard var tables = state.tables[id] else { throw VolumeError.inactive(volume: snapshot.name) }
-            try Self.requireUsable(tables.condition, snapshot)
-            if tables.condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
-            switch tables.exceptions.lookup(chunk) {
+            guard let condition = state.tables[id]?.condition else { throw VolumeError.inactive(volume: snapshot.name) }
+            try Self.requireUsable(condition, snapshot)
+            if condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
+            switch state.tables[id]!.exceptions.lookup(chunk) {
             case .completed(let new): return (.store(new), false)
             case .pending(let pending): return (.wait(pending), false)
             case .absent: break
             }
             do {
-                let pending = try tables.exceptions.begin(chunk, in: snapshot.store)
-                state.tables[id] = tables
-                return (.create(pending), false)
+                return (.create(try state.tables[id]!.exceptions.begin(chunk, in: snapshot.store)), false)
             } catch StoreError.full {
-                tables.condition = .overflow
-                state.tables[id] = tables
+                state.tables[id]!.condition = .overflow
                 return (.wait(PendingException(old: chunk, new: 0)), true)
             }
         }

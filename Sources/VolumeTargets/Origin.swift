@@ -11,6 +11,28 @@ struct SnapshotTables {
 
     /// Whether origin writes must still copy into this snapshot.
     var receivesCopies: Bool { condition == .active || condition == .overflow }
+
+    /// What an origin write needs for `chunk` in this snapshot.
+    enum Claim {
+        /// The snapshot holds the chunk already.
+        case held
+        /// A copy is in progress: wait for it.
+        case wait(PendingException)
+        /// A new pending exception: copy the chunk.
+        case copy(PendingException)
+        /// The store cannot take another exception (full or invalid).
+        case storeRefused
+    }
+
+    mutating func claim(_ chunk: ChunkIndex, in store: any ExceptionStore) -> Claim {
+        switch exceptions.lookup(chunk) {
+        case .completed: return .held
+        case .pending(let pending): return .wait(pending)
+        case .absent:
+            guard let pending = try? exceptions.begin(chunk, in: store) else { return .storeRefused }
+            return .copy(pending)
+        }
+    }
 }
 
 /// Everything an origin coordinates, behind one lock: one lock domain per origin, so no code
@@ -21,6 +43,7 @@ struct OriginState {
     var members: [Snapshot] = []
     var tables: [ObjectIdentifier: SnapshotTables] = [:]
     var reads = ReadTracker()
+    var writeBack = WriteBackQueue()
     var merge: MergeState?
 }
 
@@ -34,7 +57,10 @@ struct OriginState {
 /// - a snapshot takes part in origin writes only after its metadata is loaded (`attach`);
 /// - snapshots join and leave only while no I/O is in flight (the gate), so no write can
 ///   straddle a change of the snapshot set;
-/// - one origin read feeds the copies of every snapshot (of the same chunk size) that needs it.
+/// - one origin read feeds the copies of every snapshot (of the same chunk size) that needs it;
+/// - in write-back mode, a write that must wait for copies is acknowledged once queued; it
+///   reaches the device in acceptance order with overlapping writes, reads of its range wait
+///   for it, and `flush` waits for it (and reports its failure).
 public final class Origin: Sendable {
     public let name: String
     public let device: any BlockDevice
@@ -42,12 +68,21 @@ public final class Origin: Sendable {
     let copier: ChunkCopier
     let state = Mutex(OriginState())
     let onEvent: @Sendable (VolumeEvent) -> Void
+    /// Whether writes that need copies are acknowledged once queued (see `WriteBackQueue`).
+    public let writeBack: Bool
+    /// Bounds the bytes of queued writes: a writer waits when the queue is full.
+    let writeBackBytes = AsyncSemaphore(limit: WriteBackLimit.megabytes)
 
-    public init(name: String, device: any BlockDevice, copier: ChunkCopier = ChunkCopier(),
+    /// - Parameter writeBack: acknowledge origin writes that need copies once they are queued,
+    ///   so a client writing one request at a time keeps the copier and group commit busy (the
+    ///   write is durable after the next `flush`, as on any write-back device). When false,
+    ///   `write` returns only after the data is on the device, as dm-snapshot's origin does.
+    public init(name: String, device: any BlockDevice, copier: ChunkCopier = ChunkCopier(), writeBack: Bool = false,
                 onEvent: @escaping @Sendable (VolumeEvent) -> Void = { _ in }) {
         self.name = name
         self.device = device
         self.copier = copier
+        self.writeBack = writeBack
         self.onEvent = onEvent
     }
 
@@ -98,6 +133,7 @@ public final class Origin: Sendable {
         try checkRange(offset: offset, length: UInt64(buffer.count))
         let merging = await enterGate()
         defer { leaveGate() }
+        await waitForQueuedWrites(overlapping: offset..<offset + UInt64(buffer.count))
         if merging {
             try await readMergeView(into: buffer, at: offset)
         } else {
@@ -112,14 +148,23 @@ public final class Origin: Sendable {
         defer { leaveGate() }
         if merging {
             try await writeMergeView(buffer, at: offset)
+        } else if writeBack {
+            try await writeBehind(buffer, at: offset)
         } else {
             try await writeThrough(buffer, at: offset)
         }
         counters.countWrite(buffer.count)
     }
 
-    /// Makes every completed origin write durable.
-    public func flush() async throws { try await device.flush() }
+    /// Makes every completed (and every queued) origin write durable.
+    public func flush() async throws {
+        for blocker in state.withLock({ $0.writeBack.blockers(of: nil) }) { await blocker.wait() }
+        if let failure = state.withLock({ state -> (any Error)? in
+            defer { state.writeBack.failure = nil }
+            return state.writeBack.failure
+        }) { throw failure }
+        try await device.flush()
+    }
 
     /// Preserves the old contents in every snapshot, waits out snapshot reads, then writes.
     func writeThrough(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
@@ -185,11 +230,10 @@ public final class Origin: Sendable {
     /// Marks `snapshot` invalid under the lock; returns false if it already was.
     static func markInvalid(_ state: inout OriginState, _ snapshot: Snapshot, reason: String) -> Bool {
         let id = ObjectIdentifier(snapshot)
-        guard var tables = state.tables[id] else { return false }
-        if case .invalid = tables.condition { return false }
-        tables.condition = .invalid(reason: reason)
-        tables.exceptions.completed = ExceptionTable()
-        state.tables[id] = tables
+        guard let condition = state.tables[id]?.condition else { return false }
+        if case .invalid = condition { return false }
+        state.tables[id]!.condition = .invalid(reason: reason)
+        state.tables[id]!.exceptions.completed = ExceptionTable()
         return true
     }
 

@@ -78,3 +78,23 @@ extension Origin {
         return copied.map { min(1, $0 / perCell) }
     }
 }
+
+/// The size of a snapshot's in-memory exception table.
+public struct TableFigures: Sendable, Equatable, Codable {
+    public var exceptions: Int
+    public var residentBytes: Int
+
+    public init(exceptions: Int, residentBytes: Int) {
+        self.exceptions = exceptions
+        self.residentBytes = residentBytes
+    }
+}
+
+extension Origin {
+    public func tableFigures(of snapshot: Snapshot) -> TableFigures {
+        state.withLock { state in
+            let table = state.tables[ObjectIdentifier(snapshot)]?.exceptions.completed
+            return TableFigures(exceptions: table?.count ?? 0, residentBytes: table?.residentBytes ?? 0)
+        }
+    }
+}

@@ -13,7 +13,7 @@ struct Snapvol: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [PoolCommand.self, OriginCommand.self, SnapshotCommand.self, StatusCommand.self,
-                      IOCommand.self, CheckCommand.self, RemapCommand.self, ServeCommand.self, TUICommand.self, MonitorCommand.self, DemoCommand.self]
+                      IOCommand.self, CheckCommand.self, RemapCommand.self, ServeCommand.self, TUICommand.self, MonitorCommand.self, DemoCommand.self, BenchCommand.self]
     )
 
     /// Like the default entry point, but a usage error is one line on stderr (exit 64).

@@ -1,0 +1,196 @@
+import BlockDevices
+import Foundation
+import ExceptionMachinery
+import VolumeTargets
+
+/// One round of the benchmark: one run at one chunk size.
+///
+/// Invariant: the origin is left as the round found it (every snapshot detached and deleted,
+/// and the merge restores the content the first snapshot saw).
+struct BenchRound {
+    let configuration: BenchConfiguration
+    let volumes: BenchVolumes
+    let device: FileBlockDevice
+    let geometry: ChunkGeometry
+    let run: Int
+    var measurements: [Measurement] = []
+    var figures: [Figure] = []
+
+    init(configuration: BenchConfiguration, volumes: BenchVolumes, device: FileBlockDevice, geometry: ChunkGeometry, run: Int) {
+        self.configuration = configuration
+        self.volumes = volumes
+        self.device = device
+        self.geometry = geometry
+        self.run = run
+    }
+
+    private var sequential: IOPattern { .sequential(volumeBytes: configuration.originBytes, blockBytes: 1 << 20) }
+    private var random: IOPattern {
+        .random(volumeBytes: configuration.originBytes, blockBytes: 4096, count: configuration.randomOperations,
+                seed: configuration.seed)
+    }
+    private var randomReads: IOPattern { random.reordered(seed: configuration.seed &+ 1) }
+
+    mutating func measure() async throws {
+        try await measureRaw()
+        let origin = Origin(name: "bench-origin", device: device, writeBack: true)
+        try await measureNoSnapshots(origin)
+        try await measureOneSnapshotSequential(origin)
+        try await measureOneSnapshotRandom(origin)
+        try await measureManySnapshots(origin)
+        try await measureWriteThrough()
+    }
+
+    // MARK: cases
+
+    private mutating func measureRaw() async throws {
+        let raw = IOTarget.device(device)
+        try await record(Names.rawSeqWrite, chunked: false, IODriver.run(sequential, .write, on: raw))
+        try await record(Names.rawRandWrite, chunked: false, IODriver.run(random, .write, on: raw))
+        try await record(Names.rawSeqRead, chunked: false, IODriver.run(sequential, .read, on: raw))
+        try await record(Names.rawRandRead, chunked: false, IODriver.run(randomReads, .read, on: raw))
+        try await record(Names.copyFloor, vs: Names.rawSeqWrite, measureCopyFloor())
+    }
+
+    /// What a first write cannot beat: per chunk, read the old data, write it to a COW file,
+    /// write the new data; one flush of both files at the end (no metadata at all).
+    private func measureCopyFloor() async throws -> Sample {
+        let cowPath = "\(volumes.directory)/bench-floor.img"
+        defer { try? FileManager.default.removeItem(atPath: cowPath) }
+        try? FileManager.default.removeItem(atPath: cowPath)
+        let cow = try FileBlockDevice.create(path: cowPath, size: configuration.originBytes)
+        let old = AlignedBuffer(count: geometry.chunkBytes)
+        let new = AlignedBuffer(count: sequential.blockBytes)
+        new.fill(0xE1)
+        return try await IODriver.time(bytes: sequential.bytes, operations: sequential.offsets.count) {
+            for offset in sequential.offsets {
+                var chunk = offset
+                while chunk < offset + UInt64(new.count) {
+                    try await device.read(into: old.mutableBytes, at: chunk)
+                    try await cow.write(old.bytes, at: chunk)
+                    chunk += UInt64(old.count)
+                }
+                try await device.write(new.bytes, at: offset)
+            }
+            try await cow.flush()
+            try await device.flush()
+        }
+    }
+
+    private mutating func measureNoSnapshots(_ origin: Origin) async throws {
+        let target = IOTarget.volume(origin)
+        try await record("origin seq 1M write, no snapshot", vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target))
+        try await record("origin rand 4K write, no snapshot", vs: Names.rawRandWrite, IODriver.run(random, .write, on: target))
+    }
+
+    /// First write and rewrite with one snapshot, reads of a snapshot whose chunks are all in
+    /// the COW, activation of that (full) COW, and merging it back.
+    private mutating func measureOneSnapshotSequential(_ origin: Origin) async throws {
+        var snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
+        let target = IOTarget.volume(origin, snapshots: [snapshot])
+        try await record(Names.seqFirstWrite, vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target, fill: 0xA1))
+        try await record("origin seq 1M write, 1 snapshot, rewrite", vs: Names.rawSeqWrite,
+                         IODriver.run(sequential, .write, on: target, fill: 0xA2))
+        recordTable("exception table bytes per exception, sequential pattern", origin.tableFigures(of: snapshot))
+        let reads = IOTarget.volume(snapshot)
+        try await record("snapshot seq 1M read, chunks in COW", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
+        try await record("snapshot rand 4K read, chunks in COW", vs: Names.rawRandRead, IODriver.run(randomReads, .read, on: reads))
+        snapshot = try await measureActivation(origin, snapshot)
+        let bytes = UInt64(origin.status(of: snapshot).exceptions) * UInt64(geometry.chunkBytes)
+        try await record("merge a full snapshot into its origin", vs: Names.rawSeqWrite,
+                         IODriver.time(bytes: bytes) { try await origin.merge(snapshot) })
+        await volumes.removeSnapshots([snapshot], from: origin)
+    }
+
+    /// Detaches `snapshot` and attaches its COW again, timed against reading its metadata raw.
+    private mutating func measureActivation(_ origin: Origin, _ snapshot: Snapshot) async throws -> Snapshot {
+        let cow = snapshot.store.device
+        let areas = snapshot.store.usage().metadataSectors / UInt64(geometry.chunkSectors) - 1
+        await origin.detach(snapshot)
+        let layout = CowLayout(geometry: geometry)
+        let metadataBytes = (areas + 1) * UInt64(geometry.chunkBytes)
+        try await record("raw read of a full COW's metadata", chunked: true, IODriver.time(bytes: metadataBytes) {
+            let buffer = AlignedBuffer(count: geometry.chunkBytes)
+            try await cow.read(into: buffer.mutableBytes, at: 0)
+            for area in 0..<areas { try await cow.read(into: buffer.mutableBytes, at: geometry.offset(of: layout.areaLocation(area))) }
+        })
+        var attached: Snapshot?
+        try await record("activation of a full COW", vs: "raw read of a full COW's metadata", IODriver.time(bytes: metadataBytes) {
+            let store = try await PersistentExceptionStore.open(cow, originChunks: geometry.chunksCovering(configuration.originBytes))
+            attached = try await origin.attach(name: snapshot.name, store: store)
+        })
+        return attached!
+    }
+
+    /// Random first writes and rewrites on a fresh snapshot, after reading it while all its
+    /// chunks are still on the origin.
+    private mutating func measureOneSnapshotRandom(_ origin: Origin) async throws {
+        let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
+        let reads = IOTarget.volume(snapshot)
+        try await record("snapshot seq 1M read, chunks on origin", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
+        try await record("snapshot rand 4K read, chunks on origin", vs: Names.rawRandRead, IODriver.run(randomReads, .read, on: reads))
+        let target = IOTarget.volume(origin, snapshots: [snapshot])
+        try await record(Names.randFirstWrite, vs: Names.rawRandWrite, IODriver.run(random, .write, on: target, fill: 0xB1))
+        try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
+                         IODriver.run(random, .write, on: target, fill: 0xB2))
+        recordTable("exception table bytes per exception, random pattern", origin.tableFigures(of: snapshot))
+        await volumes.removeSnapshots([snapshot], from: origin)
+    }
+
+    private mutating func measureManySnapshots(_ origin: Origin) async throws {
+        let n = configuration.manySnapshots
+        for (pattern, name, baseline) in [(sequential, "origin seq 1M write, \(n) snapshots, first write", Names.seqFirstWrite),
+                                          (random, "origin rand 4K write, \(n) snapshots, first write", Names.randFirstWrite)] {
+            var snapshots: [Snapshot] = []
+            for _ in 0..<n { snapshots.append(try await volumes.addSnapshot(to: origin, geometry: geometry)) }
+            try await record(name, vs: baseline, IODriver.run(pattern, .write, on: .volume(origin, snapshots: snapshots), fill: 0xC1))
+            await volumes.removeSnapshots(snapshots, from: origin)
+        }
+    }
+
+    /// First writes with write-back off: each write returns only once it is on the device.
+    private mutating func measureWriteThrough() async throws {
+        let origin = Origin(name: "bench-origin", device: device, writeBack: false)
+        for (pattern, name, baseline) in [(sequential, "origin seq 1M write, 1 snapshot, first write, write-through", Names.rawSeqWrite),
+                                          (random, "origin rand 4K write, 1 snapshot, first write, write-through", Names.rawRandWrite)] {
+            let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
+            try await record(name, vs: baseline, IODriver.run(pattern, .write, on: .volume(origin, snapshots: [snapshot]), fill: 0xD1))
+            await volumes.removeSnapshots([snapshot], from: origin)
+        }
+    }
+
+    // MARK: recording
+
+    private mutating func record(_ name: String, vs baseline: String? = nil, chunked: Bool = true, _ sample: Sample) {
+        measurements.append(Measurement(name: name, chunkBytes: chunked ? geometry.chunkBytes : nil, run: run,
+                                        sample: sample, baseline: baseline))
+    }
+
+    private mutating func recordTable(_ name: String, _ table: TableFigures) {
+        guard table.exceptions > 0 else { return }
+        figures.append(Figure(name: name, chunkBytes: geometry.chunkBytes, run: run,
+                              value: Double(table.residentBytes) / Double(table.exceptions), unit: "bytes"))
+    }
+
+    enum Names {
+        static let rawSeqWrite = "raw seq 1M write"
+        static let rawRandWrite = "raw rand 4K write"
+        static let rawSeqRead = "raw seq 1M read"
+        static let rawRandRead = "raw rand 4K read"
+        static let copyFloor = "raw copy-before-write floor, seq 1M"
+        static let seqFirstWrite = "origin seq 1M write, 1 snapshot, first write"
+        static let randFirstWrite = "origin rand 4K write, 1 snapshot, first write"
+    }
+}
+
+extension IOTarget {
+    /// A volume; writes end with a flush of the volume and of every COW in `snapshots`.
+    static func volume(_ volume: any Volume, snapshots: [Snapshot] = []) -> IOTarget {
+        IOTarget(read: { try await volume.read(into: $0, at: $1) },
+                 write: { try await volume.write($0, at: $1) },
+                 flush: {
+                     try await volume.flush()
+                     for snapshot in snapshots { try await snapshot.flush() }
+                 })
+    }
+}

@@ -1,0 +1,71 @@
+import BlockDevices
+import Dispatch
+
+/// One timed measurement: how long a workload took and what it moved.
+public struct Sample: Sendable, Codable, Equatable {
+    public var seconds: Double
+    public var bytes: UInt64
+    public var operations: Int
+
+    public init(seconds: Double, bytes: UInt64, operations: Int) {
+        self.seconds = seconds
+        self.bytes = bytes
+        self.operations = operations
+    }
+
+    public var mebibytesPerSecond: Double { seconds > 0 ? Double(bytes) / 1_048_576 / seconds : 0 }
+    public var operationsPerSecond: Double { seconds > 0 ? Double(operations) / seconds : 0 }
+}
+
+/// Something requests can be sent to: a raw device or an engine volume.
+public struct IOTarget: Sendable {
+    public let read: @Sendable (UnsafeMutableRawBufferPointer, UInt64) async throws -> Void
+    public let write: @Sendable (UnsafeRawBufferPointer, UInt64) async throws -> Void
+    public let flush: @Sendable () async throws -> Void
+
+    public init(read: @escaping @Sendable (UnsafeMutableRawBufferPointer, UInt64) async throws -> Void,
+                write: @escaping @Sendable (UnsafeRawBufferPointer, UInt64) async throws -> Void,
+                flush: @escaping @Sendable () async throws -> Void) {
+        self.read = read
+        self.write = write
+        self.flush = flush
+    }
+
+    public static func device(_ device: any BlockDevice) -> IOTarget {
+        IOTarget(read: { try await device.read(into: $0, at: $1) },
+                 write: { try await device.write($0, at: $1) },
+                 flush: { try await device.flush() })
+    }
+}
+
+/// Sends a pattern's requests like fio's psync engine: one at a time (queue depth 1) from one
+/// reused buffer, then (for writes) a flush that is part of the timed interval.
+///
+/// Invariant: the buffer is allocated before the clock starts, so the figure is the target's
+/// cost, not the driver's.
+public enum IODriver {
+    public enum Direction: Sendable { case read, write }
+
+    public static func run(_ pattern: IOPattern, _ direction: Direction, on target: IOTarget, fill: UInt8 = 0x5A) async throws -> Sample {
+        let buffer = AlignedBuffer(count: pattern.blockBytes)
+        buffer.fill(fill)
+        let start = DispatchTime.now().uptimeNanoseconds
+        switch direction {
+        case .read:
+            for offset in pattern.offsets { try await target.read(buffer.mutableBytes, offset) }
+        case .write:
+            for offset in pattern.offsets { try await target.write(buffer.bytes, offset) }
+            try await target.flush()
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return Sample(seconds: seconds, bytes: pattern.bytes, operations: pattern.offsets.count)
+    }
+
+    /// Times `body` as one operation moving `bytes`.
+    public static func time(bytes: UInt64, operations: Int = 1, _ body: () async throws -> Void) async throws -> Sample {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try await body()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return Sample(seconds: seconds, bytes: bytes, operations: operations)
+    }
+}

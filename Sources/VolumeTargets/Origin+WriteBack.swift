@@ -1,0 +1,72 @@
+import AsyncPrimitives
+import BlockDevices
+
+/// Bounds of the write-back queue.
+enum WriteBackLimit {
+    /// Queued writes at most (each holds a copy of its data).
+    static let megabytes = 32
+    /// Larger writes are not queued: they wait for their copies, as in write-through.
+    static let largestWrite = 1 << 20
+}
+
+/// A queued write's own copy of its data.
+/// Invariant: the bytes are copied in before the queued task starts, only read by that task,
+/// and go back to the pool when it ends.
+struct QueuedWriteData: Sendable {
+    let buffer: PooledBuffer
+
+    init(copying source: UnsafeRawBufferPointer) {
+        buffer = BufferPool.shared.take(source.count)
+        buffer.mutableBytes.copyMemory(from: source)
+    }
+}
+
+extension Origin {
+    /// Write-back: a write whose chunks every snapshot already holds (and that no read or queued
+    /// write is using) goes straight to the device; any other is copied, queued and acknowledged.
+    /// The queued write preserves its chunks, waits for earlier overlapping queued writes and for
+    /// snapshot reads, then reaches the device. Its failure is reported by the next `flush`.
+    func writeBehind(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        guard buffer.count <= WriteBackLimit.largestWrite else { return try await writeThrough(buffer, at: offset) }
+        let range = offset..<offset + UInt64(buffer.count)
+        let direct = state.withLock { state -> Bool in
+            !state.writeBack.hasEntry(overlapping: range)
+                && !Self.needsCopies(state, offset: offset, length: buffer.count)
+                && state.reads.firstBusy(offset: offset, length: buffer.count) == nil
+        }
+        if direct { return try await device.write(buffer, at: offset) }
+        await writeBackBytes.acquire()
+        let data = QueuedWriteData(copying: buffer)
+        let id = state.withLock { state -> UInt64 in
+            state.gate.extend()
+            return state.writeBack.add(range).0
+        }
+        Task { await self.completeQueuedWrite(id, data, at: offset) }
+    }
+
+    private func completeQueuedWrite(_ id: UInt64, _ data: QueuedWriteData, at offset: UInt64) async {
+        let bytes = data.buffer.bytes
+        let range = offset..<offset + UInt64(bytes.count)
+        for blocker in state.withLock({ $0.writeBack.blockers(of: range, before: id) }) { await blocker.wait() }
+        var failure: (any Error)?
+        do {
+            try await writeThrough(bytes, at: offset)
+        } catch {
+            failure = error
+        }
+        let done = state.withLock { state -> OneShotEvent<Void>? in
+            if let failure, state.writeBack.failure == nil { state.writeBack.failure = failure }
+            return state.writeBack.remove(id)
+        }
+        data.buffer.release()
+        done?.signal()
+        writeBackBytes.release()
+        leaveGate()
+    }
+
+    /// Waits until no queued write overlaps `range` (an origin read must see them).
+    func waitForQueuedWrites(overlapping range: Range<UInt64>) async {
+        guard writeBack else { return }
+        for blocker in state.withLock({ $0.writeBack.blockers(of: range) }) { await blocker.wait() }
+    }
+}
