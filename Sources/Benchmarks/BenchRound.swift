@@ -91,7 +91,7 @@ struct BenchRound {
         try await record(Names.seqFirstWrite, vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target, fill: 0xA1))
         try await record("origin seq 1M write, 1 snapshot, rewrite", vs: Names.rawSeqWrite,
                          IODriver.run(sequential, .write, on: target, fill: 0xA2))
-        recordTable("exception table bytes per exception, sequential pattern", origin.tableFigures(of: snapshot))
+        recordTable("exception table bytes per exception, sequential pattern", origin.cacheFigures(of: snapshot))
         let reads = IOTarget.volume(snapshot)
         try await record("snapshot seq 1M read, chunks in COW", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
         try await record("snapshot rand 4K read, chunks in COW", vs: Names.rawRandRead, IODriver.run(randomReads, .read, on: reads))
@@ -133,7 +133,7 @@ struct BenchRound {
         try await record(Names.randFirstWrite, vs: Names.rawRandWrite, IODriver.run(random, .write, on: target, fill: 0xB1))
         try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
                          IODriver.run(random, .write, on: target, fill: 0xB2))
-        recordTable("exception table bytes per exception, random pattern", origin.tableFigures(of: snapshot))
+        recordTable("exception table bytes per exception, random pattern", origin.cacheFigures(of: snapshot))
         await volumes.removeSnapshots([snapshot], from: origin)
     }
 
@@ -166,7 +166,7 @@ struct BenchRound {
                                         sample: sample, baseline: baseline))
     }
 
-    private mutating func recordTable(_ name: String, _ table: TableFigures) {
+    private mutating func recordTable(_ name: String, _ table: ExceptionCache.Figures) {
         guard table.exceptions > 0 else { return }
         figures.append(Figure(name: name, chunkBytes: geometry.chunkBytes, run: run,
                               value: Double(table.residentBytes) / Double(table.exceptions), unit: "bytes"))

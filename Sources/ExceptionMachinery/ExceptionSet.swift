@@ -4,7 +4,7 @@
 ///
 /// Invariant: a chunk is in at most one of `completed` and `pending`.
 public struct ExceptionSet: Sendable {
-    public var completed = ExceptionTable()
+    public var completed = ExceptionCache()
     public var pending: [ChunkIndex: PendingException] = [:]
 
     /// Where a chunk stands.
@@ -12,14 +12,18 @@ public struct ExceptionSet: Sendable {
         case completed(ChunkIndex)
         case pending(PendingException)
         case absent
+        /// The completed table's answer is in a metadata area: resolve it, then look again.
+        case unloaded
     }
 
-    public init(completed: ExceptionTable = ExceptionTable()) { self.completed = completed }
+    public init(completed: ExceptionCache = ExceptionCache()) { self.completed = completed }
 
-    public func lookup(_ chunk: ChunkIndex) -> Lookup {
-        if let new = completed.lookup(chunk) { return .completed(new) }
-        if let pending = pending[chunk] { return .pending(pending) }
-        return .absent
+    public mutating func lookup(_ chunk: ChunkIndex, resolved: ExceptionCache.Resolution? = nil) -> Lookup {
+        switch completed.lookup(chunk, resolved: resolved) {
+        case .mapped(let new): return .completed(new)
+        case .absent: return pending[chunk].map(Lookup.pending) ?? .absent
+        case .unloaded: return pending[chunk].map(Lookup.pending) ?? .unloaded
+        }
     }
 
     /// Allocates a store chunk for `chunk` and records the exception as pending.

@@ -112,4 +112,20 @@ public protocol ExceptionStore: AnyObject, Sendable {
 
     /// Marks the store invalid, durably for persistent stores (the kernel's drop_snapshot).
     func invalidate() async
+
+    /// The metadata layout, for stores that keep records in areas on their device (the
+    /// backing store of a bounded `ExceptionCache`); nil for stores that keep none.
+    var areaLayout: CowLayout? { get }
+
+    /// The records of metadata area `area` as they are on disk (one read).
+    func readArea(_ area: UInt64) async throws -> [DiskException]
+
+    /// Calls `exception(old, new)` for every durable record, changing nothing (a fresh read of
+    /// what `readMetadata` loaded, for callers that need every record at once).
+    func readRecords(_ exception: (ChunkIndex, ChunkIndex) throws -> Void) async throws
+}
+
+extension ExceptionStore {
+    /// The most exceptions the store's device can hold (sizes cache filters).
+    public var capacity: UInt64 { geometry.wholeChunks(in: device.size) }
 }

@@ -1,13 +1,16 @@
-/// The completed exceptions of one store: which origin chunks live at which store chunks.
+/// Completed exceptions held in memory: which origin chunks live at which store chunks.
 ///
-/// Consecutive exceptions (origin chunks c, c+1, ... stored at n, n+1, ...) are kept as one
-/// run, so a sequentially written snapshot costs one entry per run, not per chunk. Runs never
-/// cross a bucket boundary (`bucketChunks` origin chunks), which keeps every lookup to one bucket.
+/// Compact by construction: origin chunks are grouped in buckets of `bucketChunks`; a bucket
+/// is a sorted array of 8-byte runs (start within the bucket, length, first store chunk), so a
+/// sequentially written snapshot costs 8 bytes per 4096 chunks, and a random one about 8 bytes
+/// per exception. Lookups are a hash of the bucket and a binary search within it.
 ///
-/// Invariants: an origin chunk appears in at most one run; `count` is the number of chunks
-/// mapped; runs in a bucket are disjoint.
+/// Invariants: an origin chunk appears in at most one run; runs in a bucket are sorted by start,
+/// disjoint, and adjacent runs are merged whenever both their origin and store chunks are
+/// consecutive; `count` is the number of chunks mapped. Store chunks are below 2^32 (callers
+/// refuse larger COW devices; 16 TiB at 4 KiB chunks).
 public struct ExceptionTable: Sendable {
-    /// One run of consecutive exceptions.
+    /// One run of consecutive exceptions, as callers see it.
     public struct Run: Sendable, Equatable {
         public var old: ChunkIndex
         public var new: ChunkIndex
@@ -16,22 +19,44 @@ public struct ExceptionTable: Sendable {
         public func contains(_ chunk: ChunkIndex) -> Bool { chunk >= old && chunk - old < UInt64(length) }
     }
 
-    static let bucketShift: UInt64 = 8
-    public static var bucketChunks: UInt64 { 1 << bucketShift }
+    /// A run inside a bucket: 8 bytes.
+    struct PackedRun: Sendable {
+        var start: UInt16
+        var length: UInt16
+        var new: UInt32
 
-    private var buckets: [ChunkIndex: [Run]] = [:]
+        var end: Int { Int(start) + Int(length) }
+    }
+
+    /// The default bucket: 4096 origin chunks.
+    public static let defaultBucketShift = 12
+    /// The largest store chunk a table can hold.
+    public static let largestStoreChunk = ChunkIndex(UInt32.max)
+
+    private var buckets: [ChunkIndex: ContiguousArray<PackedRun>] = [:]
+    /// log2 of the origin chunks per bucket (at most 16: run starts are 16-bit).
+    public let bucketShift: Int
     public private(set) var count = 0
     public private(set) var runCount = 0
 
-    public init() {}
+    public init(bucketShift: Int = ExceptionTable.defaultBucketShift) {
+        precondition((0...16).contains(bucketShift), "a bucket holds 1 to 65536 chunks")
+        self.bucketShift = bucketShift
+    }
 
     public var isEmpty: Bool { count == 0 }
+    public var bucketChunks: UInt64 { 1 << UInt64(bucketShift) }
+
+    /// The bucket holding `old`.
+    public func bucket(of old: ChunkIndex) -> ChunkIndex { old >> UInt64(bucketShift) }
 
     /// Where `old` is stored, if it has an exception.
     public func lookup(_ old: ChunkIndex) -> ChunkIndex? {
-        guard let runs = buckets[old >> Self.bucketShift] else { return nil }
-        for run in runs where run.contains(old) { return run.new + (old - run.old) }
-        return nil
+        guard let runs = buckets[bucket(of: old)] else { return nil }
+        let offset = Int(old & (bucketChunks - 1))
+        let index = Self.lastRun(startingAtOrBefore: offset, in: runs)
+        guard index >= 0, offset < runs[index].end else { return nil }
+        return ChunkIndex(runs[index].new) + ChunkIndex(offset - Int(runs[index].start))
     }
 
     public func contains(_ old: ChunkIndex) -> Bool { lookup(old) != nil }
@@ -39,60 +64,119 @@ public struct ExceptionTable: Sendable {
     /// Records `old -> new`. Returns false (and changes nothing) if `old` already has an exception.
     @discardableResult
     public mutating func insert(old: ChunkIndex, new: ChunkIndex) -> Bool {
-        let key = old >> Self.bucketShift
-        var runs = buckets[key, default: []]
-        if runs.contains(where: { $0.contains(old) }) { return false }
-        count += 1
-        if let i = runs.firstIndex(where: { $0.old + UInt64($0.length) == old && $0.new + UInt64($0.length) == new }) {
-            runs[i].length += 1
-            if let j = runs.firstIndex(where: { $0.old == old + 1 && $0.new == new + 1 }) {
-                runs[i].length += runs[j].length
-                runs.remove(at: j)
-                runCount -= 1
+        precondition(new <= Self.largestStoreChunk, "store chunk \(new) is beyond what a table holds")
+        let key = bucket(of: old)
+        let offset = Int(old & (bucketChunks - 1))
+        var inserted = false
+        var runDelta = 0
+        Self.modify(&buckets, key) { runs in
+            let before = Self.lastRun(startingAtOrBefore: offset, in: runs)
+            if before >= 0 && offset < runs[before].end { return }
+            inserted = true
+            let joinsBefore = before >= 0 && runs[before].end == offset
+                && UInt64(runs[before].new) + UInt64(runs[before].length) == new
+            let after = before + 1
+            let joinsAfter = after < runs.count && Int(runs[after].start) == offset + 1 && UInt64(runs[after].new) == new + 1
+            switch (joinsBefore, joinsAfter) {
+            case (true, true):
+                runs[before].length += 1 + runs[after].length
+                runs.remove(at: after)
+                runDelta = -1
+            case (true, false):
+                runs[before].length += 1
+            case (false, true):
+                runs[after].start -= 1
+                runs[after].length += 1
+                runs[after].new -= 1
+            case (false, false):
+                runs.insert(PackedRun(start: UInt16(offset), length: 1, new: UInt32(new)), at: after)
+                runDelta = 1
             }
-        } else if let j = runs.firstIndex(where: { $0.old == old + 1 && $0.new == new + 1 }) {
-            runs[j].old = old
-            runs[j].new = new
-            runs[j].length += 1
-        } else {
-            runs.append(Run(old: old, new: new, length: 1))
-            runCount += 1
         }
-        buckets[key] = runs
-        return true
+        if inserted {
+            count += 1
+            runCount += runDelta
+        }
+        return inserted
     }
 
     /// Forgets the exception of `old` (after a merge copied it back). Returns whether it existed.
     @discardableResult
     public mutating func remove(old: ChunkIndex) -> Bool {
-        let key = old >> Self.bucketShift
-        guard var runs = buckets[key], let i = runs.firstIndex(where: { $0.contains(old) }) else { return false }
-        let run = runs[i]
-        let before = UInt32(old - run.old)
-        let after = run.length - before - 1
-        runs.remove(at: i)
-        runCount -= 1
-        if before > 0 {
-            runs.append(Run(old: run.old, new: run.new, length: before))
-            runCount += 1
+        let key = bucket(of: old)
+        let offset = Int(old & (bucketChunks - 1))
+        var removed = false
+        var runDelta = 0
+        Self.modify(&buckets, key) { runs in
+            let index = Self.lastRun(startingAtOrBefore: offset, in: runs)
+            guard index >= 0, offset < runs[index].end else { return }
+            removed = true
+            let run = runs[index]
+            let headLength = offset - Int(run.start)
+            let tailLength = run.end - offset - 1
+            var replacement: [PackedRun] = []
+            if headLength > 0 { replacement.append(PackedRun(start: run.start, length: UInt16(headLength), new: run.new)) }
+            if tailLength > 0 {
+                replacement.append(PackedRun(start: UInt16(offset + 1), length: UInt16(tailLength),
+                                             new: run.new + UInt32(headLength) + 1))
+            }
+            runs.replaceSubrange(index...index, with: replacement)
+            runDelta = replacement.count - 1
         }
-        if after > 0 {
-            runs.append(Run(old: old + 1, new: run.new + UInt64(before) + 1, length: after))
-            runCount += 1
+        if removed {
+            count -= 1
+            runCount += runDelta
         }
-        buckets[key] = runs.isEmpty ? nil : runs
-        count -= 1
-        return true
+        return removed
     }
 
-    /// An estimate of the heap bytes the table occupies: dictionary slots and run arrays.
+    /// Drops a whole bucket (cache eviction); returns how many exceptions it held.
+    @discardableResult
+    public mutating func removeBucket(_ key: ChunkIndex) -> Int {
+        guard let runs = buckets.removeValue(forKey: key) else { return 0 }
+        let chunks = runs.reduce(0) { $0 + Int($1.length) }
+        count -= chunks
+        runCount -= runs.count
+        return chunks
+    }
+
+    /// Gives back hash-table memory after many buckets were dropped.
+    public mutating func shrinkIfSparse() {
+        if buckets.capacity > 4 * buckets.count + 16 { buckets = Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.value) }) }
+    }
+
+    /// Buckets holding at least one exception.
+    var bucketKeys: Dictionary<ChunkIndex, ContiguousArray<PackedRun>>.Keys { buckets.keys }
+
+    /// Heap bytes the table occupies: hash slots plus run arrays (with their headers).
     public var residentBytes: Int {
-        let slot = MemoryLayout<ChunkIndex>.stride + MemoryLayout<[Run]>.stride
-        return buckets.capacity * slot + buckets.values.reduce(0) { $0 + 32 + $1.capacity * MemoryLayout<Run>.stride }
+        let slot = MemoryLayout<ChunkIndex>.stride + MemoryLayout<ContiguousArray<PackedRun>>.stride
+        return buckets.capacity * slot + buckets.values.reduce(0) { $0 + 32 + $1.capacity * MemoryLayout<PackedRun>.stride }
     }
 
     /// Every run, ordered by origin chunk.
     public var runs: [Run] {
-        buckets.keys.sorted().flatMap { key in buckets[key]!.sorted { $0.old < $1.old } }
+        buckets.keys.sorted().flatMap { key in
+            buckets[key]!.map { Run(old: (key << UInt64(bucketShift)) + ChunkIndex($0.start), new: ChunkIndex($0.new), length: UInt32($0.length)) }
+        }
+    }
+
+    // MARK: helpers
+
+    /// Index of the last run whose start is at most `offset`, or -1.
+    private static func lastRun(startingAtOrBefore offset: Int, in runs: ContiguousArray<PackedRun>) -> Int {
+        var low = 0, high = runs.count
+        while low < high {
+            let mid = (low + high) / 2
+            if Int(runs[mid].start) <= offset { low = mid + 1 } else { high = mid }
+        }
+        return low - 1
+    }
+
+    /// Edits a bucket in place (no copy of its array), dropping it when it becomes empty.
+    private static func modify(_ buckets: inout [ChunkIndex: ContiguousArray<PackedRun>], _ key: ChunkIndex,
+                               _ body: (inout ContiguousArray<PackedRun>) -> Void) {
+        body(&buckets[key, default: []])
+        if buckets[key]?.isEmpty == true { buckets[key] = nil }
     }
 }

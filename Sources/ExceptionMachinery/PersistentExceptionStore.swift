@@ -183,6 +183,19 @@ public final class PersistentExceptionStore: ExceptionStore {
         }
     }
 
+    public var areaLayout: CowLayout? { layout }
+
+    public func readArea(_ area: UInt64) async throws -> [DiskException] {
+        let bytes = try await device.readBytes(at: layout.geometry.offset(of: layout.areaLocation(area)), count: layout.geometry.chunkBytes)
+        return MetadataArea.decode(bytes).records
+    }
+
+    public func readRecords(_ exception: (ChunkIndex, ChunkIndex) throws -> Void) async throws {
+        _ = try await CowScanner.scan(device, requiredChunkBytes: layout.geometry.chunkBytes, originChunks: originChunks) {
+            try exception($0.old, $0.new)
+        }
+    }
+
     public func usage() -> StoreUsage {
         let sectors = UInt64(layout.geometry.chunkSectors)
         return state.withLock { state in

@@ -48,4 +48,15 @@ public final class TransientExceptionStore: ExceptionStore {
     }
 
     public func invalidate() async { state.withLock { $0.valid = false } }
+
+    /// No areas: a cache over a transient store is never bounded.
+    public var areaLayout: CowLayout? { nil }
+
+    public func readArea(_ area: UInt64) async throws -> [DiskException] {
+        throw StoreError.unsupported("reading metadata areas")
+    }
+
+    public func readRecords(_ exception: (ChunkIndex, ChunkIndex) throws -> Void) async throws {
+        throw StoreError.unsupported("reading records")
+    }
 }

@@ -1,6 +1,9 @@
 import BlockDevices
 import ExceptionMachinery
 
+/// What one write's `resolve` calls found, per snapshot and chunk.
+typealias ResolvedChunks = [ObjectIdentifier: [ChunkIndex: ExceptionCache.Resolution]]
+
 /// One origin chunk to copy out, and the snapshots (of that chunk size) that receive it.
 struct CopyJob {
     let geometry: ChunkGeometry
@@ -14,8 +17,10 @@ struct CopyPlan {
     var jobs: [ChunkKey: CopyJob] = [:]
     var waits: [PendingException] = []
     var invalidated: [(Snapshot, String)] = []
+    /// Chunks whose exception must be read back from a metadata area before deciding.
+    var loads: [(Snapshot, ChunkIndex)] = []
 
-    var isEmpty: Bool { jobs.isEmpty && waits.isEmpty && invalidated.isEmpty }
+    var isEmpty: Bool { jobs.isEmpty && waits.isEmpty && invalidated.isEmpty && loads.isEmpty }
 }
 
 extension Origin {
@@ -23,18 +28,23 @@ extension Origin {
     /// `[offset, offset+length)` before they change: starts the copies that are missing and
     /// waits for those already pending, until none is left.
     func preserve(offset: UInt64, length: Int, skipping skipped: Snapshot? = nil) async {
+        var resolved: ResolvedChunks = [:]
         while true {
-            let plan = state.withLock { Self.planCopies(&$0, offset: offset, length: length, skipping: skipped) }
+            let plan = state.withLock { Self.planCopies(&$0, offset: offset, length: length, skipping: skipped, resolved: resolved) }
             if plan.isEmpty { return }
             for (snapshot, reason) in plan.invalidated { await announceInvalid(snapshot, reason: reason) }
             await runCopies(Array(plan.jobs.values))
             for pending in plan.waits { _ = await pending.wait() }
+            for (snapshot, chunk) in plan.loads {
+                resolved[ObjectIdentifier(snapshot), default: [:]][chunk] = await resolveForWrite(snapshot, chunk)
+            }
         }
     }
 
     /// Under the lock: creates pending exceptions for chunks that lack one and groups them so
     /// that snapshots of one chunk size share one origin read.
-    static func planCopies(_ state: inout OriginState, offset: UInt64, length: Int, skipping skipped: Snapshot?) -> CopyPlan {
+    static func planCopies(_ state: inout OriginState, offset: UInt64, length: Int, skipping skipped: Snapshot?,
+                           resolved: ResolvedChunks = [:]) -> CopyPlan {
         var plan = CopyPlan()
         for snapshot in state.members where snapshot !== skipped {
             let id = ObjectIdentifier(snapshot)
@@ -43,8 +53,9 @@ extension Origin {
             chunkLoop: for chunk in chunks {
                 // Mutated in place (`tables[id]!`): a copy of the tables would copy the whole
                 // pending dictionary on every write.
-                switch state.tables[id]!.claim(chunk, in: snapshot.store) {
+                switch state.tables[id]!.claim(chunk, in: snapshot.store, resolved: resolved[id]?[chunk]) {
                 case .held: continue
+                case .unloaded: plan.loads.append((snapshot, chunk))
                 case .wait(let pending): plan.waits.append(pending)
                 case .copy(let pending):
                     let key = ChunkKey(shift: geometry.shift, chunk: chunk)
@@ -60,12 +71,13 @@ extension Origin {
     }
 
     /// Under the lock: whether a write to the range would have to copy (or wait for a copy).
-    static func needsCopies(_ state: OriginState, offset: UInt64, length: Int) -> Bool {
+    static func needsCopies(_ state: inout OriginState, offset: UInt64, length: Int) -> Bool {
         for snapshot in state.members {
-            guard let tables = state.tables[ObjectIdentifier(snapshot)], tables.receivesCopies,
-                  let chunks = tables.geometry.chunks(offset: offset, length: length) else { continue }
+            let id = ObjectIdentifier(snapshot)
+            guard let geometry = state.tables[id]?.geometry, state.tables[id]?.receivesCopies == true,
+                  let chunks = geometry.chunks(offset: offset, length: length) else { continue }
             for chunk in chunks {
-                guard case .completed = tables.exceptions.lookup(chunk) else { return true }
+                guard case .completed = state.tables[id]!.exceptions.lookup(chunk) else { return true }
             }
         }
         return false

@@ -59,7 +59,8 @@ extension Origin {
     @discardableResult
     public func beginMerge(_ snapshot: Snapshot) async throws -> Int {
         try await withGateClosed {
-            try state.withLock { state in
+            try await loadWholeTable(snapshot)
+            return try state.withLock { state in
                 let id = ObjectIdentifier(snapshot)
                 if let other = state.merge?.snapshot, other !== snapshot {
                     throw VolumeError.refused(volume: snapshot.name, reason: "origin \(name) is already merging \(other.name)")
@@ -103,7 +104,7 @@ extension Origin {
         state.withLock { state in
             guard let merge = state.merge else { return .origin }
             if let busy = merge.busy, busy.chunks.contains(chunk) { return .wait(busy.done) }
-            if let new = state.tables[ObjectIdentifier(merge.snapshot)]?.exceptions.completed.lookup(chunk) { return .store(new) }
+            if let new = state.tables[ObjectIdentifier(merge.snapshot)]?.exceptions.completed.residentLookup(chunk) { return .store(new) }
             return .origin
         }
     }

@@ -9,6 +9,14 @@ enum SnapshotRoute {
     case wait(PendingException)
     /// This write created the chunk's exception.
     case create(PendingException)
+    /// The chunk's exception may be in a metadata area not in memory: resolve, then route again.
+    case resolve
+}
+
+/// Why routing a snapshot read stopped before the last piece.
+enum ReadStop {
+    case pending(PendingException)
+    case unloaded(ChunkIndex)
 }
 
 extension Origin {
@@ -21,24 +29,32 @@ extension Origin {
         defer { leaveGate() }
         let pieces = snapshot.store.geometry.pieces(offset: offset, length: buffer.count)
         var next = 0
+        var resolved: ExceptionCache.Resolution?
         while next < pieces.count {
-            let (plan, pending) = try routeReads(snapshot, pieces[next...])
+            let (plan, stop) = try routeReads(snapshot, pieces[next...], resolved: resolved)
             try await perform(plan, snapshot, into: buffer)
             next += plan.pieces
-            if let pending { _ = await pending.wait() }
+            switch stop {
+            case .pending(let pending): _ = await pending.wait()
+            case .unloaded(let chunk): resolved = try await resolve(snapshot, chunk)
+            case nil: break
+            }
         }
     }
 
     /// Under one lock acquisition: routes pieces until one whose exception is pending.
-    private func routeReads(_ snapshot: Snapshot, _ pieces: ArraySlice<ChunkPiece>) throws -> (ReadPlan, PendingException?) {
+    private func routeReads(_ snapshot: Snapshot, _ pieces: ArraySlice<ChunkPiece>,
+                            resolved: ExceptionCache.Resolution?) throws -> (ReadPlan, ReadStop?) {
         let geometry = snapshot.store.geometry
+        let id = ObjectIdentifier(snapshot)
         return try state.withLock { state in
-            guard let tables = state.tables[ObjectIdentifier(snapshot)] else { throw VolumeError.inactive(volume: snapshot.name) }
-            try Self.requireUsable(tables.condition, snapshot)
+            guard let condition = state.tables[id]?.condition else { throw VolumeError.inactive(volume: snapshot.name) }
+            try Self.requireUsable(condition, snapshot)
             var plan = ReadPlan()
             for piece in pieces {
-                switch tables.exceptions.lookup(piece.chunk) {
-                case .pending(let pending): return (plan, pending)
+                switch state.tables[id]!.exceptions.lookup(piece.chunk, resolved: resolved) {
+                case .pending(let pending): return (plan, .pending(pending))
+                case .unloaded: return (plan, .unloaded(piece.chunk))
                 case .completed(let new): plan.add(piece, from: .store, at: piece.offset(at: new, in: geometry))
                 case .absent:
                     let key = ChunkKey(shift: geometry.shift, chunk: piece.chunk)
@@ -68,9 +84,10 @@ extension Origin {
         await enterGate()
         defer { leaveGate() }
         let geometry = snapshot.store.geometry
+        var resolved: ExceptionCache.Resolution?
         try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
             let source = piece.bytes(of: buffer)
-            switch try routeWrite(snapshot, chunk: piece.chunk) {
+            switch try routeWrite(snapshot, chunk: piece.chunk, resolved: resolved) {
             case .wait(let pending):
                 _ = await pending.wait()
                 return .retry
@@ -80,6 +97,9 @@ extension Origin {
                 try await fillNewChunk(snapshot, pending, with: source)
             case .create(let pending):
                 await runCopy(CopyJob(geometry: geometry, chunk: piece.chunk, targets: [(snapshot, pending)]))
+                return .retry
+            case .resolve:
+                resolved = try await resolve(snapshot, piece.chunk)
                 return .retry
             }
             return .done
@@ -100,15 +120,16 @@ extension Origin {
         if !(await pending.wait()) { throw readableError(snapshot) }
     }
 
-    private func routeWrite(_ snapshot: Snapshot, chunk: ChunkIndex) throws -> SnapshotRoute {
+    private func routeWrite(_ snapshot: Snapshot, chunk: ChunkIndex, resolved: ExceptionCache.Resolution?) throws -> SnapshotRoute {
         let (route, overflowed) = try state.withLock { state -> (SnapshotRoute, Bool) in
             let id = ObjectIdentifier(snapshot)
             guard let condition = state.tables[id]?.condition else { throw VolumeError.inactive(volume: snapshot.name) }
             try Self.requireUsable(condition, snapshot)
             if condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
-            switch state.tables[id]!.exceptions.lookup(chunk) {
+            switch state.tables[id]!.exceptions.lookup(chunk, resolved: resolved) {
             case .completed(let new): return (.store(new), false)
             case .pending(let pending): return (.wait(pending), false)
+            case .unloaded: return (.resolve, false)
             case .absent: break
             }
             do {

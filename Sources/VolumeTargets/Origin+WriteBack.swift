@@ -31,7 +31,7 @@ extension Origin {
         let range = offset..<offset + UInt64(buffer.count)
         let direct = state.withLock { state -> Bool in
             !state.writeBack.hasEntry(overlapping: range)
-                && !Self.needsCopies(state, offset: offset, length: buffer.count)
+                && !Self.needsCopies(&state, offset: offset, length: buffer.count)
                 && state.reads.firstBusy(offset: offset, length: buffer.count) == nil
         }
         if direct { return try await device.write(buffer, at: offset) }

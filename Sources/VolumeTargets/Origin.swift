@@ -22,12 +22,15 @@ struct SnapshotTables {
         case copy(PendingException)
         /// The store cannot take another exception (full or invalid).
         case storeRefused
+        /// The answer is in a metadata area not in memory: resolve it first.
+        case unloaded
     }
 
-    mutating func claim(_ chunk: ChunkIndex, in store: any ExceptionStore) -> Claim {
-        switch exceptions.lookup(chunk) {
+    mutating func claim(_ chunk: ChunkIndex, in store: any ExceptionStore, resolved: ExceptionCache.Resolution?) -> Claim {
+        switch exceptions.lookup(chunk, resolved: resolved) {
         case .completed: return .held
         case .pending(let pending): return .wait(pending)
+        case .unloaded: return .unloaded
         case .absent:
             guard let pending = try? exceptions.begin(chunk, in: store) else { return .storeRefused }
             return .copy(pending)
@@ -92,8 +95,10 @@ public final class Origin: Sendable {
 
     /// Loads `store`'s metadata and only then joins the snapshot to this origin ("resume").
     /// A store found invalidated on disk joins as `invalid`: its I/O fails with that reason.
-    public func attach(name: String, store: any ExceptionStore) async throws -> Snapshot {
-        var table = ExceptionTable()
+    /// - Parameter cacheBudget: memory the exception table may use (nil: no limit); beyond it,
+    ///   parts are evicted and read back from the store's metadata areas.
+    public func attach(name: String, store: any ExceptionStore, cacheBudget: ExceptionCache.Budget? = nil) async throws -> Snapshot {
+        var table = ExceptionCache(budget: cacheBudget, layout: store.areaLayout, capacity: store.capacity)
         let loaded = try await store.readMetadata { old, new in table.insert(old: old, new: new) }
         let snapshot = Snapshot(name: name, origin: self, store: store)
         let condition: SnapshotCondition = loaded == .invalid ? .invalid(reason: "invalidated on disk") : .active
@@ -233,7 +238,7 @@ public final class Origin: Sendable {
         guard let condition = state.tables[id]?.condition else { return false }
         if case .invalid = condition { return false }
         state.tables[id]!.condition = .invalid(reason: reason)
-        state.tables[id]!.exceptions.completed = ExceptionTable()
+        state.tables[id]!.exceptions.completed = ExceptionCache()
         return true
     }
 

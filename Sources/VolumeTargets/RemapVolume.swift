@@ -26,7 +26,7 @@ public final class RemapVolume: Volume {
         var failure: String?
     }
 
-    private init(name: String, data: any BlockDevice, store: any ExceptionStore, table: ExceptionTable, copier: ChunkCopier) {
+    private init(name: String, data: any BlockDevice, store: any ExceptionStore, table: ExceptionCache, copier: ChunkCopier) {
         self.name = name
         self.data = data
         self.store = store
@@ -37,7 +37,8 @@ public final class RemapVolume: Volume {
     /// Loads the remap table from `store` (the spare device) and returns the volume.
     public static func open(name: String, data: any BlockDevice, store: any ExceptionStore,
                             copier: ChunkCopier = ChunkCopier()) async throws -> RemapVolume {
-        var table = ExceptionTable()
+        // Unbounded: a remap table is small (bad chunks), so its lookups never answer `unloaded`.
+        var table = ExceptionCache()
         let loaded = try await store.readMetadata { old, new in table.insert(old: old, new: new) }
         let volume = RemapVolume(name: name, data: data, store: store, table: table, copier: copier)
         if loaded == .invalid { volume.state.withLock { $0.failure = "spare area invalidated on disk" } }
@@ -58,7 +59,7 @@ public final class RemapVolume: Volume {
                 return .retry
             case .completed(let new):
                 try await store.device.read(into: piece.bytes(of: buffer), at: piece.offset(at: new, in: geometry))
-            case .absent:
+            case .absent, .unloaded:
                 do {
                     try await data.read(into: piece.bytes(of: buffer), at: piece.offset(at: piece.chunk, in: geometry))
                 } catch where Self.isMediumError(error) {
@@ -138,8 +139,8 @@ public final class RemapVolume: Volume {
             switch state.exceptions.lookup(chunk) {
             case .completed(let new): return .spare(new)
             case .pending(let exception): return .wait(exception)
-            case .absent where !state.marked.contains(chunk): return .data
-            case .absent: break
+            case .absent where !state.marked.contains(chunk), .unloaded where !state.marked.contains(chunk): return .data
+            case .absent, .unloaded: break
             }
             do {
                 let exception = try state.exceptions.begin(chunk, in: store)

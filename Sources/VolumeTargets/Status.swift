@@ -10,11 +10,15 @@ public struct SnapshotStatus: Sendable, Equatable {
     public var pendingExceptions: Int
     public var usage: StoreUsage
     public var io: IOFigures
+    /// The in-memory exception table: resident bytes, budget, hit rate.
+    public var cache: ExceptionCache.Figures
     /// Origin size in sectors, the length of the dm table line.
     public var sizeSectors: UInt64
 
     public init(name: String, condition: SnapshotCondition, chunkBytes: Int, persistent: Bool, exceptions: Int,
-                pendingExceptions: Int, usage: StoreUsage, io: IOFigures, sizeSectors: UInt64) {
+                pendingExceptions: Int, usage: StoreUsage, io: IOFigures, sizeSectors: UInt64,
+                cache: ExceptionCache.Figures = ExceptionCache.Figures()) {
+        self.cache = cache
         self.name = name
         self.condition = condition
         self.chunkBytes = chunkBytes
@@ -44,11 +48,13 @@ extension Origin {
     public func status(of snapshot: Snapshot) -> SnapshotStatus {
         let id = ObjectIdentifier(snapshot)
         let tables = state.withLock { $0.tables[id] }
+        var cache = tables?.exceptions.completed.currentFigures ?? ExceptionCache.Figures()
+        if tables == nil { cache.exceptions = 0 }
         return SnapshotStatus(name: snapshot.name, condition: tables?.condition ?? .inactive,
                               chunkBytes: snapshot.store.geometry.chunkBytes, persistent: snapshot.store.isPersistent,
                               exceptions: tables?.exceptions.completed.count ?? 0, pendingExceptions: tables?.exceptions.pending.count ?? 0,
                               usage: snapshot.store.usage(), io: snapshot.counters.snapshot,
-                              sizeSectors: size / UInt64(sectorBytes))
+                              sizeSectors: size / UInt64(sectorBytes), cache: cache)
     }
 
     /// The snapshots attached to this origin, in the order they joined (merging one included).
@@ -61,7 +67,7 @@ extension Origin {
     public func chunkMap(of snapshot: Snapshot, cells: Int) -> [Double] {
         let geometry = snapshot.store.geometry
         let total = max(geometry.chunksCovering(size), 1)
-        let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.runs } ?? []
+        let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.table.runs } ?? []
         var copied = [Double](repeating: 0, count: max(cells, 1))
         let perCell = Double(total) / Double(copied.count)
         for run in runs {
@@ -79,22 +85,9 @@ extension Origin {
     }
 }
 
-/// The size of a snapshot's in-memory exception table.
-public struct TableFigures: Sendable, Equatable, Codable {
-    public var exceptions: Int
-    public var residentBytes: Int
-
-    public init(exceptions: Int, residentBytes: Int) {
-        self.exceptions = exceptions
-        self.residentBytes = residentBytes
-    }
-}
-
 extension Origin {
-    public func tableFigures(of snapshot: Snapshot) -> TableFigures {
-        state.withLock { state in
-            let table = state.tables[ObjectIdentifier(snapshot)]?.exceptions.completed
-            return TableFigures(exceptions: table?.count ?? 0, residentBytes: table?.residentBytes ?? 0)
-        }
+    /// Size, hit rate and metadata reads of `snapshot`'s exception cache.
+    public func cacheFigures(of snapshot: Snapshot) -> ExceptionCache.Figures {
+        state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.currentFigures } ?? ExceptionCache.Figures()
     }
 }

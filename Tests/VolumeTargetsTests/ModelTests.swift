@@ -12,7 +12,26 @@ import VolumeTargets
 
     @Test(arguments: [4096, 16384, 65536])
     func engineMatchesTheReferenceModel(_ chunkBytes: Int) async throws {
-        var world = try await ModelWorld(chunkBytes: chunkBytes, originChunks: 32)
+        try await run(ModelWorld(chunkBytes: chunkBytes, originChunks: 32))
+    }
+
+    /// The same, with every snapshot's exception cache limited to 2 KiB in buckets of 4
+    /// chunks: the filters alone exceed that, so nearly every lookup goes back to the
+    /// metadata areas, and the answers must not change.
+    @Test(arguments: [4096, 65536])
+    func engineMatchesTheModelWithATinyCacheBudget(_ chunkBytes: Int) async throws {
+        try await run(ModelWorld(chunkBytes: chunkBytes, originChunks: 32, cacheBudget: ExceptionCache.Budget(bytes: 2048, bucketShift: 2)))
+    }
+
+    /// Write-back origin writes (acknowledged once queued) under the same model.
+    @Test(arguments: [4096, 65536])
+    func engineMatchesTheModelWithWriteBack(_ chunkBytes: Int) async throws {
+        try await run(ModelWorld(chunkBytes: chunkBytes, originChunks: 32, writeBack: true))
+    }
+
+    private func run(_ start: ModelWorld) async throws {
+        var world = start
+        let chunkBytes = world.chunkBytes
         var log: [String] = []
         for step in 0..<Self.steps {
             let action = try await world.randomStep()
@@ -46,13 +65,17 @@ struct ModelWorld {
     var originImage: [UInt8]
     var members: [Member] = []
     var created = 0
+    let cacheBudget: ExceptionCache.Budget?
+    let writeBack: Bool
 
-    init(chunkBytes: Int, originChunks: Int) async throws {
+    init(chunkBytes: Int, originChunks: Int, cacheBudget: ExceptionCache.Budget? = nil, writeBack: Bool = false) async throws {
         self.chunkBytes = chunkBytes
+        self.cacheBudget = cacheBudget
+        self.writeBack = writeBack
         size = chunkBytes * originChunks
         originDevice = patternedDevice(size: size)
         originImage = originDevice.contents
-        origin = Origin(name: "origin", device: originDevice)
+        origin = Origin(name: "origin", device: originDevice, writeBack: writeBack)
     }
 
     /// A random range: sometimes chunk-aligned whole chunks, sometimes ragged, up to 3 chunks.
@@ -120,7 +143,7 @@ struct ModelWorld {
         let cowChunks = CowLayout(geometry: geometry).chunksToHoldWholeOrigin(UInt64(size / chunkBytes))
         let cow = MemoryBlockDevice(name: "\(name)-cow", size: Int(cowChunks) * chunkBytes)
         let store = try await PersistentExceptionStore.format(cow, geometry: geometry)
-        let snapshot = try await origin.attach(name: name, store: store)
+        let snapshot = try await origin.attach(name: name, store: store, cacheBudget: cacheBudget)
         members.append(Member(name: name, cow: cow, snapshot: snapshot, image: originImage))
         return "create \(name)"
     }
@@ -128,10 +151,10 @@ struct ModelWorld {
     /// Deactivates everything and activates it again from the devices alone.
     mutating func reload() async throws -> String {
         for member in members { await origin.detach(member.snapshot) }
-        origin = Origin(name: "origin", device: originDevice)
+        origin = Origin(name: "origin", device: originDevice, writeBack: writeBack)
         for index in members.indices {
             let store = try await PersistentExceptionStore.open(members[index].cow, originChunks: UInt64(size / chunkBytes))
-            members[index].snapshot = try await origin.attach(name: members[index].name, store: store)
+            members[index].snapshot = try await origin.attach(name: members[index].name, store: store, cacheBudget: cacheBudget)
         }
         return "reload"
     }

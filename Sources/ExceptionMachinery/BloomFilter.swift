@@ -1,0 +1,53 @@
+/// A Bloom filter over chunk numbers: "certainly not present" or "maybe present".
+///
+/// Invariant: `mayContain(x)` is true for every `x` ever inserted (no false negatives); false
+/// positives occur at the rate its size and `hashes` give (about 0.6185^(bits per entry)).
+public struct BloomFilter: Sendable {
+    private var words: [UInt64]
+    private let hashes: Int
+    private let mask: UInt64
+
+    /// A filter of at most `bits` bits (rounded down to a power of two, at least 64), tuned
+    /// for `expectedEntries`.
+    public init(bits: Int, expectedEntries: Int) {
+        var size = 64
+        while size * 2 <= bits { size <<= 1 }
+        words = [UInt64](repeating: 0, count: size / 64)
+        mask = UInt64(size - 1)
+        let perEntry = Double(size) / Double(max(expectedEntries, 1))
+        hashes = min(12, max(1, Int((perEntry * 0.693).rounded())))
+    }
+
+    public var bytes: Int { words.count * 8 }
+
+    public mutating func insert(_ value: UInt64) {
+        var (h1, h2) = Self.hashPair(value)
+        for _ in 0..<hashes {
+            let bit = h1 & mask
+            words[Int(bit >> 6)] |= 1 << (bit & 63)
+            h1 &+= h2
+            h2 &+= 1
+        }
+    }
+
+    public func mayContain(_ value: UInt64) -> Bool {
+        var (h1, h2) = Self.hashPair(value)
+        for _ in 0..<hashes {
+            let bit = h1 & mask
+            if words[Int(bit >> 6)] & (1 << (bit & 63)) == 0 { return false }
+            h1 &+= h2
+            h2 &+= 1
+        }
+        return true
+    }
+
+    /// Two independent 64-bit hashes (a fixed mixer, so filters rebuild identically).
+    private static func hashPair(_ value: UInt64) -> (UInt64, UInt64) {
+        var z = value &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        let h1 = z ^ (z >> 31)
+        let h2 = (h1 >> 32 | h1 << 32) | 1
+        return (h1, h2)
+    }
+}

@@ -1,0 +1,265 @@
+/// The completed exceptions of one store, held in memory whole or, with a budget, in part.
+///
+/// Unbounded (no budget, or a store without metadata areas), it is an `ExceptionTable`.
+/// Bounded, buckets of the table are evicted (least recently used first) whenever its
+/// `residentBytes` would exceed the budget, and the COW device's own metadata areas are the
+/// backing store: each area keeps an always-resident summary (origin-chunk range and a Bloom
+/// filter of its chunks), and one more filter covers every exception. A lookup that misses an
+/// evicted bucket asks the filters: "no" (the common case for chunks never written) costs no
+/// I/O; "maybe" names the areas to read (`candidateAreas`), normally one.
+///
+/// Invariants: every exception inserted is either in the table or in an evicted bucket and
+/// then in the filters of its area and the global filter (filters never forget); a miss in a
+/// bucket that was never evicted is a definite "absent"; nothing here is needed for
+/// correctness beyond what the metadata areas hold, so the cache is rebuilt from them at will.
+public struct ExceptionCache: Sendable {
+    /// The answer of a lookup.
+    public enum Lookup: Sendable, Equatable {
+        case mapped(ChunkIndex)
+        case absent
+        /// The answer is on disk: call `candidateAreas`, read them, `install`, then look again.
+        case unloaded
+    }
+
+    /// What reading the metadata areas said about one chunk, and when: lets the reader use the
+    /// answer even if the bucket was evicted again before it looked a second time.
+    public struct Resolution: Sendable {
+        public let chunk: ChunkIndex
+        /// Where the chunk is stored, or nil: no exception.
+        public let new: ChunkIndex?
+        let generation: UInt64
+
+        public init(chunk: ChunkIndex, new: ChunkIndex?, generation: UInt64) {
+            self.chunk = chunk
+            self.new = new
+            self.generation = generation
+        }
+    }
+
+    /// How much memory a cache may use, and its unit of eviction.
+    public struct Budget: Sendable, Equatable {
+        public var bytes: Int
+        /// log2 of the origin chunks per bucket, the unit evicted and reloaded.
+        public var bucketShift: Int
+
+        public init(bytes: Int, bucketShift: Int = ExceptionTable.defaultBucketShift) {
+            self.bytes = bytes
+            self.bucketShift = bucketShift
+        }
+    }
+
+    /// Hit, miss and read counts for status.
+    public struct Figures: Sendable, Equatable, Codable {
+        public var exceptions = 0
+        public var residentExceptions = 0
+        public var residentBytes = 0
+        public var budgetBytes: Int?
+        public var lookups = 0
+        public var hits = 0
+        public var areaReads = 0
+
+        public init() {}
+
+        /// Share of lookups answered without reading metadata.
+        public var hitRate: Double { lookups == 0 ? 1 : Double(lookups - misses) / Double(lookups) }
+        public var misses = 0
+    }
+
+    /// What is known of one metadata area without reading it.
+    struct AreaSummary: Sendable {
+        var lowest = ChunkIndex.max
+        var highest: ChunkIndex = 0
+        var filter: BloomFilter
+
+        func mayHold(_ old: ChunkIndex) -> Bool { old >= lowest && old <= highest && filter.mayContain(old) }
+    }
+
+    public private(set) var table: ExceptionTable
+    public let budget: Int?
+    private let layout: CowLayout?
+    private var areas: [AreaSummary] = []
+    private var everything: BloomFilter?
+    private let areaFilterBits: Int
+    /// Buckets evicted at least once (a bitmap by bucket number): a miss there is not a
+    /// definite "absent".
+    private var incomplete: [UInt64] = []
+    private var lastUse: [ChunkIndex: UInt64] = [:]
+    private var clock: UInt64 = 0
+    /// Chunks found absent after reading their candidate areas (bounded; cleared when full).
+    private var knownAbsent: Set<ChunkIndex> = []
+    /// Counts inserts, so a resolution that raced with one does not mark a chunk absent.
+    public private(set) var generation: UInt64 = 0
+    /// The chunks of the latest inserts, by generation (a ring): tells whether a chunk found
+    /// absent has been inserted since.
+    private var recentInserts: [ChunkIndex] = []
+    public private(set) var count = 0
+    private var figures = Figures()
+
+    /// - Parameters:
+    ///   - budget: what the cache may occupy (tables and filters); nil for no limit.
+    ///   - layout: the store's area layout; without one (transient stores) there is no backing
+    ///     store, so the cache is unbounded whatever the budget.
+    ///   - capacity: the most exceptions the store can hold (sizes the filters).
+    public init(budget limit: Budget? = nil, layout: CowLayout? = nil, capacity: UInt64 = 0) {
+        table = ExceptionTable(bucketShift: limit?.bucketShift ?? ExceptionTable.defaultBucketShift)
+        let bounded = limit != nil && layout != nil
+        self.budget = bounded ? limit?.bytes : nil
+        self.layout = bounded ? layout : nil
+        guard let budget = self.budget, let layout = self.layout else {
+            areaFilterBits = 0
+            return
+        }
+        // A quarter of the budget for the global filter, half for the area filters.
+        let entries = Int(max(capacity, 1))
+        everything = BloomFilter(bits: budget * 2, expectedEntries: entries)
+        let areaCount = max(1, entries / layout.exceptionsPerArea + 1)
+        areaFilterBits = max(64, budget * 4 / areaCount)
+        recentInserts = [ChunkIndex](repeating: 0, count: min(1024, max(16, budget / 64)))
+    }
+
+    /// Whether `old` has an exception, and where. `resolved` is what a `resolve` of this chunk
+    /// found; it answers when the table no longer holds the chunk's bucket.
+    public mutating func lookup(_ old: ChunkIndex, resolved: Resolution? = nil) -> Lookup {
+        figures.lookups += 1
+        if let new = table.lookup(old) {
+            figures.hits += 1
+            if budget != nil { touch(table.bucket(of: old)) }
+            return .mapped(new)
+        }
+        guard budget != nil, isIncomplete(table.bucket(of: old)) else { return .absent }
+        if let resolved, resolved.chunk == old {
+            // Completed exceptions stay (only a merge removes them, with the table whole).
+            if let new = resolved.new { return .mapped(new) }
+            if insertedSince(resolved.generation, old) == false { return .absent }
+        }
+        if knownAbsent.contains(old) || everything?.mayContain(old) == false { return .absent }
+        if candidateAreas(for: old).isEmpty { return .absent }
+        figures.misses += 1
+        return .unloaded
+    }
+
+    /// Areas whose filters say they may hold `old`, newest first.
+    public func candidateAreas(for old: ChunkIndex) -> [UInt64] {
+        areas.indices.reversed().filter { areas[$0].mayHold(old) }.map(UInt64.init)
+    }
+
+    /// Records `old -> new`. Returns false if `old` already has a resident exception.
+    @discardableResult
+    public mutating func insert(old: ChunkIndex, new: ChunkIndex) -> Bool {
+        guard table.insert(old: old, new: new) else { return false }
+        count += 1
+        generation += 1
+        guard budget != nil, let layout else { return true }
+        recentInserts[Int(generation % UInt64(recentInserts.count))] = old
+        knownAbsent.remove(old)
+        remember(old, inArea: layout.area(ofData: new))
+        touch(table.bucket(of: old))
+        evictToBudget(keeping: table.bucket(of: old))
+        return true
+    }
+
+    /// Forgets `old` (merged back). Filters keep it: a later lookup may read an area for nothing.
+    @discardableResult
+    public mutating func remove(old: ChunkIndex) -> Bool {
+        guard table.remove(old: old) else { return false }
+        count -= 1
+        return true
+    }
+
+    /// Puts back the records of `area` (just read) that share `old`'s bucket; returns where
+    /// `old` is stored if it is among them. Records already resident are skipped.
+    public mutating func install(_ records: [DiskException], fromArea area: UInt64, for old: ChunkIndex) -> ChunkIndex? {
+        figures.areaReads += 1
+        let bucket = table.bucket(of: old)
+        var found: ChunkIndex?
+        for record in records where table.bucket(of: record.old) == bucket {
+            table.insert(old: record.old, new: record.new)
+            if record.old == old { found = record.new }
+        }
+        touch(bucket)
+        evictToBudget(keeping: bucket)
+        return found
+    }
+
+    /// Notes that `old` was in none of its candidate areas, read since `generation` was taken
+    /// (unless an exception was inserted meanwhile: it might be `old`'s).
+    public mutating func markAbsent(_ old: ChunkIndex, since generation: UInt64) {
+        guard generation == self.generation, let budget else { return }
+        if knownAbsent.count >= max(16, budget / 64) { knownAbsent.removeAll(keepingCapacity: true) }
+        knownAbsent.insert(old)
+        evictToBudget(keeping: table.bucket(of: old))
+    }
+
+    /// Whether `old` was inserted after `generation`; nil when too many inserts happened since
+    /// to tell.
+    func insertedSince(_ generation: UInt64, _ old: ChunkIndex) -> Bool? {
+        let since = self.generation - generation
+        if since == 0 { return false }
+        guard since < UInt64(recentInserts.count) else { return nil }
+        for g in (generation + 1)...self.generation where recentInserts[Int(g % UInt64(recentInserts.count))] == old { return true }
+        return false
+    }
+
+    /// The exception of `old` if it is resident (for callers that loaded everything).
+    public func residentLookup(_ old: ChunkIndex) -> ChunkIndex? { table.lookup(old) }
+
+    /// Heap bytes of the table, filters and bookkeeping.
+    public var residentBytes: Int {
+        let filters = (everything?.bytes ?? 0) + areas.reduce(0) { $0 + $1.filter.bytes + 16 }
+        return table.residentBytes + filters + incomplete.capacity * 8 + lastUse.capacity * 16 + knownAbsent.capacity * 8
+            + recentInserts.capacity * 8
+    }
+
+    public var currentFigures: Figures {
+        var result = figures
+        result.exceptions = count
+        result.residentExceptions = table.count
+        result.residentBytes = residentBytes
+        result.budgetBytes = budget
+        return result
+    }
+
+    // MARK: eviction
+
+    private mutating func remember(_ old: ChunkIndex, inArea area: UInt64) {
+        while areas.count <= Int(area) {
+            areas.append(AreaSummary(filter: BloomFilter(bits: areaFilterBits, expectedEntries: layout!.exceptionsPerArea)))
+        }
+        areas[Int(area)].lowest = min(areas[Int(area)].lowest, old)
+        areas[Int(area)].highest = max(areas[Int(area)].highest, old)
+        areas[Int(area)].filter.insert(old)
+        everything?.insert(old)
+    }
+
+    private mutating func touch(_ bucket: ChunkIndex) {
+        clock += 1
+        lastUse[bucket] = clock
+    }
+
+    /// Evicts least recently used buckets (never `kept`) until the cache fits its budget,
+    /// down to seven eighths of it so that evictions come in batches.
+    private mutating func evictToBudget(keeping kept: ChunkIndex) {
+        guard let budget, residentBytes > budget else { return }
+        let target = budget - budget / 8
+        let order = lastUse.sorted { $0.value < $1.value }.map(\.key)
+        for bucket in order where bucket != kept {
+            table.removeBucket(bucket)
+            lastUse[bucket] = nil
+            markIncomplete(bucket)
+            if residentBytes <= target { break }
+        }
+        table.shrinkIfSparse()
+        if lastUse.capacity > 4 * lastUse.count + 16 { lastUse = Dictionary(uniqueKeysWithValues: lastUse.map { ($0.key, $0.value) }) }
+    }
+
+    private func isIncomplete(_ bucket: ChunkIndex) -> Bool {
+        let word = Int(bucket >> 6)
+        return word < incomplete.count && incomplete[word] & (1 << (bucket & 63)) != 0
+    }
+
+    private mutating func markIncomplete(_ bucket: ChunkIndex) {
+        let word = Int(bucket >> 6)
+        if word >= incomplete.count { incomplete.append(contentsOf: repeatElement(0, count: word + 1 - incomplete.count)) }
+        incomplete[word] |= 1 << (bucket & 63)
+    }
+}
