@@ -42,7 +42,7 @@ extension Controller {
         let geometry = try ChunkGeometry(chunkBytes: record.chunkSize)
         let store = try await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize,
                                                             originChunks: geometry.chunksCovering(origin.size))
-        return try await origin.attach(name: record.name, store: store)
+        return try await origin.attach(name: record.name, store: store, cacheBudget: record.cacheBudget)
     }
 
     static func describe(_ event: VolumeEvent) -> String {

@@ -12,9 +12,12 @@ public struct SnapshotRequest: Sendable {
     public var chunkSize: Int?
     public var transient = false
     public var force = false
+    /// Exception-table budget in bytes (0: no limit; nil: the default).
+    public var exceptionCache: UInt64?
 
     public init(name: String, origin: String, cowPath: String, cowSize: UInt64? = nil, chunkSize: Int? = nil,
-                transient: Bool = false, force: Bool = false) {
+                transient: Bool = false, force: Bool = false, exceptionCache: UInt64? = nil) {
+        self.exceptionCache = exceptionCache
         self.name = name
         self.origin = origin
         self.cowPath = cowPath
@@ -50,9 +53,10 @@ extension Controller {
                 if ownsCow { try? FileManager.default.removeItem(atPath: request.cowPath) }
                 throw error
             }
-            let snapshot = try await origin.attach(name: request.name, store: store)
             var record = SnapshotRecord(name: request.name, cowPath: request.cowPath, chunkSize: chunkBytes,
                                         persistent: !request.transient, ownsCow: ownsCow)
+            record.exceptionCache = request.exceptionCache
+            let snapshot = try await origin.attach(name: request.name, store: store, cacheBudget: record.cacheBudget)
             record.transientOwner = request.transient ? getpid() : nil
             record.created = Date()
             registry.origins[originIndex].snapshots.append(record)
@@ -93,7 +97,7 @@ extension Controller {
     /// its header and every record fit the origin. An invalidated store is adopted as `invalid`.
     /// Returns the state it was adopted in.
     @discardableResult
-    public func attachSnapshot(name: String, origin originName: String, cowPath: String) async throws -> String {
+    public func attachSnapshot(name: String, origin originName: String, cowPath: String, exceptionCache: UInt64? = nil) async throws -> String {
         try await command {
             var registry = self.registry
             try checkNewName(name, in: registry)
@@ -107,8 +111,10 @@ extension Controller {
             let (header, layout) = try await CowScanner.readHeader(device)
             guard header.magic == CowLayout.magic else { throw ControllerError.refused("\(cowPath) holds no snapshot store (magic 0): nothing to attach") }
             let store = try await PersistentExceptionStore.open(device, originChunks: layout.geometry.chunksCovering(origin.size))
-            let snapshot = try await origin.attach(name: name, store: store)
-            registry.origins[originIndex].snapshots.append(SnapshotRecord(name: name, cowPath: cowPath, chunkSize: layout.geometry.chunkBytes))
+            var record = SnapshotRecord(name: name, cowPath: cowPath, chunkSize: layout.geometry.chunkBytes)
+            record.exceptionCache = exceptionCache
+            let snapshot = try await origin.attach(name: name, store: store, cacheBudget: record.cacheBudget)
+            registry.origins[originIndex].snapshots.append(record)
             do {
                 try save(registry)
             } catch {

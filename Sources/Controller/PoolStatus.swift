@@ -63,9 +63,11 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     public var dmStatus: String
     public var readBytes: UInt64
     public var writeBytes: UInt64
+    /// The in-memory exception table (nil when the snapshot is not active here).
+    public var table: TableReport?
 
     enum CodingKeys: String, CodingKey {
-        case name, origin, persistent, exceptions, state, reason
+        case name, origin, persistent, exceptions, state, reason, table
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
         case dmStatus = "dm_status", readBytes = "read_bytes", writeBytes = "write_bytes"
@@ -88,6 +90,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         dmStatus = status.dmStatusLine
         readBytes = status.io.readBytes
         writeBytes = status.io.writeBytes
+        table = TableReport(status.cache)
     }
 
     /// A snapshot that could not be activated.
@@ -107,6 +110,40 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         dmStatus = "0 \(originSize / UInt64(sectorBytes)) snapshot \(state == "invalid" ? "Invalid" : "Inactive")"
         readBytes = 0
         writeBytes = 0
+    }
+}
+
+/// A snapshot's exception table: what is resident, its budget, how often lookups needed a
+/// metadata read.
+public struct TableReport: Codable, Sendable, Equatable {
+    public var residentBytes: Int
+    public var residentExceptions: Int
+    /// Nil: no limit.
+    public var budgetBytes: Int?
+    public var lookups: Int
+    public var hitRate: Double
+    public var areaReads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case lookups
+        case residentBytes = "resident_bytes", residentExceptions = "resident_exceptions", budgetBytes = "budget_bytes"
+        case hitRate = "hit_rate", areaReads = "area_reads"
+    }
+
+    init(_ figures: ExceptionCache.Figures) {
+        residentBytes = figures.residentBytes
+        residentExceptions = figures.residentExceptions
+        budgetBytes = figures.budgetBytes
+        lookups = figures.lookups
+        hitRate = (figures.hitRate * 10000).rounded() / 10000
+        areaReads = figures.areaReads
+    }
+
+    /// "1.2 MiB of 64 MiB, 99.5% hits" for tables and panes.
+    public var summary: String {
+        let budget = budgetBytes.map { " of " + ByteSize.describe(UInt64($0)) } ?? " (no limit)"
+        return ByteSize.describe(UInt64(residentBytes)) + budget + String(format: ", %.1f%% hits", hitRate * 100)
+            + (areaReads > 0 ? ", \(areaReads) metadata reads" : "")
     }
 }
 

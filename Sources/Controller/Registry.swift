@@ -1,3 +1,4 @@
+import ExceptionMachinery
 import Foundation
 
 /// What a pool holds, as written in its registry file (like an LVM volume group's metadata).
@@ -134,10 +135,19 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     /// For a transient snapshot: the process that holds its exceptions in memory.
     public var transientOwner: Int32?
     public var created: Date?
+    /// Memory budget of the exception table in bytes; nil: the default; 0: no limit.
+    public var exceptionCache: UInt64?
 
     enum CodingKeys: String, CodingKey {
         case name, persistent, merging, created
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
+        case exceptionCache = "exception_cache"
+    }
+
+    /// The budget the snapshot's exception table gets (nil: unlimited).
+    public var cacheBudget: ExceptionCache.Budget? {
+        let bytes = exceptionCache ?? ExceptionCacheSizes.defaultBytes
+        return bytes == 0 ? nil : ExceptionCache.Budget(bytes: Int(bytes))
     }
 
     public init(name: String, cowPath: String, chunkSize: Int, persistent: Bool = true, ownsCow: Bool = false) {
@@ -158,6 +168,30 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         merging = try values.decodeIfPresent(Bool.self, forKey: .merging) ?? false
         transientOwner = try values.decodeIfPresent(Int32.self, forKey: .transientOwner)
         created = try values.decodeIfPresent(Date.self, forKey: .created)
+        exceptionCache = try values.decodeIfPresent(UInt64.self, forKey: .exceptionCache)
+    }
+}
+
+/// Exception-table budgets: the default, and the smallest a command accepts.
+public enum ExceptionCacheSizes {
+    /// 64 MiB: about eight million exceptions in random order (128 GiB of 16 KiB chunks), far
+    /// more in sequential runs, before anything is evicted.
+    public static let defaultBytes: UInt64 = 64 << 20
+    public static let smallestBytes: UInt64 = 4096
+
+    /// Parses `unlimited`, `0` or a size of at least 4 KiB; returns 0 for no limit.
+    public static func parse(_ text: String) throws -> UInt64 {
+        if text == "unlimited" || text == "0" { return 0 }
+        let bytes: UInt64
+        do {
+            bytes = try ByteSize.parse(text)
+        } catch {
+            throw ControllerError.refused("--exception-cache \(text): \(error)")
+        }
+        guard bytes >= smallestBytes else {
+            throw ControllerError.refused("--exception-cache \(text): must be at least 4K, or 'unlimited'")
+        }
+        return bytes
     }
 }
 

@@ -137,6 +137,7 @@ public enum Renderer {
             lines.append("origin \(row.origin)   chunk \(Format.size(UInt64(report.chunkSize)))   exceptions \(report.exceptions)   pending copies \(report.pendingCopies)")
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
             lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + "   dmsetup status: \(report.dmStatus)")
+            if let table = report.table { lines.append("exception table \(table.summary)") }
         } else if let remap = model.status?.remaps.first(where: { $0.name == row.name }) {
             lines.append("remap volume: data \(remap.devicePath)   chunk \(Format.size(UInt64(remap.chunkSize)))   remapped \(remap.remapped)   awaiting a write \(remap.marked)")
             lines.append("spare \(remap.sparePath)   used \(Format.size(remap.spareUsedBytes)) of \(Format.size(remap.spareTotalBytes)) (\(Format.percent(remap.fillPercent)))")

@@ -19,6 +19,8 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
         @Flag(help: "Keep exceptions in memory only (lost when the pool's owner exits).") var transient = false
         @Flag(help: "Overwrite a COW device that already holds a snapshot store.") var force = false
+        @Option(help: "Memory for the exception table (default 64M; 'unlimited'); beyond it, parts are re-read from the COW's metadata.")
+        var exceptionCache: String?
 
         func run() async throws {
             try await guarded {
@@ -28,7 +30,8 @@ struct SnapshotCommand: AsyncParsableCommand {
                 }
                 let chunk = try chunkBytes(chunkSize)
                 let request = SnapshotRequest(name: name, origin: origin, cowPath: absolutePath(cow), cowSize: try bytes(cowSize),
-                                              chunkSize: chunk, transient: transient, force: force)
+                                              chunkSize: chunk, transient: transient, force: force,
+                                              exceptionCache: try exceptionCache.map(ExceptionCacheSizes.parse))
                 try await options.withController("snapvol snapshot create") { try await $0.createSnapshot(request) }
                 emit("created snapshot \(name) of \(origin)")
             }
@@ -42,11 +45,14 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Argument(help: "The snapshot's name.") var name: String
         @Option(help: "The origin the COW device belongs to.") var origin: String
         @Option(help: "The COW file or block device.") var cow: String
+        @Option(help: "Memory for the exception table (default 64M; 'unlimited'); beyond it, parts are re-read from the COW's metadata.")
+        var exceptionCache: String?
 
         func run() async throws {
             try await guarded {
+                let budget = try exceptionCache.map(ExceptionCacheSizes.parse)
                 let state = try await options.withController("snapvol snapshot attach") {
-                    try await $0.attachSnapshot(name: name, origin: origin, cowPath: absolutePath(cow))
+                    try await $0.attachSnapshot(name: name, origin: origin, cowPath: absolutePath(cow), exceptionCache: budget)
                 }
                 if state == "invalid" {
                     printWarning("snapshot \(name) was invalidated on disk: its reads fail; 'snapshot delete \(name)' removes it")

@@ -29,19 +29,21 @@ struct StatusCommand: AsyncParsableCommand, ForwardableCommand {
 /// The `lvs`-like table.
 enum StatusTable {
     static func render(_ status: PoolStatus) -> String {
-        var rows = [["NAME", "ORIGIN", "SIZE", "CHUNK", "EXCEPTIONS", "DATA%", "PENDING", "STATE"]]
+        var rows = [["NAME", "ORIGIN", "SIZE", "CHUNK", "EXCEPTIONS", "DATA%", "PENDING", "TABLE", "HIT%", "STATE"]]
         for origin in status.origins {
-            rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", "", origin.state])
+            rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", "", "", "", origin.state])
             for snapshot in origin.snapshots {
                 rows.append(["  " + snapshot.name, origin.name, ByteSize.describe(origin.size),
                              ByteSize.describe(UInt64(snapshot.chunkSize)), "\(snapshot.exceptions)",
                              String(format: "%.2f", snapshot.fillPercent), "\(snapshot.pendingCopies)",
+                             snapshot.table.map { ByteSize.describe(UInt64($0.residentBytes)) } ?? "-",
+                             snapshot.table.map { String(format: "%.1f", $0.hitRate * 100) } ?? "-",
                              snapshot.state + (snapshot.reason.map { " (\($0))" } ?? "")])
             }
         }
         for remap in status.remaps {
             rows.append([remap.name, "(remap)", ByteSize.describe(remap.size), ByteSize.describe(UInt64(remap.chunkSize)),
-                         "\(remap.remapped)", String(format: "%.2f", remap.fillPercent), "\(remap.pending)",
+                         "\(remap.remapped)", String(format: "%.2f", remap.fillPercent), "\(remap.pending)", "-", "-",
                          remap.state + (remap.reason.map { " (\($0))" } ?? "")])
         }
         if status.origins.isEmpty && status.remaps.isEmpty { return "no volumes in pool \(status.pool)" }
