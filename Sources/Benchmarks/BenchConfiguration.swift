@@ -13,12 +13,15 @@ public struct BenchConfiguration: Sendable {
     /// Snapshots in the "many snapshots" cases.
     public var manySnapshots = 8
     public var seed: UInt64 = 42
+    /// Run the exception-cache example (100 GiB origin, 5 GiB COW) instead of the engine suite.
+    public var cacheExample = false
 
     public init(directory: String) { self.directory = directory }
 
     var settings: [String: String] {
         ["origin": IOPattern.label(Int(originBytes)), "random_ops": "\(randomOperations)",
          "chunks": chunkSizes.map { IOPattern.label($0) }.joined(separator: ","), "runs": "\(runs)",
-         "many_snapshots": "\(manySnapshots)", "seed": "\(seed)", "queue_depth": "1"]
+         "many_snapshots": "\(manySnapshots)", "seed": "\(seed)", "queue_depth": "1",
+         "suite": cacheExample ? "cache example" : "engine"]
     }
 }

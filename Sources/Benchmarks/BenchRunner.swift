@@ -14,6 +14,14 @@ public struct BenchRunner: Sendable {
     public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> BenchReport {
         var report = BenchReport(machine: Self.machine(), date: ISO8601DateFormatter().string(from: Date()),
                                  settings: configuration.settings)
+        if configuration.cacheExample {
+            let example = CacheExample(directory: configuration.directory, runs: configuration.runs,
+                                       reads: configuration.randomOperations, seed: configuration.seed)
+            try await example.measure(into: &report, progress: progress)
+            report.figures.append(Figure(name: "peak resident memory of the bench process", chunkBytes: nil, run: 0,
+                                         value: Double(ProcessMemory.peakResidentBytes()) / 1_048_576, unit: "MiB"))
+            return report
+        }
         let volumes = BenchVolumes(directory: configuration.directory, originBytes: configuration.originBytes)
         defer { volumes.removeAll() }
         let device = try await volumes.createOrigin()

@@ -20,9 +20,20 @@ public struct IOPattern: Sendable {
     public static func random(volumeBytes: UInt64, blockBytes: Int, count: Int, seed: UInt64) -> IOPattern {
         let blocks = Int(volumeBytes / UInt64(blockBytes))
         var generator = SplitMix64(seed: seed)
-        var all = Array(0..<blocks)
-        all.shuffle(using: &generator)
-        let chosen = all.prefix(min(count, blocks))
+        var chosen: [Int]
+        if count * 4 < blocks {
+            // Sparse: draw until `count` distinct blocks (no array of every block).
+            var seen = Set<Int>()
+            chosen = []
+            while chosen.count < count {
+                let block = Int(generator.next() % UInt64(blocks))
+                if seen.insert(block).inserted { chosen.append(block) }
+            }
+        } else {
+            var all = Array(0..<blocks)
+            all.shuffle(using: &generator)
+            chosen = Array(all.prefix(min(count, blocks)))
+        }
         return IOPattern(name: "rand \(label(blockBytes))", blockBytes: blockBytes,
                          offsets: chosen.map { UInt64($0) * UInt64(blockBytes) })
     }

@@ -5,17 +5,16 @@
 public struct BloomFilter: Sendable {
     private var words: [UInt64]
     private let hashes: Int
-    private let mask: UInt64
+    private let size: UInt64
 
-    /// A filter of at most `bits` bits (rounded down to a power of two, at least 64), tuned
-    /// for `expectedEntries`.
+    /// A filter of `bits` bits (rounded down to whole 64-bit words, at least one), tuned for
+    /// `expectedEntries`.
     public init(bits: Int, expectedEntries: Int) {
-        var size = 64
-        while size * 2 <= bits { size <<= 1 }
-        words = [UInt64](repeating: 0, count: size / 64)
-        mask = UInt64(size - 1)
+        let count = max(1, bits / 64)
+        words = [UInt64](repeating: 0, count: count)
+        size = UInt64(count * 64)
         let perEntry = Double(size) / Double(max(expectedEntries, 1))
-        hashes = min(12, max(1, Int((perEntry * 0.693).rounded())))
+        hashes = min(16, max(1, Int((perEntry * 0.693).rounded())))
     }
 
     public var bytes: Int { words.count * 8 }
@@ -23,7 +22,7 @@ public struct BloomFilter: Sendable {
     public mutating func insert(_ value: UInt64) {
         var (h1, h2) = Self.hashPair(value)
         for _ in 0..<hashes {
-            let bit = h1 & mask
+            let bit = h1.multipliedFullWidth(by: size).high
             words[Int(bit >> 6)] |= 1 << (bit & 63)
             h1 &+= h2
             h2 &+= 1
@@ -33,7 +32,7 @@ public struct BloomFilter: Sendable {
     public func mayContain(_ value: UInt64) -> Bool {
         var (h1, h2) = Self.hashPair(value)
         for _ in 0..<hashes {
-            let bit = h1 & mask
+            let bit = h1.multipliedFullWidth(by: size).high
             if words[Int(bit >> 6)] & (1 << (bit & 63)) == 0 { return false }
             h1 &+= h2
             h2 &+= 1
@@ -47,7 +46,9 @@ public struct BloomFilter: Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         let h1 = z ^ (z >> 31)
-        let h2 = (h1 >> 32 | h1 << 32) | 1
+        var m = h1 &* 0xD6E8_FEB8_6659_FD93
+        m ^= m >> 32
+        let h2 = m | 1
         return (h1, h2)
     }
 }

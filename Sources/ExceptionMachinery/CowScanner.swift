@@ -79,12 +79,14 @@ public enum CowScanner {
         var validator = RecordValidator(device: device, layout: layout, originChunks: originChunks)
         let chunkBytes = layout.geometry.chunkBytes
         var area: UInt64 = 0
+        var areas = AreaReadAhead(device: device, layout: layout)
+        defer { areas.stop() }
         while true {
             let location = layout.areaLocation(area)
             guard (location + 1) * UInt64(chunkBytes) <= device.size else {
                 throw CowFormatError.truncated(device: device.name, area: area, chunk: location)
             }
-            let (records, full) = MetadataArea.decode(try await device.readBytes(at: layout.geometry.offset(of: location), count: chunkBytes))
+            let (records, full) = MetadataArea.decode(try await areas.read(area))
             scan.areasRead += 1
             for (slot, record) in records.enumerated() {
                 try validator.check(record, area: area, slot: slot)

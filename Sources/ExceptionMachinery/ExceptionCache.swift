@@ -65,21 +65,12 @@ public struct ExceptionCache: Sendable {
         public var misses = 0
     }
 
-    /// What is known of one metadata area without reading it.
-    struct AreaSummary: Sendable {
-        var lowest = ChunkIndex.max
-        var highest: ChunkIndex = 0
-        var filter: BloomFilter
-
-        func mayHold(_ old: ChunkIndex) -> Bool { old >= lowest && old <= highest && filter.mayContain(old) }
-    }
-
     public private(set) var table: ExceptionTable
     public let budget: Int?
     private let layout: CowLayout?
-    private var areas: [AreaSummary] = []
-    private var everything: BloomFilter?
-    private let areaFilterBits: Int
+    private let capacity: UInt64
+    /// Nil until the first eviction: while the table is whole, nothing else is needed.
+    private var filters: CacheFilters?
     /// Buckets evicted at least once (a bitmap by bucket number): a miss there is not a
     /// definite "absent".
     private var incomplete: [UInt64] = []
@@ -105,15 +96,8 @@ public struct ExceptionCache: Sendable {
         let bounded = limit != nil && layout != nil
         self.budget = bounded ? limit?.bytes : nil
         self.layout = bounded ? layout : nil
-        guard let budget = self.budget, let layout = self.layout else {
-            areaFilterBits = 0
-            return
-        }
-        // A quarter of the budget for the global filter, half for the area filters.
-        let entries = Int(max(capacity, 1))
-        everything = BloomFilter(bits: budget * 2, expectedEntries: entries)
-        let areaCount = max(1, entries / layout.exceptionsPerArea + 1)
-        areaFilterBits = max(64, budget * 4 / areaCount)
+        self.capacity = capacity
+        guard let budget = self.budget else { return }
         recentInserts = [ChunkIndex](repeating: 0, count: min(1024, max(16, budget / 64)))
     }
 
@@ -132,16 +116,14 @@ public struct ExceptionCache: Sendable {
             if let new = resolved.new { return .mapped(new) }
             if insertedSince(resolved.generation, old) == false { return .absent }
         }
-        if knownAbsent.contains(old) || everything?.mayContain(old) == false { return .absent }
+        if knownAbsent.contains(old) || filters?.mayContain(old) == false { return .absent }
         if candidateAreas(for: old).isEmpty { return .absent }
         figures.misses += 1
         return .unloaded
     }
 
     /// Areas whose filters say they may hold `old`, newest first.
-    public func candidateAreas(for old: ChunkIndex) -> [UInt64] {
-        areas.indices.reversed().filter { areas[$0].mayHold(old) }.map(UInt64.init)
-    }
+    public func candidateAreas(for old: ChunkIndex) -> [UInt64] { filters?.candidateAreas(for: old) ?? [] }
 
     /// Records `old -> new`. Returns false if `old` already has a resident exception.
     @discardableResult
@@ -152,7 +134,7 @@ public struct ExceptionCache: Sendable {
         guard budget != nil, let layout else { return true }
         recentInserts[Int(generation % UInt64(recentInserts.count))] = old
         knownAbsent.remove(old)
-        remember(old, inArea: layout.area(ofData: new))
+        filters?.remember(old, inArea: layout.area(ofData: new))
         touch(table.bucket(of: old))
         evictToBudget(keeping: table.bucket(of: old))
         return true
@@ -205,8 +187,7 @@ public struct ExceptionCache: Sendable {
 
     /// Heap bytes of the table, filters and bookkeeping.
     public var residentBytes: Int {
-        let filters = (everything?.bytes ?? 0) + areas.reduce(0) { $0 + $1.filter.bytes + 16 }
-        return table.residentBytes + filters + incomplete.capacity * 8 + lastUse.capacity * 16 + knownAbsent.capacity * 8
+        return table.residentBytes + (filters?.bytes ?? 0) + incomplete.capacity * 8 + lastUse.capacity * 16 + knownAbsent.capacity * 8
             + recentInserts.capacity * 8
     }
 
@@ -221,16 +202,6 @@ public struct ExceptionCache: Sendable {
 
     // MARK: eviction
 
-    private mutating func remember(_ old: ChunkIndex, inArea area: UInt64) {
-        while areas.count <= Int(area) {
-            areas.append(AreaSummary(filter: BloomFilter(bits: areaFilterBits, expectedEntries: layout!.exceptionsPerArea)))
-        }
-        areas[Int(area)].lowest = min(areas[Int(area)].lowest, old)
-        areas[Int(area)].highest = max(areas[Int(area)].highest, old)
-        areas[Int(area)].filter.insert(old)
-        everything?.insert(old)
-    }
-
     private mutating func touch(_ bucket: ChunkIndex) {
         clock += 1
         lastUse[bucket] = clock
@@ -239,7 +210,8 @@ public struct ExceptionCache: Sendable {
     /// Evicts least recently used buckets (never `kept`) until the cache fits its budget,
     /// down to seven eighths of it so that evictions come in batches.
     private mutating func evictToBudget(keeping kept: ChunkIndex) {
-        guard let budget, residentBytes > budget else { return }
+        guard let budget, let layout, residentBytes > budget else { return }
+        if filters == nil { filters = Self.buildFilters(from: table, budget: budget, capacity: capacity, layout: layout) }
         let target = budget - budget / 8
         let order = lastUse.sorted { $0.value < $1.value }.map(\.key)
         for bucket in order where bucket != kept {
@@ -250,6 +222,15 @@ public struct ExceptionCache: Sendable {
         }
         table.shrinkIfSparse()
         if lastUse.capacity > 4 * lastUse.count + 16 { lastUse = Dictionary(uniqueKeysWithValues: lastUse.map { ($0.key, $0.value) }) }
+    }
+
+    /// Filters of every exception, from the table while it is still whole.
+    private static func buildFilters(from table: ExceptionTable, budget: Int, capacity: UInt64, layout: CowLayout) -> CacheFilters {
+        var filters = CacheFilters(budget: budget, capacity: capacity, layout: layout)
+        for run in table.runs {
+            for step in 0..<UInt64(run.length) { filters.remember(run.old + step, inArea: layout.area(ofData: run.new + step)) }
+        }
+        return filters
     }
 
     private func isIncomplete(_ bucket: ChunkIndex) -> Bool {

@@ -38,6 +38,8 @@ public struct ExceptionTable: Sendable {
     public let bucketShift: Int
     public private(set) var count = 0
     public private(set) var runCount = 0
+    /// Bytes of the run arrays (headers and capacity), kept up to date by every edit.
+    private var arrayBytes = 0
 
     public init(bucketShift: Int = ExceptionTable.defaultBucketShift) {
         precondition((0...16).contains(bucketShift), "a bucket holds 1 to 65536 chunks")
@@ -69,7 +71,7 @@ public struct ExceptionTable: Sendable {
         let offset = Int(old & (bucketChunks - 1))
         var inserted = false
         var runDelta = 0
-        Self.modify(&buckets, key) { runs in
+        modify(key) { runs in
             let before = Self.lastRun(startingAtOrBefore: offset, in: runs)
             if before >= 0 && offset < runs[before].end { return }
             inserted = true
@@ -107,7 +109,7 @@ public struct ExceptionTable: Sendable {
         let offset = Int(old & (bucketChunks - 1))
         var removed = false
         var runDelta = 0
-        Self.modify(&buckets, key) { runs in
+        modify(key) { runs in
             let index = Self.lastRun(startingAtOrBefore: offset, in: runs)
             guard index >= 0, offset < runs[index].end else { return }
             removed = true
@@ -134,6 +136,7 @@ public struct ExceptionTable: Sendable {
     @discardableResult
     public mutating func removeBucket(_ key: ChunkIndex) -> Int {
         guard let runs = buckets.removeValue(forKey: key) else { return 0 }
+        arrayBytes -= Self.bytes(of: runs)
         let chunks = runs.reduce(0) { $0 + Int($1.length) }
         count -= chunks
         runCount -= runs.count
@@ -151,7 +154,11 @@ public struct ExceptionTable: Sendable {
     /// Heap bytes the table occupies: hash slots plus run arrays (with their headers).
     public var residentBytes: Int {
         let slot = MemoryLayout<ChunkIndex>.stride + MemoryLayout<ContiguousArray<PackedRun>>.stride
-        return buckets.capacity * slot + buckets.values.reduce(0) { $0 + 32 + $1.capacity * MemoryLayout<PackedRun>.stride }
+        return buckets.capacity * slot + arrayBytes
+    }
+
+    private static func bytes(of runs: ContiguousArray<PackedRun>) -> Int {
+        runs.capacity == 0 ? 0 : 32 + runs.capacity * MemoryLayout<PackedRun>.stride
     }
 
     /// Every run, ordered by origin chunk.
@@ -174,9 +181,10 @@ public struct ExceptionTable: Sendable {
     }
 
     /// Edits a bucket in place (no copy of its array), dropping it when it becomes empty.
-    private static func modify(_ buckets: inout [ChunkIndex: ContiguousArray<PackedRun>], _ key: ChunkIndex,
-                               _ body: (inout ContiguousArray<PackedRun>) -> Void) {
+    private mutating func modify(_ key: ChunkIndex, _ body: (inout ContiguousArray<PackedRun>) -> Void) {
+        let before = buckets[key].map(Self.bytes) ?? 0
         body(&buckets[key, default: []])
         if buckets[key]?.isEmpty == true { buckets[key] = nil }
+        arrayBytes += (buckets[key].map(Self.bytes) ?? 0) - before
     }
 }

@@ -22,6 +22,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Snapshots in the many-snapshot cases.") var snapshots: Int = 8
     @Option(help: "Seed of the random patterns.") var seed: UInt64 = 42
     @Flag(help: "Print the measurements and summary as JSON.") var json = false
+    @Flag(help: "Run the exception-cache example instead: a sparse 100 GiB origin, a 5 GiB COW filled with 16 KiB chunks, tables unlimited and at 1 MiB.")
+    var cacheExample = false
 
     func run() async throws {
         try await guarded {
@@ -58,6 +60,7 @@ struct BenchCommand: AsyncParsableCommand {
         configuration.manySnapshots = snapshots
         configuration.randomOperations = randomOps
         configuration.seed = seed
+        configuration.cacheExample = cacheExample
         return configuration
     }
 }
