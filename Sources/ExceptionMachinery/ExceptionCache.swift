@@ -3,10 +3,12 @@
 /// Unbounded (no budget, or a store without metadata areas), it is an `ExceptionTable`.
 /// Bounded, buckets of the table are evicted (least recently used first) whenever its
 /// `residentBytes` would exceed the budget, and the COW device's own metadata areas are the
-/// backing store: each area keeps an always-resident summary (origin-chunk range and a Bloom
-/// filter of its chunks), and one more filter covers every exception. A lookup that misses an
-/// evicted bucket asks the filters: "no" (the common case for chunks never written) costs no
-/// I/O; "maybe" names the areas to read (`candidateAreas`), normally one.
+/// backing store. At the first eviction the always-resident `CacheFilters` are built (a quarter
+/// of the budget for a filter of every exception, five eighths for per-area filters and
+/// ranges); the table keeps the rest. A lookup that misses an evicted bucket asks the
+/// filters: "no" (the common case for chunks never written) costs no I/O; "maybe" names the
+/// areas to read (`candidateAreas`), normally one. Small bookkeeping (recent inserts, chunks
+/// known absent) is sized at a 512th of the budget.
 ///
 /// Invariants: every exception inserted is either in the table or in an evicted bucket and
 /// then in the filters of its area and the global filter (filters never forget); a miss in a
@@ -98,7 +100,7 @@ public struct ExceptionCache: Sendable {
         self.layout = bounded ? layout : nil
         self.capacity = capacity
         guard let budget = self.budget else { return }
-        recentInserts = [ChunkIndex](repeating: 0, count: min(1024, max(16, budget / 64)))
+        recentInserts = [ChunkIndex](repeating: 0, count: min(1024, max(16, budget / 512)))
     }
 
     /// Whether `old` has an exception, and where. `resolved` is what a `resolve` of this chunk
@@ -167,7 +169,7 @@ public struct ExceptionCache: Sendable {
     /// (unless an exception was inserted meanwhile: it might be `old`'s).
     public mutating func markAbsent(_ old: ChunkIndex, since generation: UInt64) {
         guard generation == self.generation, let budget else { return }
-        if knownAbsent.count >= max(16, budget / 64) { knownAbsent.removeAll(keepingCapacity: true) }
+        if knownAbsent.count >= max(16, budget / 512) { knownAbsent.removeAll(keepingCapacity: true) }
         knownAbsent.insert(old)
         evictToBudget(keeping: table.bucket(of: old))
     }

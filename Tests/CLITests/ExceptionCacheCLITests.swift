@@ -15,16 +15,16 @@ import TestSupport
                     "--chunk-size", "4K", "--exception-cache", "4K")
         // Scattered first writes over a sparse 4 GiB origin: most land in buckets (16 MiB) of their own.
         var offsets: [UInt64] = []
-        while offsets.count < 48 {
+        while offsets.count < 96 {
             let offset = UInt64.random(in: 0..<(1 << 20), using: &generator) * 4096
             if !offsets.contains(offset) { offsets.append(offset) }
         }
         for (index, offset) in offsets.enumerated() {
-            try pool.ok("io", "write", "disk", "\(offset)", "4096", "--pattern", "\(index + 1)")
+            try pool.ok("io", "write", "disk", "\(offset)", "4096", "--pattern", "\(index % 250 + 1)")
         }
-        for (index, offset) in offsets.enumerated() {
+        for (index, offset) in offsets.enumerated() where index % 4 == 0 {
             let origin = [UInt8](try pool.ok("io", "read", "disk", "\(offset)", "4096").stdout)
-            #expect(origin == [UInt8](repeating: UInt8(index + 1), count: 4096), "origin at \(offset), seed \(generator.seed)")
+            #expect(origin == [UInt8](repeating: UInt8(index % 250 + 1), count: 4096), "origin at \(offset), seed \(generator.seed)")
             let snapshot = [UInt8](try pool.ok("io", "read", "s", "\(offset)", "4096").stdout)
             #expect(snapshot == [UInt8](repeating: 0, count: 4096), "snapshot at \(offset), seed \(generator.seed)")
         }
