@@ -49,6 +49,8 @@ struct BenchRound {
         try await record(Names.rawRandWrite, chunked: false, IODriver.run(random, .write, on: raw))
         try await record(Names.rawSeqRead, chunked: false, IODriver.run(sequential, .read, on: raw))
         try await record(Names.rawRandRead, chunked: false, IODriver.run(randomReads, .read, on: raw))
+        try await record(Names.rawSeqReadCold, chunked: false, coldRead(sequential, raw))
+        try await record(Names.rawRandReadCold, chunked: false, coldRead(randomReads, raw))
         try await record(Names.copyFloor, vs: Names.rawSeqWrite, measureCopyFloor())
     }
 
@@ -95,6 +97,8 @@ struct BenchRound {
         let reads = IOTarget.volume(snapshot)
         try await record("snapshot seq 1M read, chunks in COW", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
         try await record("snapshot rand 4K read, chunks in COW", vs: Names.rawRandRead, IODriver.run(randomReads, .read, on: reads))
+        try await record("snapshot seq 1M read, chunks in COW, cold", vs: Names.rawSeqReadCold, coldRead(sequential, reads, snapshot))
+        try await record("snapshot rand 4K read, chunks in COW, cold", vs: Names.rawRandReadCold, coldRead(randomReads, reads, snapshot))
         snapshot = try await measureActivation(origin, snapshot)
         let bytes = UInt64(origin.status(of: snapshot).exceptions) * UInt64(geometry.chunkBytes)
         try await record("merge a full snapshot into its origin", vs: Names.rawSeqWrite,
@@ -109,12 +113,15 @@ struct BenchRound {
         await origin.detach(snapshot)
         let layout = CowLayout(geometry: geometry)
         let metadataBytes = (areas + 1) * UInt64(geometry.chunkBytes)
+        // Both from the device: the COW's pages are dropped before each.
+        try await (cow as? FileBlockDevice)?.dropCachedPages()
         try await record("raw read of a full COW's metadata", chunked: true, IODriver.time(bytes: metadataBytes) {
             let buffer = AlignedBuffer(count: geometry.chunkBytes)
             try await cow.read(into: buffer.mutableBytes, at: 0)
             for area in 0..<areas { try await cow.read(into: buffer.mutableBytes, at: geometry.offset(of: layout.areaLocation(area))) }
         })
         var attached: Snapshot?
+        try await (cow as? FileBlockDevice)?.dropCachedPages()
         try await record("activation of a full COW", vs: "raw read of a full COW's metadata", IODriver.time(bytes: metadataBytes) {
             let store = try await PersistentExceptionStore.open(cow, originChunks: geometry.chunksCovering(configuration.originBytes))
             attached = try await origin.attach(name: snapshot.name, store: store)
@@ -129,6 +136,8 @@ struct BenchRound {
         let reads = IOTarget.volume(snapshot)
         try await record("snapshot seq 1M read, chunks on origin", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
         try await record("snapshot rand 4K read, chunks on origin", vs: Names.rawRandRead, IODriver.run(randomReads, .read, on: reads))
+        try await record("snapshot seq 1M read, chunks on origin, cold", vs: Names.rawSeqReadCold, coldRead(sequential, reads, snapshot))
+        try await record("snapshot rand 4K read, chunks on origin, cold", vs: Names.rawRandReadCold, coldRead(randomReads, reads, snapshot))
         let target = IOTarget.volume(origin, snapshots: [snapshot])
         try await record(Names.randFirstWrite, vs: Names.rawRandWrite, IODriver.run(random, .write, on: target, fill: 0xB1))
         try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
@@ -159,6 +168,13 @@ struct BenchRound {
         }
     }
 
+    /// Reads `pattern` after dropping the origin's (and the snapshot's COW's) cached pages.
+    private func coldRead(_ pattern: IOPattern, _ target: IOTarget, _ snapshot: Snapshot? = nil) async throws -> Sample {
+        try await device.dropCachedPages()
+        if let cow = snapshot?.store.device as? FileBlockDevice { try await cow.dropCachedPages() }
+        return try await IODriver.run(pattern, .read, on: target)
+    }
+
     // MARK: recording
 
     private mutating func record(_ name: String, vs baseline: String? = nil, chunked: Bool = true, _ sample: Sample) {
@@ -177,6 +193,8 @@ struct BenchRound {
         static let rawRandWrite = "raw rand 4K write"
         static let rawSeqRead = "raw seq 1M read"
         static let rawRandRead = "raw rand 4K read"
+        static let rawSeqReadCold = "raw seq 1M read, cold"
+        static let rawRandReadCold = "raw rand 4K read, cold"
         static let copyFloor = "raw copy-before-write floor, seq 1M"
         static let seqFirstWrite = "origin seq 1M write, 1 snapshot, first write"
         static let randFirstWrite = "origin rand 4K write, 1 snapshot, first write"

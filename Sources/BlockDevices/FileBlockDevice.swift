@@ -107,6 +107,14 @@ public final class FileBlockDevice: ResizableDevice {
         if result != 0 { throw DeviceError.system(operation: "fdatasync", device: name, errno: Errno(rawValue: result)) }
     }
 
+    /// Writes back and then drops this file's pages from the page cache (posix_fadvise
+    /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
+    public func dropCachedPages() async throws {
+        try await flush()
+        let result = posix_fadvise(descriptor.rawValue, 0, 0, POSIX_FADV_DONTNEED)
+        if result != 0 { throw DeviceError.system(operation: "posix_fadvise", device: name, errno: Errno(rawValue: result)) }
+    }
+
     /// Grows or shrinks a regular file. Block devices cannot be resized here.
     public func resize(to newSize: UInt64) async throws {
         try await resize(to: newSize, reserve: false)

@@ -42,6 +42,7 @@ public final class Controller: Sendable {
 
     /// Takes the pool's lock, loads its registry and activates every volume.
     public static func open(_ location: PoolLocation, purpose: String) async throws -> Controller {
+        try location.requireAccess()
         guard location.exists else { throw ControllerError.noPool(location.directory) }
         let lock = try PoolLock.acquire(location, purpose: purpose)
         let registry = try RegistryFile.load(location)

@@ -2,6 +2,7 @@
 public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case badSize(String)
     case noPool(String)
+    case permissionDenied(pool: String, owner: String, mode: String)
     case poolExists(String)
     case locked(pool: String, holder: String)
     case corruptRegistry(path: String, reason: String)
@@ -26,6 +27,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .badSize(let text): return "invalid size '\(text)': use bytes, a K/M/G/T suffix (binary) or s for 512-byte sectors"
         case .noPool(let dir): return "no pool at \(dir): run 'snapvol pool init' first"
+        case let .permissionDenied(pool, owner, mode): return "permission denied: pool \(pool) belongs to \(owner) (mode \(mode)); run as its owner"
         case .poolExists(let dir): return "a pool already exists at \(dir)"
         case let .locked(pool, holder): return "pool \(pool) is in use by \(holder)"
         case let .corruptRegistry(path, reason): return "corrupt pool registry \(path): \(reason)"

@@ -26,4 +26,16 @@ public struct PoolLocation: Sendable, Equatable {
     public var nbdSocketPath: String { "\(directory)/nbd.sock" }
 
     public var exists: Bool { FileManager.default.fileExists(atPath: registryPath) }
+
+    /// Throws `permissionDenied` when the pool directory exists but this user may not enter it
+    /// or read its registry (another user's pool), instead of letting it look absent.
+    public func requireAccess() throws {
+        var info = stat()
+        guard stat(directory, &info) == 0 else { return }
+        if access(directory, R_OK | W_OK | X_OK) != 0 && errno == EACCES
+            || access(registryPath, R_OK) != 0 && errno == EACCES {
+            let owner = getpwuid(info.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(info.st_uid)"
+            throw ControllerError.permissionDenied(pool: directory, owner: owner, mode: String(info.st_mode & 0o777, radix: 8))
+        }
+    }
 }

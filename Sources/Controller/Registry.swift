@@ -213,6 +213,7 @@ public enum ChunkSizes {
 enum RegistryFile {
     static func load(_ location: PoolLocation) throws -> Registry {
         let path = location.registryPath
+        try location.requireAccess()
         guard let data = FileManager.default.contents(atPath: path) else {
             if FileManager.default.fileExists(atPath: location.directory) && FileManager.default.fileExists(atPath: path) {
                 throw ControllerError.corruptRegistry(path: path, reason: "unreadable")

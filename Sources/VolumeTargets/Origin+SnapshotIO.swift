@@ -69,7 +69,7 @@ extension Origin {
 
     /// Issues a plan's reads; its tracked origin reads end even if one fails.
     private func perform(_ plan: ReadPlan, _ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer) async throws {
-        defer { for key in plan.tracked { untrackRead(key) } }
+        defer { if !plan.tracked.isEmpty { untrackReads(plan.tracked) } }
         for extent in plan.extents {
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[extent.bufferOffset..<extent.bufferOffset + extent.length])
             let source = extent.source == .store ? snapshot.store.device : device

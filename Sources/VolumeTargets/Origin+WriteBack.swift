@@ -29,12 +29,7 @@ extension Origin {
     func writeBehind(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         guard buffer.count <= WriteBackLimit.largestWrite else { return try await writeThrough(buffer, at: offset) }
         let range = offset..<offset + UInt64(buffer.count)
-        let direct = state.withLock { state -> Bool in
-            !state.writeBack.hasEntry(overlapping: range)
-                && !Self.needsCopies(&state, offset: offset, length: buffer.count)
-                && state.reads.firstBusy(offset: offset, length: buffer.count) == nil
-        }
-        if direct { return try await device.write(buffer, at: offset) }
+        if state.withLock({ Self.isDirect(&$0, range) }) { return try await device.write(buffer, at: offset) }
         await writeBackBytes.acquire()
         let data = QueuedWriteData(copying: buffer)
         let id = state.withLock { state -> UInt64 in
@@ -62,6 +57,15 @@ extension Origin {
         done?.signal()
         writeBackBytes.release()
         leaveGate()
+    }
+
+    /// Under the lock: whether a write of `range` needs nothing first (no copy, no snapshot read
+    /// or queued write in its way).
+    static func isDirect(_ state: inout OriginState, _ range: Range<UInt64>) -> Bool {
+        let length = Int(range.upperBound - range.lowerBound)
+        return !state.writeBack.hasEntry(overlapping: range)
+            && !needsCopies(&state, offset: range.lowerBound, length: length)
+            && state.reads.firstBusy(offset: range.lowerBound, length: length) == nil
     }
 
     /// Waits until no queued write overlaps `range` (an origin read must see them).

@@ -149,9 +149,11 @@ public final class Origin: Sendable {
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         try checkRange(offset: offset, length: UInt64(buffer.count))
-        let merging = await enterGate()
+        let (merging, direct) = await enterGate(writing: offset..<offset + UInt64(buffer.count))
         defer { leaveGate() }
-        if merging {
+        if direct {
+            try await device.write(buffer, at: offset)
+        } else if merging {
             try await writeMergeView(buffer, at: offset)
         } else if writeBack {
             try await writeBehind(buffer, at: offset)
@@ -191,6 +193,21 @@ public final class Origin: Sendable {
         }
     }
 
+    /// `enterGate` for an origin write, also telling (under the same lock acquisition) whether
+    /// the write may go straight to the device: write-back on, no merge, every snapshot holds
+    /// its chunks, no snapshot read or queued write overlaps it.
+    func enterGate(writing range: Range<UInt64>) async -> (merging: Bool, direct: Bool) {
+        while true {
+            let (closed, merging, direct) = state.withLock { state -> (OneShotEvent<Void>?, Bool, Bool) in
+                if let closed = state.gate.enter() { return (closed, false, false) }
+                let merging = state.merge != nil
+                return (nil, merging, writeBack && !merging && Self.isDirect(&state, range))
+            }
+            guard let closed else { return (merging, direct) }
+            await closed.wait()
+        }
+    }
+
     func leaveGate() { state.withLock { $0.gate.leave() } }
 
     /// Runs `body` while no I/O is in flight and none can start.
@@ -225,8 +242,11 @@ public final class Origin: Sendable {
         }
     }
 
-    func untrackRead(_ key: ChunkKey) {
-        let waiters = state.withLock { $0.reads.untrack(key) }
+    func untrackRead(_ key: ChunkKey) { untrackReads(CollectionOfOne(key)) }
+
+    /// Ends several tracked reads under one lock acquisition, then wakes their waiters.
+    func untrackReads<Keys: Sequence<ChunkKey>>(_ keys: Keys) {
+        let waiters = state.withLock { state in keys.flatMap { state.reads.untrack($0) } }
         for waiter in waiters { waiter.resume() }
     }
 

@@ -17,13 +17,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Export every volume read-only.") var readOnly = false
     @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: off).") var autoextendThreshold: Double?
     @Option(help: "Grow by this percent of the COW's size.") var autoextendPercent: Double = 20
+    @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).")
+    var defaultExport: String?
 
     func run() async throws {
         try await guarded {
             let address = try listenAddress()
-            var policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
+            let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             try await options.withController("snapvol serve") { controller in
-                let exports = PoolExports(controller: controller, readOnly: readOnly)
+                if let defaultExport, !controller.volumeNames.contains(defaultExport) {
+                    throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
+                }
+                let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
                 let server = try await NBDServer.start(exports: exports, at: address)
                 if case .unix(let path) = address { chmod(path, 0o600) }
                 let names = exports.exportNames
@@ -81,9 +86,13 @@ struct ServeCommand: AsyncParsableCommand {
 struct PoolExports: NBDExports {
     let controller: Controller
     let readOnly: Bool
+    /// Served for the empty export name.
+    var defaultExport: String?
 
     var exportNames: [String] { controller.volumeNames }
-    func export(named name: String) -> (any Volume)? { try? controller.volume(named: name) }
+    func export(named name: String) -> (any Volume)? {
+        try? controller.volume(named: name.isEmpty ? (defaultExport ?? name) : name)
+    }
     func isReadOnly(_ name: String) -> Bool { readOnly }
 }
 
