@@ -41,7 +41,8 @@ public final class NBDServer: Sendable {
     }
 
     public static func start(exports: any NBDExports, at address: NBDListenAddress) async throws -> NBDServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // One loop per core: each connection's requests run on its loop (`EventLoopTaskExecutor`).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let registry = SessionRegistry()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)

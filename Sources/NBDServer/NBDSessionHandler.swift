@@ -23,6 +23,7 @@ final class NBDSessionHandler: ChannelInboundHandler {
     private let exports: any NBDExports
     private var noZeroes = false
     private var volume: (any Volume)?
+    private var taskExecutor: EventLoopTaskExecutor?
     private var readOnly = false
     private var inFlight = 0
     private var closing = false
@@ -165,7 +166,7 @@ final class NBDSessionHandler: ChannelInboundHandler {
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        Task {
+        Task(executorPreference: executor(for: eventLoop)) {
             let outcome = await NBDCommand.perform(request, on: volume)
             eventLoop.execute {
                 handler.value.finish(boundContext.value, request.handle, outcome)
@@ -174,6 +175,14 @@ final class NBDSessionHandler: ChannelInboundHandler {
     }
 
     /// The error a request gets without being attempted, if any.
+    /// The task executor on this session's event loop (made once per session).
+    private func executor(for loop: any EventLoop) -> EventLoopTaskExecutor {
+        if let taskExecutor { return taskExecutor }
+        let made = EventLoopTaskExecutor(loop)
+        taskExecutor = made
+        return made
+    }
+
     private func refusal(_ request: NBDRequest, _ volume: any Volume) -> UInt32? {
         let (end, overflow) = request.offset.addingReportingOverflow(UInt64(request.length))
         switch request.type {

@@ -58,4 +58,35 @@ struct BlockDeviceCLITests {
         try pool.ok("snapshot", "merge", "snap", "--no-progress")
         #expect([UInt8](try pool.ok("io", "read", "disk", "1M", "4").stdout) == [0x5a, 0x5a, 0x5a, 0x5a])
     }
+
+    /// `losetup -d` on the COW's loop device while a server writes through the origin: Linux
+    /// defers the detach of an open loop device, so the writes keep working; when the server
+    /// exits the device goes, and the next owner reports the snapshot inactive, naming the
+    /// device, and lets it be deleted. Nothing hangs, the origin keeps every write.
+    @Test func cowLoopDeviceDetachedUnderLoad() throws {
+        let pool = try TestPool()
+        let cow = try LoopDevice(backingFile: pool.file("cow.backing"), size: 8 << 20)
+        defer { cow.detach() }
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "disk", "--path", pool.file("disk.img"), "--size", "8M")
+        try pool.ok("snapshot", "create", "snap", "--origin", "disk", "--cow", cow.path, "--chunk-size", "16K")
+        let server = try ServeProcess(pool: pool)
+        for step in 0..<12 {
+            if step == 6 { cow.detach() }   // under load: the server holds the device open
+            try pool.ok("io", "write", "disk", "\(step * 512)K", "512K", "--pattern", "\(step + 1)")
+        }
+        let live = try #require(try pool.snapshotStatus("snap"))
+        #expect(live["state"] as? String == "active")
+        #expect(live["exceptions"] as? Int == 12 * 32)
+        _ = server.stop()
+        let after = try #require(try pool.snapshotStatus("snap"))
+        #expect(after["state"] as? String == "inactive", "\(after)")
+        #expect((after["reason"] as? String ?? "").contains(cow.path), "\(after)")
+        for step in 0..<12 {
+            let bytes = [UInt8](try pool.ok("io", "read", "disk", "\(step * 512)K", "4").stdout)
+            #expect(bytes == [UInt8](repeating: UInt8(step + 1), count: 4))
+        }
+        try pool.ok("snapshot", "delete", "snap")
+        #expect(try pool.snapshotStatus("snap") == nil)
+    }
 }
