@@ -17,13 +17,9 @@ import VolumeTargets
         var cutsWithLosses = 0
         for trial in 0..<Self.trials {
             let size = 512 * 1024
-            let originBase = patternedDevice(size: size)
-            let cowBase = MemoryBlockDevice(name: "cow", size: 2 * size)
-            let image = originBase.contents
-            let rail = PowerRail()
-            let originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
-            let cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
-            let origin = Origin(name: "origin", device: originDevice)
+            let rig = PowerCutRig(size: size)
+            let (originBase, cowBase, image, rail) = (rig.originBase, rig.cowBase, rig.image, rig.rail)
+            let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
             let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
             let store = try await PersistentExceptionStore.format(cowDevice, geometry: geometry)
             let snapshot = try await origin.attach(name: "snap", store: store)
@@ -75,13 +71,9 @@ import VolumeTargets
         var cutsWithLosses = 0
         for trial in 0..<max(1, Self.trials / 2) {
             let size = 256 * 1024
-            let originBase = patternedDevice(size: size)
-            let cowBase = MemoryBlockDevice(name: "cow", size: 2 * size)
-            let image = originBase.contents
-            let rail = PowerRail()
-            let originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
-            let cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
-            let origin = Origin(name: "origin", device: originDevice)
+            let rig = PowerCutRig(size: size)
+            let (originBase, cowBase, image, rail) = (rig.originBase, rig.cowBase, rig.image, rig.rail)
+            let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
             let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
             let snapshot = try await origin.attach(name: "snap", store: try await PersistentExceptionStore.format(cowDevice, geometry: geometry))
             for _ in 0..<120 {
@@ -117,5 +109,26 @@ import VolumeTargets
             }
         }
         #expect(cutsWithLosses > 0, "the cuts must have dropped or torn writes; seed \(generator.seed)")
+    }
+}
+
+/// An origin and a COW on memory devices behind fault injectors that share one power rail.
+struct PowerCutRig {
+    let originBase: MemoryBlockDevice
+    let cowBase: MemoryBlockDevice
+    /// The origin's content before anything was written.
+    let image: [UInt8]
+    let rail = PowerRail()
+    let originDevice: FaultInjectingDevice
+    let cowDevice: FaultInjectingDevice
+    let origin: Origin
+
+    init(size: Int) {
+        originBase = patternedDevice(size: size)
+        cowBase = MemoryBlockDevice(name: "cow", size: 2 * size)
+        image = originBase.contents
+        originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
+        cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
+        origin = Origin(name: "origin", device: originDevice)
     }
 }
