@@ -48,6 +48,8 @@ struct ServeCommand: AsyncParsableCommand {
     static func watch(_ controller: Controller, policy: AutoextendPolicy) async {
         var policy = policy
         var seen = controller.events.recent.last?.sequence ?? -1
+        // A failing autoextend is retried every second but reported once per snapshot and error.
+        var reportedFailures: [String: String] = [:]
         while !Task.isCancelled {
             for event in controller.events.since(seen) {
                 printNotice(event.text)
@@ -61,9 +63,14 @@ struct ServeCommand: AsyncParsableCommand {
                     case let .extend(name, size):
                         do {
                             try await controller.extendSnapshot(name: name, cowSize: size)
+                            reportedFailures[name] = nil
                             printNotice("autoextended snapshot \(name) to \(ByteSize.describe(size))")
                         } catch {
-                            printNotice("ERROR: autoextend of \(name) failed: \(error)")
+                            let text = "\(error)"
+                            if reportedFailures[name] != text {
+                                reportedFailures[name] = text
+                                printNotice("ERROR: autoextend of \(name) failed: \(text) (retrying every second, reported once)")
+                            }
                         }
                     }
                 }
