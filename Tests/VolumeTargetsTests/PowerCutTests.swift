@@ -11,13 +11,18 @@ import VolumeTargets
 @Suite struct PowerCutTests {
     static let trials = Int(Environment.value("SNAPVOL_POWERCUT_TRIALS") ?? "") ?? 40
 
-    @Test(arguments: [4096, 16384])
-    func snapshotsSurvivePowerCuts(chunkBytes: Int) async throws {
+    /// With `cowFills`, the COW holds only 20 chunks: it fills mid-workload, the snapshot is
+    /// invalidated (header written and flushed before any origin write goes on without a
+    /// copy), and the cut lands around that moment. Reopened, the store must then be either
+    /// invalid or a correct snapshot: never valid with data the origin overwrote.
+    @Test(arguments: [4096, 16384], [false, true])
+    func snapshotsSurvivePowerCuts(chunkBytes: Int, cowFills: Bool) async throws {
         var generator = SeededGenerator.fromEnvironment()
         var cutsWithLosses = 0
+        var invalidated = 0
         for trial in 0..<Self.trials {
             let size = 512 * 1024
-            let rig = PowerCutRig(size: size)
+            let rig = PowerCutRig(size: size, cowBytes: cowFills ? 20 * chunkBytes : 2 * size)
             let (originBase, cowBase, image, rail) = (rig.originBase, rig.cowBase, rig.image, rig.rail)
             let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
             let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
@@ -27,7 +32,7 @@ import VolumeTargets
             cowDevice.trackUnflushedWrites()
             // The workload runs on; the cut lands after a random number of COW writes, in the
             // middle of whatever is in flight (copies, group commits, area rollovers).
-            let cutAfter = Int.random(in: 1...400, using: &generator)
+            let cutAfter = Int.random(in: 1...(cowFills ? 50 : 400), using: &generator)
             let workloadSeed = generator.next()
             let finished = OneShotEvent<Void>()
             let workload = Task {
@@ -54,12 +59,17 @@ import VolumeTargets
                 Issue.record("trial \(trial): COW does not load after a power cut: \(error); seed \(generator.seed)")
                 return
             }
+            if case .invalid = reloaded.status.condition {
+                invalidated += 1
+                continue
+            }
             if !sameBytes(try await reloaded.image(), expected) {
                 Issue.record("trial \(trial): snapshot differs from the origin at its creation; seed \(generator.seed)")
                 return
             }
         }
         #expect(cutsWithLosses > 0, "the cuts must have dropped or torn writes; seed \(generator.seed)")
+        if cowFills { #expect(invalidated > 0, "some trials must end with the snapshot invalidated; seed \(generator.seed)") }
     }
 
     /// A cut in the middle of a merge: after reopening, the store loads, and running the merge
@@ -123,9 +133,9 @@ struct PowerCutRig {
     let cowDevice: FaultInjectingDevice
     let origin: Origin
 
-    init(size: Int) {
+    init(size: Int, cowBytes: Int? = nil) {
         originBase = patternedDevice(size: size)
-        cowBase = MemoryBlockDevice(name: "cow", size: 2 * size)
+        cowBase = MemoryBlockDevice(name: "cow", size: cowBytes ?? 2 * size)
         image = originBase.contents
         originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
         cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
