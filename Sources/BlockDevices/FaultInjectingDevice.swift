@@ -45,6 +45,8 @@ public final class FaultInjectingDevice: ResizableDevice {
         var holds: [Hold] = []
         var delays: [(Operation, Range<UInt64>, Duration)] = []
         var unflushed: [UnflushedWrite]?
+        /// The size before the first resize since the last flush (a power cut may revert it).
+        var sizeBeforeResize: UInt64?
         var gone = false
         var failResize = false
         var counters = Counters()
@@ -121,9 +123,12 @@ public final class FaultInjectingDevice: ResizableDevice {
         state.withLock { $0.gone = true }
         // Writes already admitted still reach the medium (they were "in the disk's queue").
         while state.withLock({ $0.inFlight }) > 0 { await Task.yield() }
-        let writes = state.withLock { state -> [UnflushedWrite] in
-            defer { state.unflushed = [] }
-            return state.unflushed ?? []
+        let (writes, oldSize) = state.withLock { state -> ([UnflushedWrite], UInt64?) in
+            defer {
+                state.unflushed = []
+                state.sizeBeforeResize = nil
+            }
+            return (state.unflushed ?? [], state.sizeBeforeResize)
         }
         for write in writes.reversed() { try await base.writeBytes(write.before, at: write.offset) }
         var damaged = 0
@@ -131,6 +136,11 @@ public final class FaultInjectingDevice: ResizableDevice {
             let kept = Self.survivingBytes(of: write, using: &generator)
             if kept != write.after { damaged += 1 }
             try await base.writeBytes(kept, at: write.offset)
+        }
+        // A resize not yet flushed may be lost too (as a file's new size without fdatasync).
+        if let oldSize, Bool.random(using: &generator), let resizable = base as? any ResizableDevice {
+            try await resizable.resize(to: oldSize)
+            damaged += 1
         }
         try await base.flush()
         return damaged
@@ -175,6 +185,7 @@ public final class FaultInjectingDevice: ResizableDevice {
         try await base.flush()
         state.withLock { state in
             if state.unflushed != nil { state.unflushed = [] }
+            state.sizeBeforeResize = nil
         }
     }
 
@@ -183,6 +194,10 @@ public final class FaultInjectingDevice: ResizableDevice {
         if refuse { throw DeviceError.system(operation: "resize", device: name, errno: .noSpace) }
         guard let resizable = base as? any ResizableDevice else {
             throw DeviceError.system(operation: "resize", device: name, errno: .notSupported)
+        }
+        let oldSize = base.size
+        state.withLock { state in
+            if state.unflushed != nil && state.sizeBeforeResize == nil { state.sizeBeforeResize = oldSize }
         }
         try await resizable.resize(to: newSize)
     }
