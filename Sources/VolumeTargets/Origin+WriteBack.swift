@@ -22,14 +22,17 @@ struct QueuedWriteData: Sendable {
 }
 
 extension Origin {
-    /// Write-back: a write whose chunks every snapshot already holds (and that no read or queued
-    /// write is using) goes straight to the device; any other is copied, queued and acknowledged.
-    /// The queued write preserves its chunks, waits for earlier overlapping queued writes and for
-    /// snapshot reads, then reaches the device. Its failure is reported by the next `flush`.
+    /// Write-back for a write that is not direct (`enterGate(writing:)` decided): it is copied,
+    /// queued and acknowledged. The queued write preserves its chunks, waits for earlier
+    /// overlapping queued writes and for snapshot reads, then reaches the device. Its failure is
+    /// reported by the next `flush`.
     func writeBehind(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
-        guard buffer.count <= WriteBackLimit.largestWrite else { return try await writeThrough(buffer, at: offset) }
         let range = offset..<offset + UInt64(buffer.count)
-        if state.withLock({ Self.isDirect(&$0, range) }) { return try await device.write(buffer, at: offset) }
+        guard buffer.count <= WriteBackLimit.largestWrite else {
+            // Not queued, but never ahead of an acknowledged queued write it overlaps.
+            await waitForQueuedWrites(overlapping: range)
+            return try await writeThrough(buffer, at: offset)
+        }
         await writeBackBytes.acquire()
         let data = QueuedWriteData(copying: buffer)
         let id = state.withLock { state -> UInt64 in

@@ -48,8 +48,7 @@ extension Origin {
     public func status(of snapshot: Snapshot) -> SnapshotStatus {
         let id = ObjectIdentifier(snapshot)
         let tables = state.withLock { $0.tables[id] }
-        var cache = tables?.exceptions.completed.currentFigures ?? ExceptionCache.Figures()
-        if tables == nil { cache.exceptions = 0 }
+        let cache = tables?.exceptions.completed.currentFigures ?? ExceptionCache.Figures()
         return SnapshotStatus(name: snapshot.name, condition: tables?.condition ?? .inactive,
                               chunkBytes: snapshot.store.geometry.chunkBytes, persistent: snapshot.store.isPersistent,
                               exceptions: tables?.exceptions.completed.count ?? 0, pendingExceptions: tables?.exceptions.pending.count ?? 0,

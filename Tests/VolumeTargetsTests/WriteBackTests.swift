@@ -1,3 +1,4 @@
+import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 import Testing
@@ -44,6 +45,29 @@ import VolumeTargets
         try await origin.flush()
         #expect(Array(device.contents[0..<4096]) == pattern(1, 4096))
         #expect(Array(device.contents[4096..<8192]) == pattern(2, 4096), "the later write must win")
+    }
+
+    /// A write too large to queue still lands after an acknowledged queued write it overlaps,
+    /// even when the queued one is stuck at the device after its copy.
+    @Test func largeWriteLandsAfterAnOverlappingQueuedWrite() async throws {
+        let device = FaultInjectingDevice(wrapping: patternedDevice(size: 4 << 20))
+        let origin = Origin(name: "origin", device: device, writeBack: true)
+        _ = try await origin.snapshot("snap")
+        let landing = device.hold(.write, in: 0..<4096)                    // the queued write's device write
+        try await origin.writeBytes(pattern(1, 4096), at: 0)
+        await landing.arrived.wait()
+        let largeDone = OneShotEvent<Void>()
+        let large = Task {
+            defer { largeDone.signal() }
+            try await origin.writeBytes(pattern(2, 2 << 20), at: 0)
+        }
+        // Give the large write every chance to overtake (it must not): up to 2 s.
+        for _ in 0..<200 where !largeDone.isSignalled { try await Task.sleep(for: .milliseconds(10)) }
+        landing.release()
+        try await large.value
+        try await origin.flush()
+        let base = device.base as! MemoryBlockDevice
+        #expect(sameBytes(Array(base.contents[0..<4096]), pattern(2, 4096)), "the later, larger write must win")
     }
 
     /// A queued write whose device write fails is reported by the next flush, once.
