@@ -45,15 +45,7 @@ public struct BenchReport: Sendable, Codable {
     }
 
     public var rows: [Row] {
-        var order: [String] = []
-        var groups: [String: [Measurement]] = [:]
-        for m in measurements {
-            let key = "\(m.chunkBytes ?? 0)|\(m.name)"
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(m)
-        }
-        return order.map { key in
-            let group = groups[key]!
+        Self.groupedInOrder(measurements) { "\($0.chunkBytes ?? 0)|\($0.name)" }.map { group in
             let rates = group.map(\.sample.mebibytesPerSecond)
             let ratios = group.compactMap(ratio(of:))
             return Row(name: group[0].name, chunkBytes: group[0].chunkBytes, medianMiBps: median(rates),
@@ -65,17 +57,21 @@ public struct BenchReport: Sendable, Codable {
 
     /// Median of each figure over the runs.
     public var figureRows: [(name: String, chunkBytes: Int?, value: Double, unit: String)] {
+        Self.groupedInOrder(figures) { "\($0.chunkBytes ?? 0)|\($0.name)" }.map { group in
+            (group[0].name, group[0].chunkBytes, median(group.map(\.value)), group[0].unit)
+        }
+    }
+
+    /// `items` grouped by `key`, groups in order of first appearance (each group non-empty).
+    private static func groupedInOrder<T>(_ items: [T], by key: (T) -> String) -> [[T]] {
         var order: [String] = []
-        var groups: [String: [Figure]] = [:]
-        for f in figures {
-            let key = "\(f.chunkBytes ?? 0)|\(f.name)"
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(f)
+        var groups: [String: [T]] = [:]
+        for item in items {
+            let k = key(item)
+            if groups[k] == nil { order.append(k) }
+            groups[k, default: []].append(item)
         }
-        return order.map { key in
-            let group = groups[key]!
-            return (group[0].name, group[0].chunkBytes, median(group.map(\.value)), group[0].unit)
-        }
+        return order.map { groups[$0]! }
     }
 
     private func ratio(of m: Measurement) -> Double? {

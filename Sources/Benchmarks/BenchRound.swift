@@ -111,15 +111,10 @@ struct BenchRound {
         let cow = snapshot.store.device
         let areas = snapshot.store.usage().metadataSectors / UInt64(geometry.chunkSectors) - 1
         await origin.detach(snapshot)
-        let layout = CowLayout(geometry: geometry)
-        let metadataBytes = (areas + 1) * UInt64(geometry.chunkBytes)
+        let metadataBytes = RawMetadataRead.bytes(areas: areas, geometry: geometry)
         // Both from the device: the COW's pages are dropped before each.
         try await (cow as? FileBlockDevice)?.dropCachedPages()
-        try await record("raw read of a full COW's metadata", chunked: true, IODriver.time(bytes: metadataBytes) {
-            let buffer = AlignedBuffer(count: geometry.chunkBytes)
-            try await cow.read(into: buffer.mutableBytes, at: 0)
-            for area in 0..<areas { try await cow.read(into: buffer.mutableBytes, at: geometry.offset(of: layout.areaLocation(area))) }
-        })
+        try await record("raw read of a full COW's metadata", chunked: true, RawMetadataRead.time(cow, geometry: geometry, areas: areas))
         var attached: Snapshot?
         try await (cow as? FileBlockDevice)?.dropCachedPages()
         try await record("activation of a full COW", vs: "raw read of a full COW's metadata", IODriver.time(bytes: metadataBytes) {

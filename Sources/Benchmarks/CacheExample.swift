@@ -69,15 +69,11 @@ struct CacheExample {
     private func round(run: Int, pattern: String, origin device: FileBlockDevice, cow: FileBlockDevice,
                        into report: inout BenchReport) async throws {
         let layout = CowLayout(geometry: geometry)
-        let areas = cow.size / UInt64(geometry.chunkBytes) / (UInt64(layout.exceptionsPerArea) + 1) + 1
-        let metadataBytes = areas * UInt64(geometry.chunkBytes)
+        // Every area that fits on the device (the store is full: all of them hold records).
+        let areas = (geometry.wholeChunks(in: cow.size) - 2) / (UInt64(layout.exceptionsPerArea) + 1) + 1
+        let metadataBytes = RawMetadataRead.bytes(areas: areas, geometry: geometry)
         let rawName = "raw read of the COW's metadata areas (\(pattern))"
-        let raw = try await IODriver.time(bytes: metadataBytes) {
-            let buffer = AlignedBuffer(count: geometry.chunkBytes)
-            for area in 0..<areas where (layout.areaLocation(area) + 1) * UInt64(geometry.chunkBytes) <= cow.size {
-                try await cow.read(into: buffer.mutableBytes, at: geometry.offset(of: layout.areaLocation(area)))
-            }
-        }
+        let raw = try await RawMetadataRead.time(cow, geometry: geometry, areas: areas)
         report.measurements.append(Measurement(name: rawName, chunkBytes: geometry.chunkBytes, run: run, sample: raw, baseline: nil))
         let rawReads = IOPattern.random(volumeBytes: originBytes, blockBytes: 4096, count: reads, seed: seed &+ UInt64(run))
         report.measurements.append(Measurement(name: "raw rand 4K read of the origin (\(pattern))", chunkBytes: geometry.chunkBytes,

@@ -1,3 +1,5 @@
+import ExceptionMachinery
+
 /// A list of requests a workload sends, in order: fio's `rw=write`/`rw=randwrite` streams.
 ///
 /// Invariant: every request lies inside `[0, volumeBytes)`; random patterns visit distinct,
@@ -54,10 +56,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     public init(seed: UInt64) { state = seed }
 
     public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        state &+= ChunkHash.increment
+        return ChunkHash.mix(state)
     }
 }

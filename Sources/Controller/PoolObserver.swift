@@ -58,9 +58,7 @@ public enum PoolObserver {
                                     persistent: true, exceptions: scan.exceptionCount, pendingExceptions: 0,
                                     usage: scan.usage(deviceBytes: device.size), io: IOFigures(),
                                     sizeSectors: originSize / UInt64(sectorBytes))
-        var report = SnapshotReport(record: record, origin: origin, status: status)
-        report.table = nil   // read from disk: no table in this process
-        return report
+        return SnapshotReport(record: record, origin: origin, status: status)
     }
 
     /// Runs the async scan to completion from synchronous code (the monitor's refresh).

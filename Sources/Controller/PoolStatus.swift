@@ -90,7 +90,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         dmStatus = status.dmStatusLine
         readBytes = status.io.readBytes
         writeBytes = status.io.writeBytes
-        table = TableReport(status.cache)
+        table = status.cache.map(TableReport.init)
     }
 
     /// A snapshot that could not be activated.

@@ -55,9 +55,9 @@ struct AreaFilterMatrix: Sendable {
     }
 
     private func probe(_ value: UInt64) -> (row1: Int, mask1: UInt64, row2: Int, mask2: UInt64) {
-        let h1 = Self.mix(value &+ 0x9E37_79B9_7F4A_7C15)
-        let h2 = Self.mix(h1 ^ 0x632B_E59B_D9B4_E019)
-        let h3 = Self.mix(h2 ^ 0x8CB9_2BA7_2F3D_8DD7)
+        let h1 = ChunkHash.mix(value &+ ChunkHash.increment)
+        let h2 = ChunkHash.mix(h1 ^ 0x632B_E59B_D9B4_E019)
+        let h3 = ChunkHash.mix(h2 ^ 0x8CB9_2BA7_2F3D_8DD7)
         var mask1: UInt64 = 0, mask2: UInt64 = 0
         for i in 0..<hashes {
             mask1 |= 1 << ((h2 >> UInt64(6 * i)) & 63)
@@ -66,13 +66,6 @@ struct AreaFilterMatrix: Sendable {
         let row1 = Int(h1.multipliedFullWidth(by: UInt64(rows)).high)
         let row2 = Int((h1 << 32 | h1 >> 32).multipliedFullWidth(by: UInt64(rows)).high)
         return (row1, mask1, row2, mask2)
-    }
-
-    private static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 
     /// Re-lays the rows out with room for `newColumns` areas.

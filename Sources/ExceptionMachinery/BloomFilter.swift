@@ -42,10 +42,7 @@ public struct BloomFilter: Sendable {
 
     /// Two independent 64-bit hashes (a fixed mixer, so filters rebuild identically).
     private static func hashPair(_ value: UInt64) -> (UInt64, UInt64) {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        let h1 = z ^ (z >> 31)
+        let h1 = ChunkHash.mix(value &+ ChunkHash.increment)
         var m = h1 &* 0xD6E8_FEB8_6659_FD93
         m ^= m >> 32
         let h2 = m | 1

@@ -223,7 +223,7 @@ public struct ExceptionCache: Sendable {
             if residentBytes <= target { break }
         }
         table.shrinkIfSparse()
-        if lastUse.capacity > 4 * lastUse.count + 16 { lastUse = Dictionary(uniqueKeysWithValues: lastUse.map { ($0.key, $0.value) }) }
+        lastUse.compactIfSparse()
     }
 
     /// Filters of every exception, from the table while it is still whole.

@@ -145,7 +145,7 @@ public struct ExceptionTable: Sendable {
 
     /// Gives back hash-table memory after many buckets were dropped.
     public mutating func shrinkIfSparse() {
-        if buckets.capacity > 4 * buckets.count + 16 { buckets = Dictionary(uniqueKeysWithValues: buckets.map { ($0.key, $0.value) }) }
+        buckets.compactIfSparse()
     }
 
     /// Buckets holding at least one exception.
@@ -181,10 +181,25 @@ public struct ExceptionTable: Sendable {
     }
 
     /// Edits a bucket in place (no copy of its array), dropping it when it becomes empty.
+    /// One hash lookup for the edit; a second only when the bucket empties.
     private mutating func modify(_ key: ChunkIndex, _ body: (inout ContiguousArray<PackedRun>) -> Void) {
-        let before = buckets[key].map(Self.bytes) ?? 0
-        body(&buckets[key, default: []])
-        if buckets[key]?.isEmpty == true { buckets[key] = nil }
-        arrayBytes += (buckets[key].map(Self.bytes) ?? 0) - before
+        let (before, after, empty) = Self.measuring(&buckets[key, default: []], body)
+        if empty { buckets[key] = nil }
+        arrayBytes += (empty ? 0 : after) - before
+    }
+
+    private static func measuring(_ runs: inout ContiguousArray<PackedRun>,
+                                  _ body: (inout ContiguousArray<PackedRun>) -> Void) -> (before: Int, after: Int, empty: Bool) {
+        let before = bytes(of: runs)
+        body(&runs)
+        return (before, bytes(of: runs), runs.isEmpty)
+    }
+}
+
+extension Dictionary {
+    /// Gives back hash-table memory when at most a quarter of the capacity is used (a
+    /// dictionary never shrinks by itself after removals).
+    mutating func compactIfSparse() {
+        if capacity > 4 * count + 16 { self = Dictionary(uniqueKeysWithValues: map { ($0.key, $0.value) }) }
     }
 }

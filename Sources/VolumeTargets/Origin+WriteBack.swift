@@ -4,7 +4,7 @@ import BlockDevices
 /// Bounds of the write-back queue.
 enum WriteBackLimit {
     /// Queued writes at most (each holds a copy of its data).
-    static let megabytes = 32
+    static let queuedWrites = 32
     /// Larger writes are not queued: they wait for their copies, as in write-through.
     static let largestWrite = 1 << 20
 }
@@ -33,7 +33,7 @@ extension Origin {
             await waitForQueuedWrites(overlapping: range)
             return try await writeThrough(buffer, at: offset)
         }
-        await writeBackBytes.acquire()
+        await writeBackSlots.acquire()
         let data = QueuedWriteData(copying: buffer)
         let id = state.withLock { state -> UInt64 in
             state.gate.extend()
@@ -58,7 +58,7 @@ extension Origin {
         }
         data.buffer.release()
         done?.signal()
-        writeBackBytes.release()
+        writeBackSlots.release()
         leaveGate()
     }
 

@@ -73,8 +73,8 @@ public final class Origin: Sendable {
     let onEvent: @Sendable (VolumeEvent) -> Void
     /// Whether writes that need copies are acknowledged once queued (see `WriteBackQueue`).
     public let writeBack: Bool
-    /// Bounds the bytes of queued writes: a writer waits when the queue is full.
-    let writeBackBytes = AsyncSemaphore(limit: WriteBackLimit.megabytes)
+    /// Bounds the queued writes (each at most `WriteBackLimit.largestWrite`): a writer waits when the queue is full.
+    let writeBackSlots = AsyncSemaphore(limit: WriteBackLimit.queuedWrites)
 
     /// - Parameter writeBack: acknowledge origin writes that need copies once they are queued,
     ///   so a client writing one request at a time keeps the copier and group commit busy (the
@@ -136,9 +136,11 @@ public final class Origin: Sendable {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try checkRange(offset: offset, length: UInt64(buffer.count))
-        let merging = await enterGate()
+        let range = offset..<offset + UInt64(buffer.count)
+        // A read sees every write acknowledged before it: queued ones it overlaps are waited for.
+        let (merging, queued) = await enterGate { ($0.merge != nil, $0.writeBack.blockers(of: range)) }
         defer { leaveGate() }
-        await waitForQueuedWrites(overlapping: offset..<offset + UInt64(buffer.count))
+        for write in queued { await write.wait() }
         if merging {
             try await readMergeView(into: buffer, at: offset)
         } else {
@@ -186,25 +188,29 @@ public final class Origin: Sendable {
     /// leaves: merges start and step only with the gate closed.
     @discardableResult
     func enterGate() async -> Bool {
-        while true {
-            let (closed, merging) = state.withLock { ($0.gate.enter(), $0.merge != nil) }
-            guard let closed else { return merging }
-            await closed.wait()
-        }
+        await enterGate { $0.merge != nil }
     }
 
     /// `enterGate` for an origin write, also telling (under the same lock acquisition) whether
     /// the write may go straight to the device: write-back on, no merge, every snapshot holds
     /// its chunks, no snapshot read or queued write overlaps it.
     func enterGate(writing range: Range<UInt64>) async -> (merging: Bool, direct: Bool) {
+        await enterGate { state in
+            let merging = state.merge != nil
+            return (merging, writeBack && !merging && Self.isDirect(&state, range))
+        }
+    }
+
+    /// Admits one I/O (waiting while the gate is closed) and evaluates `inspect` under the same
+    /// lock acquisition that admitted it.
+    private func enterGate<T>(_ inspect: (inout OriginState) -> T) async -> T {
         while true {
-            let (closed, merging, direct) = state.withLock { state -> (OneShotEvent<Void>?, Bool, Bool) in
-                if let closed = state.gate.enter() { return (closed, false, false) }
-                let merging = state.merge != nil
-                return (nil, merging, writeBack && !merging && Self.isDirect(&state, range))
+            let (closed, result) = state.withLock { state -> (OneShotEvent<Void>?, T?) in
+                if let closed = state.gate.enter() { return (closed, nil) }
+                return (nil, inspect(&state))
             }
-            guard let closed else { return (merging, direct) }
-            await closed.wait()
+            if let result { return result }
+            await closed?.wait()
         }
     }
 
@@ -241,8 +247,6 @@ public final class Origin: Sendable {
             }
         }
     }
-
-    func untrackRead(_ key: ChunkKey) { untrackReads(CollectionOfOne(key)) }
 
     /// Ends several tracked reads under one lock acquisition, then wakes their waiters.
     func untrackReads<Keys: Sequence<ChunkKey>>(_ keys: Keys) {

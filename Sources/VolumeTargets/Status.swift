@@ -10,14 +10,15 @@ public struct SnapshotStatus: Sendable, Equatable {
     public var pendingExceptions: Int
     public var usage: StoreUsage
     public var io: IOFigures
-    /// The in-memory exception table: resident bytes, budget, hit rate.
-    public var cache: ExceptionCache.Figures
+    /// The in-memory exception table: resident bytes, budget, hit rate; nil when this process
+    /// holds no table for the snapshot (it left the origin, or the figures come from disk).
+    public var cache: ExceptionCache.Figures?
     /// Origin size in sectors, the length of the dm table line.
     public var sizeSectors: UInt64
 
     public init(name: String, condition: SnapshotCondition, chunkBytes: Int, persistent: Bool, exceptions: Int,
                 pendingExceptions: Int, usage: StoreUsage, io: IOFigures, sizeSectors: UInt64,
-                cache: ExceptionCache.Figures = ExceptionCache.Figures()) {
+                cache: ExceptionCache.Figures? = nil) {
         self.cache = cache
         self.name = name
         self.condition = condition
@@ -48,7 +49,7 @@ extension Origin {
     public func status(of snapshot: Snapshot) -> SnapshotStatus {
         let id = ObjectIdentifier(snapshot)
         let tables = state.withLock { $0.tables[id] }
-        let cache = tables?.exceptions.completed.currentFigures ?? ExceptionCache.Figures()
+        let cache = tables?.exceptions.completed.currentFigures
         return SnapshotStatus(name: snapshot.name, condition: tables?.condition ?? .inactive,
                               chunkBytes: snapshot.store.geometry.chunkBytes, persistent: snapshot.store.isPersistent,
                               exceptions: tables?.exceptions.completed.count ?? 0, pendingExceptions: tables?.exceptions.pending.count ?? 0,

@@ -27,23 +27,13 @@ import VolumeTargets
             let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
             let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
             let store = try await PersistentExceptionStore.format(cowDevice, geometry: geometry)
-            let snapshot = try await origin.attach(name: "snap", store: store)
+            _ = try await origin.attach(name: "snap", store: store)
             originDevice.trackUnflushedWrites()
             cowDevice.trackUnflushedWrites()
             // The workload runs on; the cut lands after a random number of COW writes, in the
             // middle of whatever is in flight (copies, group commits, area rollovers).
             let cutAfter = Int.random(in: 1...(cowFills ? 50 : 400), using: &generator)
-            let workloadSeed = generator.next()
-            let finished = OneShotEvent<Void>()
-            let workload = Task {
-                defer { finished.signal() }
-                var random = SeededGenerator(seed: workloadSeed)
-                for _ in 0..<600 {
-                    let offset = UInt64.random(in: 0..<UInt64(size - 8192), using: &random)
-                    let length = Int.random(in: 1...8192, using: &random)
-                    try await origin.writeBytes(patternBytes(seed: UInt8.random(in: 0...255, using: &random), count: length), at: offset)
-                }
-            }
+            let (workload, finished) = rig.startWorkload(writes: 600, seed: generator.next())
             while cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
             rail.cut()
             let dropped = try await originDevice.powerCut(using: &generator) + cowDevice.powerCut(using: &generator)
@@ -89,17 +79,7 @@ import VolumeTargets
             rig.cowDevice.trackUnflushedWrites()
             let extendAfter = Int.random(in: 1...12, using: &generator)
             let cutAfter = extendAfter + Int.random(in: 1...60, using: &generator)
-            let workloadSeed = generator.next()
-            let finished = OneShotEvent<Void>()
-            let workload = Task {
-                defer { finished.signal() }
-                var random = SeededGenerator(seed: workloadSeed)
-                for _ in 0..<300 {
-                    let offset = UInt64.random(in: 0..<UInt64(size - 8192), using: &random)
-                    let length = Int.random(in: 1...8192, using: &random)
-                    try await rig.origin.writeBytes(patternBytes(seed: UInt8.random(in: 0...255, using: &random), count: length), at: offset)
-                }
-            }
+            let (workload, finished) = rig.startWorkload(writes: 300, seed: generator.next())
             while rig.cowDevice.counters.writes < extendAfter, !finished.isSignalled { await Task.yield() }
             try? await rig.cowDevice.resize(to: UInt64(3 * size))
             while rig.cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
@@ -138,11 +118,7 @@ import VolumeTargets
             let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
             let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
             let snapshot = try await origin.attach(name: "snap", store: try await PersistentExceptionStore.format(cowDevice, geometry: geometry))
-            for _ in 0..<120 {
-                let offset = UInt64.random(in: 0..<UInt64(size - 8192), using: &generator)
-                let length = Int.random(in: 1...8192, using: &generator)
-                try await origin.writeBytes(patternBytes(seed: UInt8.random(in: 0...255, using: &generator), count: length), at: offset)
-            }
+            try await rig.writeRandomly(120, using: &generator)
             originDevice.trackUnflushedWrites()
             cowDevice.trackUnflushedWrites()
             let cutAfter = originDevice.counters.writes + cowDevice.counters.writes + Int.random(in: 1...60, using: &generator)
@@ -184,13 +160,35 @@ struct PowerCutRig {
     let originDevice: FaultInjectingDevice
     let cowDevice: FaultInjectingDevice
     let origin: Origin
+    let size: Int
 
     init(size: Int, cowBytes: Int? = nil) {
+        self.size = size
         originBase = patternedDevice(size: size)
         cowBase = MemoryBlockDevice(name: "cow", size: cowBytes ?? 2 * size)
         image = originBase.contents
         originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
         cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
         origin = Origin(name: "origin", device: originDevice)
+    }
+
+    /// Writes `count` random ranges (1 byte to 8 KiB) of patterned bytes to the origin.
+    func writeRandomly(_ count: Int, using random: inout SeededGenerator) async throws {
+        for _ in 0..<count {
+            let offset = UInt64.random(in: 0..<UInt64(size - 8192), using: &random)
+            let length = Int.random(in: 1...8192, using: &random)
+            try await origin.writeBytes(patternBytes(seed: UInt8.random(in: 0...255, using: &random), count: length), at: offset)
+        }
+    }
+
+    /// `writeRandomly` in a task of its own; `finished` fires when it ends, however it ends.
+    func startWorkload(writes count: Int, seed: UInt64) -> (task: Task<Void, any Error>, finished: OneShotEvent<Void>) {
+        let finished = OneShotEvent<Void>()
+        let task = Task {
+            defer { finished.signal() }
+            var random = SeededGenerator(seed: seed)
+            try await writeRandomly(count, using: &random)
+        }
+        return (task, finished)
     }
 }
