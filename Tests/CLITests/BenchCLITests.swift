@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `snapvol bench` end to end at a tiny size: every workload is measured, every engine figure
+/// has its same-round ratio, and the files it made are gone afterwards. (Its figures are for
+/// Docs/PERFORMANCE.md, never asserted here: timing belongs in the benchmark, not in tests.)
+@Suite struct BenchCLITests {
+    @Test func benchMeasuresEveryWorkloadAndCleansUp() throws {
+        let dir = try TemporaryDirectory(prefix: "snapvol-bench")
+        let result = try SnapvolBinary.run(["bench", "--dir", dir.path, "--size", "4M", "--runs", "1", "--chunk", "4K",
+                                            "--random-ops", "64", "--snapshots", "2", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
+        let rows = try #require(json["summary"] as? [[String: Any]])
+        let names = Set(rows.compactMap { $0["name"] as? String })
+        for expected in ["raw seq 1M write", "raw copy-before-write floor, seq 1M", "origin seq 1M write, 1 snapshot, first write",
+                         "origin rand 4K write, 1 snapshot, rewrite", "origin rand 4K write, 2 snapshots, first write",
+                         "snapshot rand 4K read, chunks in COW, cold", "activation of a full COW",
+                         "merge a full snapshot into its origin", "origin rand 4K write, 1 snapshot, first write, write-through"] {
+            #expect(names.contains(expected), "missing \(expected)")
+        }
+        for row in rows where row["baseline"] is String {
+            let ratio = row["medianRatio"] as? Double ?? -1
+            #expect(ratio > 0 && ratio.isFinite, "\(row["name"] ?? "?") has no ratio")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        #expect(leftovers.isEmpty, "bench left \(leftovers)")
+    }
+
+    @Test func badBenchSettingsAreRefused() throws {
+        let dir = try TemporaryDirectory(prefix: "snapvol-bench")
+        for arguments in [["--chunk", "3K"], ["--size", "100K"], ["--runs", "0"], ["--dir", dir.file("missing")]] {
+            let result = try SnapvolBinary.run(["bench", "--dir", dir.path] + arguments)
+            #expect(result.status != 0, "\(arguments)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+    }
+}
