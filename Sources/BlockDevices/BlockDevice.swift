@@ -17,6 +17,10 @@ public protocol BlockDevice: AnyObject, Sendable {
     var isReadOnly: Bool { get }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws
+    /// Reads like `read` if the device can do so without suspending (its reads only ever wait
+    /// in the system call) and returns true; returns false, having done nothing, otherwise.
+    /// Lets hot paths skip an asynchronous call when the data is one system call away.
+    func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
     func flush() async throws
 }
@@ -27,6 +31,8 @@ public protocol ResizableDevice: BlockDevice {
 }
 
 extension BlockDevice {
+    public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool { false }
+
     /// Throws `outOfRange` unless `[offset, offset+length)` lies inside the device.
     public func checkRange(offset: UInt64, length: Int) throws {
         let (end, overflow) = offset.addingReportingOverflow(UInt64(length))

@@ -72,6 +72,11 @@ public final class FileBlockDevice: ResizableDevice {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        _ = try readImmediately(into: buffer, at: offset)
+    }
+
+    /// `pread` never suspends the caller's task: it blocks its thread, as `read` does.
+    public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool {
         try checkRange(offset: offset, length: buffer.count)
         try checkAlignment(offset: offset, buffer: UnsafeRawBufferPointer(buffer))
         var done = 0
@@ -83,6 +88,7 @@ public final class FileBlockDevice: ResizableDevice {
             if n == 0 { throw DeviceError.unexpectedEnd(device: name, offset: offset + UInt64(done)) }
             done += n
         }
+        return true
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {

@@ -45,19 +45,8 @@ public struct ChunkGeometry: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Splits `length` bytes at `offset` into pieces that each lie inside one chunk.
-    public func pieces(offset: UInt64, length: Int) -> [ChunkPiece] {
-        var result: [ChunkPiece] = []
-        var position = offset
-        var done = 0
-        while done < length {
-            let chunk = chunk(containing: position)
-            let within = Int(position - self.offset(of: chunk))
-            let count = min(chunkBytes - within, length - done)
-            result.append(ChunkPiece(chunk: chunk, offsetInChunk: within, length: count, bufferOffset: done))
-            position += UInt64(count)
-            done += count
-        }
-        return result
+    public func pieces(offset: UInt64, length: Int) -> ChunkPieces {
+        ChunkPieces(geometry: self, offset: offset, length: length)
     }
 
     public var description: String { ByteCount.describe(UInt64(chunkBytes)) }
@@ -74,6 +63,45 @@ public struct ChunkPiece: Sendable, Equatable {
     /// Whether the piece covers its chunk entirely.
     public func coversWholeChunk(of geometry: ChunkGeometry) -> Bool {
         offsetInChunk == 0 && length == geometry.chunkBytes
+    }
+}
+
+/// The pieces of one I/O, one per chunk it touches, computed as they are visited (nothing is
+/// allocated: this runs on every I/O).
+///
+/// Invariant: `current` is the first piece not yet passed by `advance`; the pieces visited
+/// cover the I/O's bytes in order, each inside one chunk.
+public struct ChunkPieces: Sequence, IteratorProtocol, Sendable {
+    private let geometry: ChunkGeometry
+    private let start: UInt64
+    private let end: UInt64
+    private var position: UInt64
+
+    init(geometry: ChunkGeometry, offset: UInt64, length: Int) {
+        self.geometry = geometry
+        start = offset
+        end = offset + UInt64(Swift.max(length, 0))
+        position = offset
+    }
+
+    /// The piece at the cursor; nil past the last one.
+    public var current: ChunkPiece? {
+        guard position < end else { return nil }
+        let chunk = geometry.chunk(containing: position)
+        let within = Int(position - geometry.offset(of: chunk))
+        let length = Int(Swift.min(UInt64(geometry.chunkBytes - within), end - position))
+        return ChunkPiece(chunk: chunk, offsetInChunk: within, length: length, bufferOffset: Int(position - start))
+    }
+
+    /// Moves the cursor past `piece`, which must be `current`.
+    public mutating func advance(past piece: ChunkPiece) {
+        position += UInt64(piece.length)
+    }
+
+    public mutating func next() -> ChunkPiece? {
+        guard let piece = current else { return nil }
+        position += UInt64(piece.length)
+        return piece
     }
 }
 

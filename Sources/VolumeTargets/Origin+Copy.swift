@@ -4,6 +4,13 @@ import ExceptionMachinery
 /// What one write's `resolve` calls found, per snapshot and chunk.
 typealias ResolvedChunks = [ObjectIdentifier: [ChunkIndex: ExceptionCache.Resolution]]
 
+/// A chunk of the origin at one chunk size: the unit in which copies are shared between
+/// snapshots.
+struct ChunkKey: Hashable {
+    let shift: Int
+    let chunk: UInt64
+}
+
 /// One origin chunk to copy out, and the snapshots (of that chunk size) that receive it.
 struct CopyJob {
     let geometry: ChunkGeometry
@@ -48,23 +55,25 @@ extension Origin {
         var plan = CopyPlan()
         for snapshot in state.members where snapshot !== skipped {
             let id = ObjectIdentifier(snapshot)
-            guard let geometry = state.tables[id]?.geometry, state.tables[id]?.receivesCopies == true,
-                  let chunks = geometry.chunks(offset: offset, length: length) else { continue }
-            chunkLoop: for chunk in chunks {
-                // Mutated in place (`tables[id]!`): a copy of the tables would copy the whole
-                // pending dictionary on every write.
-                switch state.tables[id]!.claim(chunk, in: snapshot.store, resolved: resolved[id]?[chunk]) {
-                case .held: continue
-                case .unloaded: plan.loads.append((snapshot, chunk))
-                case .wait(let pending): plan.waits.append(pending)
-                case .copy(let pending):
-                    let key = ChunkKey(shift: geometry.shift, chunk: chunk)
-                    plan.jobs[key, default: CopyJob(geometry: geometry, chunk: chunk, targets: [])].targets.append((snapshot, pending))
-                case .storeRefused:
-                    let reason = snapshot.store.isValid ? "COW store full" : "COW store invalid"
-                    if markInvalid(&state, snapshot, reason: reason) { plan.invalidated.append((snapshot, reason)) }
-                    break chunkLoop
+            // In place: a copy of the tables would copy the whole pending dictionary on every write.
+            let refused = state.withTables(id) { tables -> Bool in
+                guard tables.receivesCopies, let chunks = tables.geometry.chunks(offset: offset, length: length) else { return false }
+                for chunk in chunks {
+                    switch tables.claim(chunk, in: snapshot.store, resolved: resolved[id]?[chunk]) {
+                    case .held: continue
+                    case .unloaded: plan.loads.append((snapshot, chunk))
+                    case .wait(let pending): plan.waits.append(pending)
+                    case .copy(let pending):
+                        let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
+                        plan.jobs[key, default: CopyJob(geometry: tables.geometry, chunk: chunk, targets: [])].targets.append((snapshot, pending))
+                    case .storeRefused: return true
+                    }
                 }
+                return false
+            }
+            if refused == true {
+                let reason = snapshot.store.isValid ? "COW store full" : "COW store invalid"
+                if markInvalid(&state, snapshot, reason: reason) { plan.invalidated.append((snapshot, reason)) }
             }
         }
         return plan
@@ -73,12 +82,14 @@ extension Origin {
     /// Under the lock: whether a write to the range would have to copy (or wait for a copy).
     static func needsCopies(_ state: inout OriginState, offset: UInt64, length: Int) -> Bool {
         for snapshot in state.members {
-            let id = ObjectIdentifier(snapshot)
-            guard let geometry = state.tables[id]?.geometry, state.tables[id]?.receivesCopies == true,
-                  let chunks = geometry.chunks(offset: offset, length: length) else { continue }
-            for chunk in chunks {
-                guard case .completed = state.tables[id]!.exceptions.lookup(chunk) else { return true }
+            let copies = state.withTables(ObjectIdentifier(snapshot)) { tables -> Bool in
+                guard tables.receivesCopies, let chunks = tables.geometry.chunks(offset: offset, length: length) else { return false }
+                return chunks.contains { chunk in
+                    guard case .completed = tables.exceptions.lookup(chunk) else { return true }
+                    return false
+                }
             }
+            if copies == true { return true }
         }
         return false
     }
@@ -123,10 +134,10 @@ extension Origin {
     /// Moves `pending` into the completed table (if committed) and signals its waiters.
     func complete(_ snapshot: Snapshot, _ pending: PendingException, committed: Bool) {
         state.withLock { state in
-            let id = ObjectIdentifier(snapshot)
-            guard let condition = state.tables[id]?.condition else { return }
-            let keep = condition == .active || condition == .overflow || condition == .merging
-            state.tables[id]!.exceptions.end(pending, committed: committed, keep: keep)
+            state.withTables(ObjectIdentifier(snapshot)) { tables in
+                let keep = tables.condition == .active || tables.condition == .overflow || tables.condition == .merging
+                tables.exceptions.end(pending, committed: committed, keep: keep)
+            }
         }
         pending.completion.signal(committed)
     }

@@ -1,3 +1,4 @@
+import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 
@@ -23,57 +24,98 @@ extension Origin {
     /// Reads a snapshot: completed exceptions from the COW store, pending ones after they
     /// complete (the 2003 list's item 1), the rest from the origin as tracked reads (item 4).
     /// Pieces routed to consecutive places of one device are read with one call.
+    ///
+    /// A read inside one chunk whose exception is not pending takes the origin's lock twice
+    /// (admission with routing, then leaving with untracking) and allocates nothing.
+    @inline(__always)
     func readSnapshot(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
-        await enterGate()
-        defer { leaveGate() }
-        let pieces = snapshot.store.geometry.pieces(offset: offset, length: buffer.count)
-        var next = 0
-        var resolved: ExceptionCache.Resolution?
-        while next < pieces.count {
-            let (plan, stop) = try routeReads(snapshot, pieces[next...], resolved: resolved)
-            try await perform(plan, snapshot, into: buffer)
-            next += plan.pieces
-            switch stop {
-            case .pending(let pending): _ = await pending.wait()
-            case .unloaded(let chunk): resolved = try await resolve(snapshot, chunk)
-            case nil: break
-            }
+        var pieces = snapshot.geometry.pieces(offset: offset, length: buffer.count)
+        var plan = ReadPlan()
+        var admission = try admitRead(snapshot, &pieces, into: &plan)
+        while case .closed(let reopened) = admission {
+            await reopened.wait()
+            admission = try admitRead(snapshot, &pieces, into: &plan)
         }
-    }
-
-    /// Under one lock acquisition: routes pieces until one whose exception is pending.
-    private func routeReads(_ snapshot: Snapshot, _ pieces: ArraySlice<ChunkPiece>,
-                            resolved: ExceptionCache.Resolution?) throws -> (ReadPlan, ReadStop?) {
-        let geometry = snapshot.store.geometry
-        let id = ObjectIdentifier(snapshot)
-        return try state.withLock { state in
-            guard let condition = state.tables[id]?.condition else { throw VolumeError.inactive(volume: snapshot.name) }
-            try Self.requireUsable(condition, snapshot)
-            var plan = ReadPlan()
-            for piece in pieces {
-                switch state.tables[id]!.exceptions.lookup(piece.chunk, resolved: resolved) {
-                case .pending(let pending): return (plan, .pending(pending))
-                case .unloaded: return (plan, .unloaded(piece.chunk))
-                case .completed(let new): plan.add(piece, from: .store, at: piece.offset(at: new, in: geometry))
-                case .absent:
-                    let key = ChunkKey(shift: geometry.shift, chunk: piece.chunk)
-                    state.reads.track(key)
-                    plan.tracked.append(key)
-                    plan.add(piece, from: .origin, at: piece.offset(at: piece.chunk, in: geometry))
+        guard case .admitted(var stop) = admission else { return }
+        do {
+            while true {
+                try await perform(plan, snapshot, into: buffer)
+                guard let reason = stop else { break }
+                untrackReads(plan.token)
+                plan = ReadPlan()
+                var resolved: ExceptionCache.Resolution?
+                switch reason {
+                case .pending(let pending): _ = await pending.wait()
+                case .unloaded(let chunk): resolved = try await resolve(snapshot, chunk)
+                }
+                stop = try state.withLock { state throws(VolumeError) in
+                    try Self.routeReads(&state, snapshot, &pieces, resolved: resolved, into: &plan)
                 }
             }
-            return (plan, nil)
+        } catch {
+            leaveGate(untracking: plan.token)
+            throw error
+        }
+        leaveGate(untracking: plan.token)
+    }
+
+    /// The outcome of trying to admit a snapshot read.
+    private enum ReadAdmission {
+        /// Inside the gate, with the first pieces routed (up to the stop, if any).
+        case admitted(ReadStop?)
+        /// The gate is closed: wait for the event, then try again.
+        case closed(OneShotEvent<Void>)
+    }
+
+    /// Under one lock acquisition: enters the gate and routes the first pieces into `plan` (a
+    /// refused route leaves the gate again before throwing).
+    private func admitRead(_ snapshot: Snapshot, _ pieces: inout ChunkPieces,
+                           into plan: inout ReadPlan) throws(VolumeError) -> ReadAdmission {
+        try state.withLock { state throws(VolumeError) in
+            if let reopened = state.gate.enter() { return .closed(reopened) }
+            do throws(VolumeError) {
+                return .admitted(try Self.routeReads(&state, snapshot, &pieces, resolved: nil, into: &plan))
+            } catch {
+                state.gate.leave()
+                throw error
+            }
         }
     }
 
-    /// Issues a plan's reads; its tracked origin reads end even if one fails.
+    /// Under the lock: routes pieces from the cursor into `plan` until one whose exception is
+    /// pending or not in memory (left at the cursor and returned), and tracks the plan's origin
+    /// reads.
+    private static func routeReads(_ state: inout OriginState, _ snapshot: Snapshot, _ pieces: inout ChunkPieces,
+                                   resolved: ExceptionCache.Resolution?, into plan: inout ReadPlan) throws(VolumeError) -> ReadStop? {
+        let geometry = snapshot.geometry
+        let stop: ReadStop?? = try state.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) in
+            try requireUsable(tables.condition, snapshot)
+            while let piece = pieces.current {
+                switch tables.exceptions.lookup(piece.chunk, resolved: resolved) {
+                case .pending(let pending): return .pending(pending)
+                case .unloaded: return .unloaded(piece.chunk)
+                case .completed(let new): plan.add(piece, from: .store, at: piece.offset(at: new, in: geometry))
+                case .absent: plan.add(piece, from: .origin, at: piece.offset(at: piece.chunk, in: geometry))
+                }
+                pieces.advance(past: piece)
+            }
+            return nil
+        }
+        guard let stop else { throw VolumeError.inactive(volume: snapshot.name) }
+        plan.track(in: &state.reads)
+        return stop
+    }
+
+    /// Issues a plan's reads.
+    @inline(__always)
     private func perform(_ plan: ReadPlan, _ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer) async throws {
-        defer { if !plan.tracked.isEmpty { untrackReads(plan.tracked) } }
         for extent in plan.extents {
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[extent.bufferOffset..<extent.bufferOffset + extent.length])
             let source = extent.source == .store ? snapshot.store.device : device
-            try await source.read(into: target, at: extent.deviceOffset)
+            if try !source.readImmediately(into: target, at: extent.deviceOffset) {
+                try await source.read(into: target, at: extent.deviceOffset)
+            }
         }
     }
 
@@ -121,24 +163,25 @@ extension Origin {
     }
 
     private func routeWrite(_ snapshot: Snapshot, chunk: ChunkIndex, resolved: ExceptionCache.Resolution?) throws -> SnapshotRoute {
-        let (route, overflowed) = try state.withLock { state -> (SnapshotRoute, Bool) in
-            let id = ObjectIdentifier(snapshot)
-            guard let condition = state.tables[id]?.condition else { throw VolumeError.inactive(volume: snapshot.name) }
-            try Self.requireUsable(condition, snapshot)
-            if condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
-            switch state.tables[id]!.exceptions.lookup(chunk, resolved: resolved) {
-            case .completed(let new): return (.store(new), false)
-            case .pending(let pending): return (.wait(pending), false)
-            case .unloaded: return (.resolve, false)
-            case .absent: break
-            }
-            do {
-                return (.create(try state.tables[id]!.exceptions.begin(chunk, in: snapshot.store)), false)
-            } catch StoreError.full {
-                state.tables[id]!.condition = .overflow
-                return (.wait(PendingException(old: chunk, new: 0)), true)
+        let routed = try state.withLock { state in
+            try state.withTables(ObjectIdentifier(snapshot)) { tables -> (SnapshotRoute, Bool) in
+                try Self.requireUsable(tables.condition, snapshot)
+                if tables.condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
+                switch tables.exceptions.lookup(chunk, resolved: resolved) {
+                case .completed(let new): return (.store(new), false)
+                case .pending(let pending): return (.wait(pending), false)
+                case .unloaded: return (.resolve, false)
+                case .absent: break
+                }
+                do {
+                    return (.create(try tables.exceptions.begin(chunk, in: snapshot.store)), false)
+                } catch StoreError.full {
+                    tables.condition = .overflow
+                    return (.wait(PendingException(old: chunk, new: 0)), true)
+                }
             }
         }
+        guard let (route, overflowed) = routed else { throw VolumeError.inactive(volume: snapshot.name) }
         if overflowed {
             onEvent(.snapshotOverflowed(snapshot: snapshot.name))
             throw VolumeError.overflow(volume: snapshot.name)
@@ -146,7 +189,7 @@ extension Origin {
         return route
     }
 
-    private static func requireUsable(_ condition: SnapshotCondition, _ snapshot: Snapshot) throws {
+    private static func requireUsable(_ condition: SnapshotCondition, _ snapshot: Snapshot) throws(VolumeError) {
         switch condition {
         case .active, .overflow: return
         case .invalid(let reason): throw VolumeError.invalid(volume: snapshot.name, reason: reason)

@@ -68,7 +68,7 @@ extension Origin {
         let length = Int(range.upperBound - range.lowerBound)
         return !state.writeBack.hasEntry(overlapping: range)
             && !needsCopies(&state, offset: range.lowerBound, length: length)
-            && state.reads.firstBusy(offset: range.lowerBound, length: length) == nil
+            && !state.reads.isBusy(offset: range.lowerBound, length: length)
     }
 
     /// Waits until no queued write overlaps `range` (an origin read must see them).

@@ -44,10 +44,15 @@ struct OriginState {
     var gate = IOGate()
     /// Attached snapshots in the order they joined.
     var members: [Snapshot] = []
-    var tables: [ObjectIdentifier: SnapshotTables] = [:]
+    var tables = SnapshotTableSet()
     var reads = ReadTracker()
     var writeBack = WriteBackQueue()
     var merge: MergeState?
+
+    /// Runs `body` on the tables of the snapshot `id` in place. Nil if it is not attached.
+    mutating func withTables<R, E: Error>(_ id: ObjectIdentifier, _ body: (inout SnapshotTables) throws(E) -> R) throws(E) -> R? {
+        try tables.withTables(id, body)
+    }
 }
 
 /// The origin volume: owns its device, the list of its snapshots, and the queue of origin
@@ -203,7 +208,7 @@ public final class Origin: Sendable {
 
     /// Admits one I/O (waiting while the gate is closed) and evaluates `inspect` under the same
     /// lock acquisition that admitted it.
-    private func enterGate<T>(_ inspect: (inout OriginState) -> T) async -> T {
+    func enterGate<T>(_ inspect: (inout OriginState) -> T) async -> T {
         while true {
             let (closed, result) = state.withLock { state -> (OneShotEvent<Void>?, T?) in
                 if let closed = state.gate.enter() { return (closed, nil) }
@@ -215,6 +220,17 @@ public final class Origin: Sendable {
     }
 
     func leaveGate() { state.withLock { $0.gate.leave() } }
+
+    /// Leaves the gate and ends a snapshot read's tracked origin ranges under one lock
+    /// acquisition, then wakes the writes that waited for them.
+    func leaveGate(untracking token: ReadTracker.Token?) {
+        guard let token else { return leaveGate() }
+        let waiters = state.withLock { state in
+            state.gate.leave()
+            return state.reads.untrack(token)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
 
     /// Runs `body` while no I/O is in flight and none can start.
     func withGateClosed<T>(_ body: () async throws -> T) async rethrows -> T {
@@ -236,21 +252,18 @@ public final class Origin: Sendable {
 
     /// Waits until no snapshot read sent to the origin overlaps the range (woken, not polled).
     func waitForSnapshotReads(offset: UInt64, length: Int) async {
-        while state.withLock({ $0.reads.firstBusy(offset: offset, length: length) != nil }) {
+        while state.withLock({ $0.reads.isBusy(offset: offset, length: length) }) {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let free = state.withLock { state -> Bool in
-                    guard let key = state.reads.firstBusy(offset: offset, length: length) else { return true }
-                    state.reads.addWaiter(continuation, for: key)
-                    return false
-                }
-                if free { continuation.resume() }
+                let queued = state.withLock { $0.reads.addWaiter(continuation, offset: offset, length: length) }
+                if !queued { continuation.resume() }
             }
         }
     }
 
-    /// Ends several tracked reads under one lock acquisition, then wakes their waiters.
-    func untrackReads<Keys: Sequence<ChunkKey>>(_ keys: Keys) {
-        let waiters = state.withLock { state in keys.flatMap { state.reads.untrack($0) } }
+    /// Ends one snapshot read's tracked origin ranges, then wakes the writes that waited for them.
+    func untrackReads(_ token: ReadTracker.Token?) {
+        guard let token else { return }
+        let waiters = state.withLock { $0.reads.untrack(token) }
         for waiter in waiters { waiter.resume() }
     }
 

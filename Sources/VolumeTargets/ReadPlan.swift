@@ -1,10 +1,11 @@
 import ExceptionMachinery
 
 /// The reads one snapshot read turns into: extents of consecutive bytes on one device, and the
-/// origin reads it tracks (so origin writes wait for them).
+/// token under which its origin extents are tracked (so origin writes wait for them).
 ///
 /// Invariant: extents are in buffer order and never overlap; adjacent pieces whose device
-/// offsets are also adjacent on the same device share one extent.
+/// offsets are also adjacent on the same device share one extent. A plan inside one chunk
+/// allocates nothing.
 struct ReadPlan {
     enum Source { case store, origin }
 
@@ -13,21 +14,32 @@ struct ReadPlan {
         let deviceOffset: UInt64
         let bufferOffset: Int
         var length: Int
+
+        var deviceRange: Range<UInt64> { deviceOffset..<deviceOffset + UInt64(length) }
     }
 
-    var extents: [Extent] = []
-    var tracked: [ChunkKey] = []
+    private(set) var extents = SmallList<Extent>()
+    /// Set once the plan's origin extents are tracked.
+    var token: ReadTracker.Token?
     /// How many pieces the plan covers.
-    var pieces = 0
+    private(set) var pieces = 0
 
     mutating func add(_ piece: ChunkPiece, from source: Source, at deviceOffset: UInt64) {
         pieces += 1
         if var last = extents.last, last.source == source,
            last.deviceOffset + UInt64(last.length) == deviceOffset, last.bufferOffset + last.length == piece.bufferOffset {
             last.length += piece.length
-            extents[extents.count - 1] = last
+            extents.replaceLast(with: last)
         } else {
             extents.append(Extent(source: source, deviceOffset: deviceOffset, bufferOffset: piece.bufferOffset, length: piece.length))
+        }
+    }
+
+    /// Tracks the plan's origin extents in `reads` under a new token (none if it has none).
+    mutating func track(in reads: inout ReadTracker) {
+        for extent in extents where extent.source == .origin {
+            if token == nil { token = reads.newToken() }
+            reads.track(extent.deviceRange, as: token!)
         }
     }
 }

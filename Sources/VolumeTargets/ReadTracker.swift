@@ -1,53 +1,71 @@
-/// A chunk of the origin at one chunk size: the unit in which snapshot reads sent to the origin
-/// are tracked and in which copies are shared between snapshots.
-struct ChunkKey: Hashable {
-    let shift: Int
-    let chunk: UInt64
-}
-
 /// Snapshot reads that were sent to the origin and are still in flight (the 2003 list's
-/// "reads before writes"). An origin write to a tracked chunk waits until its reads complete,
-/// woken by the last one, never by polling.
+/// "reads before writes"): the byte ranges of the origin each read covers, under the token of
+/// the read that sent them. An origin write overlapping one waits until that read ends, woken
+/// by it, never by polling.
 ///
-/// Invariant: `counts[key]` is the number of reads of `key` in flight; absent means zero.
+/// A plain array scanned linearly: it holds one entry per read in flight (a handful, at most the
+/// clients' queue depth), so a scan is cheaper than hashing, and tracking a read allocates
+/// nothing once the array has grown to the usual depth.
+///
+/// Invariant: `entries` holds exactly the ranges of the reads in flight; a waiter is kept with
+/// the entry it waits for and is resumed when that entry's read ends.
 struct ReadTracker {
-    private var counts: [ChunkKey: Int] = [:]
-    private var waiters: [ChunkKey: [CheckedContinuation<Void, Never>]] = [:]
-    /// How many tracked keys use each chunk shift (so writes check only the shifts in use).
-    private var shifts: [Int: Int] = [:]
-
-    var isEmpty: Bool { counts.isEmpty }
-
-    mutating func track(_ key: ChunkKey) {
-        counts[key, default: 0] += 1
-        shifts[key.shift, default: 0] += 1
+    /// Names one snapshot read's tracked ranges.
+    struct Token: Equatable {
+        fileprivate let value: UInt64
     }
 
-    /// Ends one read of `key`; returns the waiters to resume (outside the lock).
-    mutating func untrack(_ key: ChunkKey) -> [CheckedContinuation<Void, Never>] {
-        shifts[key.shift]! -= 1
-        if shifts[key.shift] == 0 { shifts[key.shift] = nil }
-        counts[key]! -= 1
-        guard counts[key] == 0 else { return [] }
-        counts[key] = nil
-        return waiters.removeValue(forKey: key) ?? []
+    private struct Entry {
+        let token: Token
+        let range: Range<UInt64>
+        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    /// A tracked key overlapping `length` bytes at `offset`, if any.
-    func firstBusy(offset: UInt64, length: Int) -> ChunkKey? {
-        guard !counts.isEmpty, length > 0 else { return nil }
-        for shift in shifts.keys {
-            let first = offset >> UInt64(shift)
-            let last = (offset + UInt64(length) - 1) >> UInt64(shift)
-            for chunk in first...last {
-                let key = ChunkKey(shift: shift, chunk: chunk)
-                if counts[key] != nil { return key }
+    private var entries: [Entry] = []
+    private var issued: UInt64 = 0
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    mutating func newToken() -> Token {
+        issued &+= 1
+        return Token(value: issued)
+    }
+
+    mutating func track(_ range: Range<UInt64>, as token: Token) {
+        entries.append(Entry(token: token, range: range))
+    }
+
+    /// Ends the read named by `token`; returns the waiters to resume (outside the lock).
+    mutating func untrack(_ token: Token) -> [CheckedContinuation<Void, Never>] {
+        var woken: [CheckedContinuation<Void, Never>] = []
+        var index = entries.count - 1
+        while index >= 0 {
+            if entries[index].token == token {
+                if !entries[index].waiters.isEmpty { woken += entries[index].waiters }
+                entries.swapAt(index, entries.count - 1)
+                entries.removeLast()
             }
+            index -= 1
         }
-        return nil
+        return woken
     }
 
-    mutating func addWaiter(_ continuation: CheckedContinuation<Void, Never>, for key: ChunkKey) {
-        waiters[key, default: []].append(continuation)
+    /// Whether a read in flight overlaps `length` bytes at `offset`.
+    func isBusy(offset: UInt64, length: Int) -> Bool {
+        firstBusy(offset: offset, length: length) != nil
+    }
+
+    /// Queues `continuation` behind the first read in flight overlapping the range; returns
+    /// false (and keeps nothing) when none does.
+    mutating func addWaiter(_ continuation: CheckedContinuation<Void, Never>, offset: UInt64, length: Int) -> Bool {
+        guard let index = firstBusy(offset: offset, length: length) else { return false }
+        entries[index].waiters.append(continuation)
+        return true
+    }
+
+    private func firstBusy(offset: UInt64, length: Int) -> Int? {
+        guard !entries.isEmpty, length > 0 else { return nil }
+        let range = offset..<offset + UInt64(length)
+        return entries.firstIndex { $0.range.overlaps(range) }
     }
 }

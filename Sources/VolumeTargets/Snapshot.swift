@@ -11,12 +11,15 @@ public final class Snapshot: Sendable {
     public let name: String
     public unowned let origin: Origin
     public let store: any ExceptionStore
+    /// The store's chunk geometry (kept here: reading it through the existential costs a call per I/O).
+    let geometry: ChunkGeometry
     public let counters = IOCounters()
 
     init(name: String, origin: Origin, store: any ExceptionStore) {
         self.name = name
         self.origin = origin
         self.store = store
+        self.geometry = store.geometry
     }
 
     /// The snapshot's size: its origin's.

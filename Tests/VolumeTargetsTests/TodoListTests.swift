@@ -99,4 +99,26 @@ import VolumeTargets
         #expect(originDevice.counters.writes == writes + 1)
         #expect(try await snapshot.readBytes(at: 16384, count: 4096) == old)
     }
+
+    /// Item 4 is tracked by bytes, not chunks: a write to another part of the chunk a held
+    /// snapshot read covers is not delayed by it, and the read still returns the old data.
+    @Test func originWriteBesideAHeldSnapshotReadIsNotDelayed() async throws {
+        let originDevice = FaultInjectingDevice(wrapping: patternedDevice(size: 64 << 10))
+        let before = (originDevice.base as! MemoryBlockDevice).contents
+        let origin = Origin(name: "origin", device: originDevice)
+        let snapshot = try await origin.snapshot("snap", chunkBytes: 8192)
+        let readHeld = originDevice.hold(.read, in: 16384..<20480)
+        let reader = Task { try await snapshot.readBytes(at: 16384, count: 4096) }
+        await readHeld.arrived.wait()
+        let writes = originDevice.counters.writes
+        // Same 8 KiB chunk (16384..<24576), bytes the read does not cover.
+        let writer = Task { try await origin.writeBytes(pattern(0xCC, 4096), at: 20480) }
+        await eventually("the write lands while the read is held") { originDevice.counters.writes == writes + 1 }
+        #expect(snapshot.status.exceptions == 1)
+        readHeld.release()
+        try await writer.value
+        #expect(try await reader.value == Array(before[16384..<20480]))
+        #expect(try await snapshot.readBytes(at: 16384, count: 8192) == Array(before[16384..<24576]))
+        #expect(try await origin.readBytes(at: 20480, count: 4096) == pattern(0xCC, 4096))
+    }
 }
