@@ -1,29 +1,31 @@
 import BlockDevices
+import NIOCore
 import VolumeTargets
 
-/// Carries out one transmission request on a volume (off the event loop).
+/// Carries out one transmission request on a volume (in the request's task) and builds its
+/// reply. Data moves through one pooled buffer per request: a write's payload is copied once
+/// from the receive buffer into it; a read lands in it and is copied once into the reply.
 enum NBDCommand {
     enum Outcome: Sendable {
-        case done([UInt8]?)
+        /// The reply's payload (a read's data), if any.
+        case done(ByteBuffer?)
         case failed(UInt32)
     }
 
     static let zeroStep = 1 << 20
 
-    static func perform(_ request: NBDRequest, on volume: any Volume) async -> Outcome {
+    static func perform(_ request: NBDRequest, on volume: any Volume, allocator: ByteBufferAllocator) async -> Outcome {
         do {
             switch request.type {
             case NBD.cmdRead:
-                return .done(try await volume.readBytes(at: request.offset, count: Int(request.length)))
+                return .done(try await read(request, from: volume, allocator: allocator))
             case NBD.cmdWrite:
-                try await volume.writeBytes(request.payload, at: request.offset)
-            case NBD.cmdWriteZeroes:
-                var done: UInt64 = 0
-                while done < UInt64(request.length) {
-                    let count = Int(min(UInt64(zeroStep), UInt64(request.length) - done))
-                    try await volume.writeBytes([UInt8](repeating: 0, count: count), at: request.offset + done)
-                    done += UInt64(count)
+                try await withPooledBuffer(request.payload.readableBytes) { buffer in
+                    request.payload.withUnsafeReadableBytes { buffer.mutableBytes.copyMemory(from: $0) }
+                    try await volume.write(buffer.bytes, at: request.offset)
                 }
+            case NBD.cmdWriteZeroes:
+                try await writeZeroes(request, to: volume)
             case NBD.cmdFlush:
                 try await volume.flush()
                 return .done(nil)
@@ -35,6 +37,34 @@ enum NBDCommand {
         } catch {
             return .failed(errorCode(error))
         }
+    }
+
+    private static func read(_ request: NBDRequest, from volume: any Volume, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+        try await withPooledBuffer(Int(request.length)) { buffer in
+            try await volume.read(into: buffer.mutableBytes, at: request.offset)
+            var data = allocator.buffer(capacity: buffer.count)
+            data.writeBytes(buffer.bytes)
+            return data
+        }
+    }
+
+    private static func writeZeroes(_ request: NBDRequest, to volume: any Volume) async throws {
+        try await withPooledBuffer(min(zeroStep, Int(request.length))) { zeroes in
+            zeroes.mutableBytes.initializeMemory(as: UInt8.self, repeating: 0)
+            var done: UInt64 = 0
+            while done < UInt64(request.length) {
+                let count = Int(min(UInt64(zeroes.count), UInt64(request.length) - done))
+                try await volume.write(UnsafeRawBufferPointer(rebasing: zeroes.bytes[0..<count]), at: request.offset + done)
+                done += UInt64(count)
+            }
+        }
+    }
+
+    /// Lends `body` a pooled buffer of `count` bytes, given back when it returns or throws.
+    private static func withPooledBuffer<T>(_ count: Int, _ body: (PooledBuffer) async throws -> T) async throws -> T {
+        let buffer = BufferPool.shared.take(count)
+        defer { buffer.release() }
+        return try await body(buffer)
     }
 
     /// The NBD error for an engine error.

@@ -58,7 +58,7 @@ struct NBDDecoder: ByteToMessageDecoder {
             guard length <= NBD.maxPayload else { return reject("write of \(length) bytes", context, &buffer) }
             guard buffer.readableBytes >= 28 + Int(length) else { return .needMoreData }
             buffer.moveReaderIndex(forwardBy: 28)
-            request.payload = buffer.readBytes(length: Int(length)) ?? []
+            request.payload = buffer.readSlice(length: Int(length)) ?? ByteBuffer()
         } else {
             buffer.moveReaderIndex(forwardBy: 28)
         }

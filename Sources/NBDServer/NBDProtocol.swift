@@ -1,3 +1,4 @@
+import NIOCore
 /// Constants of the NBD protocol (fixed newstyle negotiation, simple replies), as in the
 /// protocol document of the NBD project.
 enum NBD {
@@ -78,5 +79,6 @@ struct NBDRequest {
     let handle: UInt64
     let offset: UInt64
     let length: UInt32
-    var payload: [UInt8] = []
+    /// A write's data: a slice of the receive buffer (not copied by the decoder).
+    var payload = ByteBuffer()
 }

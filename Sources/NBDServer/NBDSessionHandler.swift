@@ -166,10 +166,14 @@ final class NBDSessionHandler: ChannelInboundHandler {
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let allocator = context.channel.allocator
         Task(executorPreference: executor(for: eventLoop)) {
-            let outcome = await NBDCommand.perform(request, on: volume)
-            eventLoop.execute {
+            let outcome = await NBDCommand.perform(request, on: volume, allocator: allocator)
+            // The task runs on the loop (its executor), so the reply usually goes out at once.
+            if eventLoop.inEventLoop {
                 handler.value.finish(boundContext.value, request.handle, outcome)
+            } else {
+                eventLoop.execute { handler.value.finish(boundContext.value, request.handle, outcome) }
             }
         }
     }
@@ -209,12 +213,15 @@ final class NBDSessionHandler: ChannelInboundHandler {
         if closing && inFlight == 0 { close(context) }
     }
 
-    private func reply(_ context: ChannelHandlerContext, _ handle: UInt64, _ error: UInt32, _ data: [UInt8]? = nil) {
-        var buffer = context.channel.allocator.buffer(capacity: 16 + (data?.count ?? 0))
-        buffer.writeInteger(NBD.simpleReplyMagic)
-        buffer.writeInteger(error)
-        buffer.writeInteger(handle)
-        if let data { buffer.writeBytes(data) }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    /// Sends a simple reply: the 16-byte header, then the data (a separate buffer, written
+    /// with the header in one flush, so the data is not copied again).
+    private func reply(_ context: ChannelHandlerContext, _ handle: UInt64, _ error: UInt32, _ data: ByteBuffer? = nil) {
+        var header = context.channel.allocator.buffer(capacity: 16)
+        header.writeInteger(NBD.simpleReplyMagic)
+        header.writeInteger(error)
+        header.writeInteger(handle)
+        guard let data else { return context.writeAndFlush(wrapOutboundOut(header), promise: nil) }
+        context.write(wrapOutboundOut(header), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(data), promise: nil)
     }
 }
