@@ -11,13 +11,6 @@ struct ChunkKey: Hashable {
     let chunk: UInt64
 }
 
-/// One origin chunk to copy out, and the snapshots (of that chunk size) that receive it.
-struct CopyJob {
-    let geometry: ChunkGeometry
-    let chunk: ChunkIndex
-    var targets: [(snapshot: Snapshot, pending: PendingException)]
-}
-
 /// What an origin write must do before it may proceed: copies to start, copies to wait for,
 /// snapshots to invalidate.
 struct CopyPlan {
@@ -40,7 +33,7 @@ extension Origin {
             let plan = state.withLock { Self.planCopies(&$0, offset: offset, length: length, skipping: skipped, resolved: resolved) }
             if plan.isEmpty { return }
             for (snapshot, reason) in plan.invalidated { await announceInvalid(snapshot, reason: reason) }
-            await runCopies(Array(plan.jobs.values))
+            await runCopies(CopyJob.runs(of: plan.jobs.values))
             for pending in plan.waits { _ = await pending.wait() }
             for (snapshot, chunk) in plan.loads {
                 resolved[ObjectIdentifier(snapshot), default: [:]][chunk] = await resolveForWrite(snapshot, chunk)
@@ -65,7 +58,7 @@ extension Origin {
                     case .wait(let pending): plan.waits.append(pending)
                     case .copy(let pending):
                         let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
-                        plan.jobs[key, default: CopyJob(geometry: tables.geometry, chunk: chunk, targets: [])].targets.append((snapshot, pending))
+                        plan.jobs[key, default: CopyJob(geometry: tables.geometry, chunk: chunk)].add(snapshot, pending)
                     case .storeRefused: return true
                     }
                 }
@@ -101,16 +94,25 @@ extension Origin {
         }
     }
 
-    /// Reads the origin chunk once, writes it into every target's store, commits each target.
+    /// Reads the job's origin chunks once, writes them into every target's store (one write
+    /// each), commits each target's exceptions.
     func runCopy(_ job: CopyJob) async {
         let offset = job.geometry.offset(of: job.chunk)
-        let length = Int(min(UInt64(job.geometry.chunkBytes), size - offset))
+        let length = Int(min(UInt64(job.bytes), size - offset))
         let destinations = job.targets.map {
-            CopyDestination(device: $0.snapshot.store.device, offset: $0.snapshot.store.geometry.offset(of: $0.pending.new))
+            CopyDestination(device: $0.snapshot.store.device, offset: job.geometry.offset(of: $0.pending[0].new))
         }
         let targets = job.targets
         await copier.copy(from: device, at: offset, length: length, to: destinations) { index, error in
             await self.finish(targets[index].snapshot, targets[index].pending, copyError: error)
+        }
+    }
+
+    /// `finish` for each exception of a run, concurrently (so one group commit serves them).
+    func finish(_ snapshot: Snapshot, _ pendings: [PendingException], copyError: (any Error)?) async {
+        if pendings.count == 1 { return await finish(snapshot, pendings[0], copyError: copyError) }
+        await withTaskGroup(of: Void.self) { group in
+            for pending in pendings { group.addTask { await self.finish(snapshot, pending, copyError: copyError) } }
         }
     }
 

@@ -138,7 +138,9 @@ extension Origin {
             case .create(let pending) where piece.coversWholeChunk(of: geometry):
                 try await fillNewChunk(snapshot, pending, with: source)
             case .create(let pending):
-                await runCopy(CopyJob(geometry: geometry, chunk: piece.chunk, targets: [(snapshot, pending)]))
+                var job = CopyJob(geometry: geometry, chunk: piece.chunk)
+                job.add(snapshot, pending)
+                await runCopy(job)
                 return .retry
             case .resolve:
                 resolved = try await resolve(snapshot, piece.chunk)
