@@ -24,7 +24,8 @@ extension Controller {
             if let name, name != record.name, snapshots.isEmpty { continue }
             origins.append(OriginStatus(name: record.name, path: record.path, size: size,
                                         state: entry?.origin == nil ? "inactive" : "active", reason: entry?.problem,
-                                        readBytes: io.readBytes, writeBytes: io.writeBytes, snapshots: snapshots))
+                                        readBytes: io.readBytes, writeBytes: io.writeBytes, queued: entry?.origin?.queuedWrites,
+                                        snapshots: snapshots))
         }
         let remapReports = registry.remaps.filter { name == nil || $0.name == name }.map {
             RemapReport(record: $0, volume: remaps[$0.name], problem: remapProblems[$0.name])

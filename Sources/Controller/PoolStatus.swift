@@ -37,11 +37,29 @@ public struct OriginStatus: Codable, Sendable, Equatable {
     public var reason: String?
     public var readBytes: UInt64
     public var writeBytes: UInt64
+    /// Writes acknowledged and still queued behind their copies, and their bytes (nil when the
+    /// origin is not open in this process: a read-only observer cannot know).
+    public var queuedWrites: Int?
+    public var queuedBytes: UInt64?
     public var snapshots: [SnapshotReport]
 
     enum CodingKeys: String, CodingKey {
         case name, path, size, state, reason, snapshots
-        case readBytes = "read_bytes", writeBytes = "write_bytes"
+        case readBytes = "read_bytes", writeBytes = "write_bytes", queuedWrites = "queued_writes", queuedBytes = "queued_bytes"
+    }
+
+    public init(name: String, path: String, size: UInt64, state: String, reason: String?, readBytes: UInt64, writeBytes: UInt64,
+                queued: QueuedWrites? = nil, snapshots: [SnapshotReport]) {
+        self.name = name
+        self.path = path
+        self.size = size
+        self.state = state
+        self.reason = reason
+        self.readBytes = readBytes
+        self.writeBytes = writeBytes
+        self.queuedWrites = queued?.writes
+        self.queuedBytes = queued?.bytes
+        self.snapshots = snapshots
     }
 }
 

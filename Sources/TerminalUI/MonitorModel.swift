@@ -87,8 +87,9 @@ public struct MonitorModel: Sendable {
                           pendingCopies: snapshot.pendingCopies, state: snapshot.state, reason: snapshot.reason,
                           readRate: rates[snapshot.name]?.read ?? 0, writeRate: rates[snapshot.name]?.write ?? 0)
             }.filter(matches)
+            // An origin's PEND: its writes acknowledged and queued behind their copies.
             let originRow = VolumeRow(kind: .origin, name: origin.name, origin: origin.name, size: origin.size,
-                                      state: origin.state, reason: origin.reason,
+                                      pendingCopies: origin.queuedWrites, state: origin.state, reason: origin.reason,
                                       readRate: rates[origin.name]?.read ?? 0, writeRate: rates[origin.name]?.write ?? 0)
             if matches(originRow) || !snapshots.isEmpty {
                 rows.append(originRow)

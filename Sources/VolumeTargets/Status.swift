@@ -44,18 +44,35 @@ public struct SnapshotStatus: Sendable, Equatable {
     }
 }
 
+/// Origin writes acknowledged in write-back mode and still queued behind their copies.
+public struct QueuedWrites: Sendable, Equatable {
+    public var writes: Int
+    public var bytes: UInt64
+
+    public init(writes: Int = 0, bytes: UInt64 = 0) {
+        self.writes = writes
+        self.bytes = bytes
+    }
+}
+
 extension Origin {
     /// Figures of `snapshot`; `inactive` once it left this origin.
     public func status(of snapshot: Snapshot) -> SnapshotStatus {
-        let id = ObjectIdentifier(snapshot)
-        let tables = state.withLock { $0.tables[id] }
-        let cache = tables?.exceptions.completed.currentFigures
-        return SnapshotStatus(name: snapshot.name, condition: tables?.condition ?? .inactive,
-                              chunkBytes: snapshot.store.geometry.chunkBytes, persistent: snapshot.store.isPersistent,
-                              exceptions: tables?.exceptions.completed.count ?? 0, pendingExceptions: tables?.exceptions.pending.count ?? 0,
+        let figures = state.withLock { state in
+            state.withTables(ObjectIdentifier(snapshot)) { tables in
+                (tables.condition, tables.exceptions.completed.count, tables.exceptions.pending.count,
+                 tables.exceptions.completed.currentFigures)
+            }
+        }
+        return SnapshotStatus(name: snapshot.name, condition: figures?.0 ?? .inactive,
+                              chunkBytes: snapshot.geometry.chunkBytes, persistent: snapshot.store.isPersistent,
+                              exceptions: figures?.1 ?? 0, pendingExceptions: figures?.2 ?? 0,
                               usage: snapshot.store.usage(), io: snapshot.counters.snapshot,
-                              sizeSectors: size / UInt64(sectorBytes), cache: cache)
+                              sizeSectors: size / UInt64(sectorBytes), cache: figures?.3)
     }
+
+    /// Writes acknowledged and still queued behind their copies (always none in write-through mode).
+    public var queuedWrites: QueuedWrites { state.withLock { $0.writeBack.figures } }
 
     /// The snapshots attached to this origin, in the order they joined (merging one included).
     public var snapshots: [Snapshot] { state.withLock { $0.members } }

@@ -20,6 +20,11 @@ struct WriteBackQueue {
 
     var isEmpty: Bool { entries.isEmpty }
 
+    /// How many writes are queued, and their bytes.
+    var figures: QueuedWrites {
+        QueuedWrites(writes: entries.count, bytes: entries.values.reduce(0) { $0 + $1.range.upperBound - $1.range.lowerBound })
+    }
+
     /// Registers a write; returns its number and its completion event.
     mutating func add(_ range: Range<UInt64>) -> (UInt64, OneShotEvent<Void>) {
         let entry = Entry(range: range, done: OneShotEvent())

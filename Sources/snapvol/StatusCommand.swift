@@ -31,7 +31,9 @@ enum StatusTable {
     static func render(_ status: PoolStatus) -> String {
         var rows = [["NAME", "ORIGIN", "SIZE", "CHUNK", "EXCEPTIONS", "DATA%", "PENDING", "TABLE", "HIT%", "STATE"]]
         for origin in status.origins {
-            rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", "", "", "", origin.state])
+            // An origin's PENDING: its writes acknowledged and queued behind their copies.
+            rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", origin.queuedWrites.map(String.init) ?? "",
+                         "", "", origin.state])
             for snapshot in origin.snapshots {
                 rows.append(["  " + snapshot.name, origin.name, ByteSize.describe(origin.size),
                              ByteSize.describe(UInt64(snapshot.chunkSize)), "\(snapshot.exceptions)",

@@ -35,6 +35,9 @@ import TestSupport
         #expect((table["resident_bytes"] as? Int ?? .max) <= 4096 + 2048, "\(table)")
         #expect((table["resident_exceptions"] as? Int ?? .max) < offsets.count, "the budget must have evicted: \(table)")
         #expect(try pool.ok("status").text.contains("HIT%"))
+        // Every write above was flushed by its own command: nothing is left queued.
+        let origin = try #require((try pool.status()["origins"] as? [[String: Any]])?.first)
+        #expect(origin["queued_writes"] as? Int == 0 && origin["queued_bytes"] as? Int == 0, "\(origin)")
         let record = try String(contentsOfFile: pool.path + "/registry.json", encoding: .utf8)
         #expect(record.contains("\"exception_cache\" : 4096"))
     }

@@ -29,6 +29,22 @@ import VolumeTargets
         #expect(try await snapshot.readBytes(at: 0, count: 4096) == Array(before[0..<4096]))
     }
 
+    /// Status sees the queue: a write held behind its copy counts until it lands.
+    @Test func queuedWritesAreCountedUntilTheyLand() async throws {
+        let device = patternedDevice(size: 64 << 10)
+        let origin = Origin(name: "origin", device: device, writeBack: true)
+        let cow = FaultInjectingDevice(wrapping: MemoryBlockDevice(name: "cow", size: 256 << 10))
+        _ = try await origin.snapshot("snap", cow: cow)
+        #expect(origin.queuedWrites == QueuedWrites())
+        let copyHeld = cow.hold(.write, in: 2 * 4096..<3 * 4096)
+        try await origin.writeBytes(pattern(0xAA, 6000), at: 1000)
+        await copyHeld.arrived.wait()
+        #expect(origin.queuedWrites == QueuedWrites(writes: 1, bytes: 6000))
+        copyHeld.release()
+        try await origin.flush()
+        #expect(origin.queuedWrites == QueuedWrites())
+    }
+
     /// Overlapping writes reach the device in the order they were acknowledged, whatever order
     /// their copies finish in.
     @Test func overlappingQueuedWritesLandInOrder() async throws {
