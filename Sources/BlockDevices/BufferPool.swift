@@ -1,32 +1,58 @@
 import Synchronization
 
-/// Reusable aligned buffers for hot paths (chunk copies, queued writes), so steady-state I/O
-/// allocates nothing and touches no fresh pages.
+/// Reusable aligned buffers for hot paths (chunk copies, queued writes, NBD requests), so
+/// steady-state I/O allocates nothing and touches no fresh pages.
 ///
-/// Invariants: a buffer is handed to at most one owner at a time; at most `keepPerSize`
-/// buffers of each size wait in the pool (the rest are freed), so it never holds more than
-/// that many idle buffers per size. Buffers come back with stale contents; owners overwrite.
+/// Buffers come in size classes (powers of two from 4 KiB), so requests of many sizes (copy
+/// runs of 1 to 256 chunks, NBD requests of any length) share a few lists instead of one list
+/// per exact size.
+///
+/// Invariants: a buffer is handed to at most one owner at a time; idle buffers total at most
+/// `idleLimit` bytes (a returned buffer beyond it is freed), so the pool's idle memory is
+/// bounded whatever sizes pass through it. Buffers come back with stale contents; owners
+/// overwrite.
 public final class BufferPool: Sendable {
     public static let shared = BufferPool()
 
-    private let keepPerSize: Int
-    /// Idle buffers by size, as addresses (their memory is owned by the pool while listed).
-    private let free = Mutex<[Int: [UInt]]>([:])
-    private let alignment = 4096
-
-    public init(keepPerSize: Int = 64) { self.keepPerSize = keepPerSize }
-
-    /// A buffer of exactly `count` bytes, aligned for O_DIRECT.
-    public func take(_ count: Int) -> PooledBuffer {
-        let reused = free.withLock { lists -> UInt? in lists[count]?.popLast() }
-        let base = reused.flatMap { UnsafeMutableRawPointer(bitPattern: $0) } ?? UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
-        return PooledBuffer(base: base, count: count, pool: self)
+    private struct Idle {
+        /// Idle buffers by size class, as addresses (their memory is owned by the pool while listed).
+        var lists: [Int: [UInt]] = [:]
+        var bytes = 0
     }
 
-    fileprivate func give(_ base: UnsafeMutableRawPointer, count: Int) {
-        let kept = free.withLock { lists -> Bool in
-            guard lists[count, default: []].count < keepPerSize else { return false }
-            lists[count, default: []].append(UInt(bitPattern: base))
+    /// The most bytes idle buffers may hold together.
+    public let idleLimit: Int
+    private let idle = Mutex(Idle())
+    private let alignment = 4096
+
+    public init(idleLimit: Int = 64 << 20) { self.idleLimit = idleLimit }
+
+    /// Bytes held by idle buffers now.
+    public var idleBytes: Int { idle.withLock { $0.bytes } }
+
+    /// A buffer of at least `count` bytes (`count` of them visible), aligned for O_DIRECT.
+    public func take(_ count: Int) -> PooledBuffer {
+        let size = Self.sizeClass(of: count)
+        let reused = idle.withLock { idle -> UInt? in
+            guard let address = idle.lists[size]?.popLast() else { return nil }
+            idle.bytes -= size
+            return address
+        }
+        let base = reused.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
+            ?? UnsafeMutableRawPointer.allocate(byteCount: size, alignment: alignment)
+        return PooledBuffer(base: base, count: count, capacity: size, pool: self)
+    }
+
+    /// The smallest power of two at least `count` and at least 4 KiB.
+    static func sizeClass(of count: Int) -> Int {
+        count <= 4096 ? 4096 : 1 << (Int.bitWidth - (count - 1).leadingZeroBitCount)
+    }
+
+    fileprivate func give(_ base: UnsafeMutableRawPointer, capacity: Int) {
+        let kept = idle.withLock { idle -> Bool in
+            guard idle.bytes + capacity <= idleLimit else { return false }
+            idle.lists[capacity, default: []].append(UInt(bitPattern: base))
+            idle.bytes += capacity
             return true
         }
         if !kept { base.deallocate() }
@@ -41,16 +67,18 @@ public struct PooledBuffer: @unchecked Sendable {
     // hand it between tasks only in a happens-before order (task creation, awaited events).
     private let base: UnsafeMutableRawPointer
     public let count: Int
+    private let capacity: Int
     private let pool: BufferPool
 
-    fileprivate init(base: UnsafeMutableRawPointer, count: Int, pool: BufferPool) {
+    fileprivate init(base: UnsafeMutableRawPointer, count: Int, capacity: Int, pool: BufferPool) {
         self.base = base
         self.count = count
+        self.capacity = capacity
         self.pool = pool
     }
 
     public var mutableBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-    public func release() { pool.give(base, count: count) }
+    public func release() { pool.give(base, capacity: capacity) }
 }
