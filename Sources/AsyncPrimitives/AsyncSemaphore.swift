@@ -1,12 +1,19 @@
 import DequeModule
 import Synchronization
 
-/// A counting semaphore for tasks: at most `limit` holders at once, waiters served first come,
-/// first served. Waiting suspends the task; it never blocks a thread.
+/// A counting semaphore for tasks: at most `limit` permits held at once, a holder taking one or
+/// several; waiters served first come, first served (a large request is never overtaken by
+/// smaller ones behind it, so it cannot starve). Waiting suspends the task; it never blocks a
+/// thread.
 public final class AsyncSemaphore: Sendable {
+    private struct Waiter {
+        let permits: Int
+        let continuation: CheckedContinuation<Void, Never>
+    }
+
     private struct State {
         var available: Int
-        var waiters: Deque<CheckedContinuation<Void, Never>> = []
+        var waiters: Deque<Waiter> = []
     }
 
     private let state: Mutex<State>
@@ -21,27 +28,40 @@ public final class AsyncSemaphore: Sendable {
     /// Number of permits currently held.
     public var inUse: Int { state.withLock { limit - $0.available } }
 
-    public func acquire() async {
+    /// Number of tasks waiting.
+    public var waiting: Int { state.withLock { $0.waiters.count } }
+
+    /// Takes `permits` (at most `limit`: a larger request takes them all), waiting until they
+    /// are free and every earlier waiter has been served.
+    public func acquire(_ permits: Int = 1) async {
+        let permits = Self.clamped(permits, limit)
         await withCheckedContinuation { continuation in
             let granted = state.withLock { state -> Bool in
-                if state.available > 0 && state.waiters.isEmpty {
-                    state.available -= 1
+                if state.available >= permits && state.waiters.isEmpty {
+                    state.available -= permits
                     return true
                 }
-                state.waiters.append(continuation)
+                state.waiters.append(Waiter(permits: permits, continuation: continuation))
                 return false
             }
             if granted { continuation.resume() }
         }
     }
 
-    public func release() {
-        let next: CheckedContinuation<Void, Never>? = state.withLock { state in
-            if let first = state.waiters.popFirst() { return first }
-            state.available += 1
-            return nil
+    /// Gives back `permits` taken by one `acquire` (with the same count), waking the waiters
+    /// at the head of the queue that now fit.
+    public func release(_ permits: Int = 1) {
+        let permits = Self.clamped(permits, limit)
+        let woken = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.available += permits
+            var woken: [CheckedContinuation<Void, Never>] = []
+            while let first = state.waiters.first, first.permits <= state.available {
+                state.available -= first.permits
+                woken.append(state.waiters.removeFirst().continuation)
+            }
+            return woken
         }
-        next?.resume()
+        for continuation in woken { continuation.resume() }
     }
 
     /// Runs `body` holding one permit.
@@ -50,4 +70,6 @@ public final class AsyncSemaphore: Sendable {
         defer { release() }
         return try await body()
     }
+
+    private static func clamped(_ permits: Int, _ limit: Int) -> Int { min(max(permits, 1), limit) }
 }

@@ -22,29 +22,38 @@ public struct CopySourceError: Error, CustomStringConvertible {
 /// Copies chunks between devices, reading each source range once and writing it to every
 /// destination concurrently.
 ///
-/// Invariant: at most `maxInFlight` copies hold a buffer at any moment (the kernel once OOM'd
-/// without such a cap); a copy waits for a slot, it never fails for lack of one.
+/// Invariant: the copies holding a buffer at any moment hold at most `maxBytesInFlight` bytes
+/// (counted in 4 KiB units; a single larger copy runs alone) — the kernel once OOM'd without
+/// such a cap; a copy waits for room, it never fails for lack of it.
 public final class ChunkCopier: Sendable {
-    private let slots: AsyncSemaphore
+    private static let unit = 4096
+    private let room: AsyncSemaphore
 
-    public init(maxInFlight: Int = 64) { slots = AsyncSemaphore(limit: maxInFlight) }
+    /// - Parameter maxBytesInFlight: memory the copy buffers may hold together (default 16 MiB:
+    ///   sixteen 1 MiB runs, or 256 copies of 64 KiB chunks).
+    public init(maxBytesInFlight: Int = 16 << 20) {
+        room = AsyncSemaphore(limit: max(1, maxBytesInFlight / Self.unit))
+    }
 
-    /// Copies currently holding a slot.
-    public var inFlight: Int { slots.inUse }
+    /// Bytes of copy buffers currently held (in 4 KiB units).
+    public var bytesInFlight: Int { room.inUse * Self.unit }
+
+    private static func units(_ length: Int) -> Int { (length + unit - 1) / unit }
 
     /// Reads `length` bytes at `offset` of `source` once and writes them to each destination
     /// concurrently. As soon as one destination's write ends, `written(index, error)` is called
     /// for it (with the source's error for all of them if the read failed), so a slow destination
     /// never delays the others. Returns when every callback has returned.
     ///
-    /// The slot and the buffer are given back as soon as the last write ends, before the
+    /// The buffer and its room are given back as soon as the last write ends, before the
     /// callbacks finish: a callback may wait for other copies (a store commits in allocation
-    /// order), and holding a slot meanwhile could leave no slot for the copy it waits for.
+    /// order), and holding room meanwhile could leave none for the copy it waits for.
     public func copy(from source: any BlockDevice, at offset: UInt64, length: Int, to destinations: [CopyDestination],
                      written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
         guard !destinations.isEmpty else { return }
-        await slots.acquire()
-        let buffer = CopyBuffer(BufferPool.shared.take(length), writers: destinations.count, slots: slots)
+        let units = Self.units(length)
+        await room.acquire(units)
+        let buffer = CopyBuffer(BufferPool.shared.take(length), writers: destinations.count, room: room, units: units)
         do {
             try await source.read(into: buffer.bytes.mutablePointer, at: offset)
         } catch {
@@ -76,21 +85,23 @@ public final class ChunkCopier: Sendable {
 }
 
 /// The buffer of one copy, shared by the destination writers. The last writer to finish frees
-/// it and gives the copier's slot back.
+/// it and gives its room in the copier back.
 // @unchecked Sendable: `bytes` is written once (the source read) before any writer task exists,
 // then only read; the storage goes back to the pool after the last writer is done, and no
 // writer touches `bytes` after calling `writerDone`.
 final class CopyBuffer: @unchecked Sendable {
     private let writers: Mutex<Int>
-    private let slots: AsyncSemaphore
+    private let room: AsyncSemaphore
+    private let units: Int
     private let storage: PooledBuffer
     let bytes: BufferPointers
 
-    init(_ storage: PooledBuffer, writers: Int, slots: AsyncSemaphore) {
+    init(_ storage: PooledBuffer, writers: Int, room: AsyncSemaphore, units: Int) {
         self.bytes = BufferPointers(mutablePointer: storage.mutableBytes)
         self.storage = storage
         self.writers = Mutex(writers)
-        self.slots = slots
+        self.room = room
+        self.units = units
     }
 
     func writerDone() {
@@ -107,7 +118,7 @@ final class CopyBuffer: @unchecked Sendable {
     /// Called exactly once, by the last writer or on abandon.
     private func release() {
         storage.release()
-        slots.release()
+        room.release(units)
     }
 }
 

@@ -98,6 +98,11 @@ public protocol ExceptionStore: AnyObject, Sendable {
     /// Makes the exception `old -> new` durable. `new` must come from `prepareException`.
     func commitException(old: ChunkIndex, new: ChunkIndex) async throws
 
+    /// Makes several exceptions durable, registered together so one group commit serves them
+    /// (a copy run's). Each `new` must come from `prepareException`. Throws if any of them was
+    /// not made durable.
+    func commitExceptions(_ exceptions: [DiskException]) async throws
+
     /// Gives up a prepared exception whose copy failed; the store invalidates itself.
     func abandonException(new: ChunkIndex) async
 
@@ -126,6 +131,11 @@ public protocol ExceptionStore: AnyObject, Sendable {
 }
 
 extension ExceptionStore {
+    /// One at a time: right for stores whose commit does not wait for I/O.
+    public func commitExceptions(_ exceptions: [DiskException]) async throws {
+        for exception in exceptions { try await commitException(old: exception.old, new: exception.new) }
+    }
+
     /// The most exceptions the store's device can hold (sizes cache filters).
     public var capacity: UInt64 { geometry.wholeChunks(in: device.size) }
 }

@@ -119,20 +119,28 @@ public final class PersistentExceptionStore: ExceptionStore {
     }
 
     public func commitException(old: ChunkIndex, new: ChunkIndex) async throws {
-        let committed = OneShotEvent<Bool>()
+        try await commitExceptions([DiskException(old: old, new: new)])
+    }
+
+    public func commitExceptions(_ exceptions: [DiskException]) async throws {
+        let events = exceptions.map { _ in OneShotEvent<Bool>() }
         let drive = try state.withLock { state -> Bool in
             guard state.valid else { throw StoreError.invalidated }
-            guard let index = state.inFlightIndex(of: new) else {
-                preconditionFailure("commit of chunk \(new), which was not prepared")
+            for (exception, committed) in zip(exceptions, events) {
+                guard let index = state.inFlightIndex(of: exception.new) else {
+                    preconditionFailure("commit of chunk \(exception.new), which was not prepared")
+                }
+                state.inFlight[index].old = exception.old
+                state.inFlight[index].committed = committed
             }
-            state.inFlight[index].old = old
-            state.inFlight[index].committed = committed
             if state.committerRunning { return false }
             state.committerRunning = true
             return true
         }
         if drive { await runCommitter() }
-        guard await committed.wait() else { throw StoreError.invalidated }
+        for committed in events {
+            guard await committed.wait() else { throw StoreError.invalidated }
+        }
     }
 
     public func abandonException(new: ChunkIndex) async {

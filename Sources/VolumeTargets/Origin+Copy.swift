@@ -108,39 +108,37 @@ extension Origin {
         }
     }
 
-    /// `finish` for each exception of a run, concurrently (so one group commit serves them).
-    func finish(_ snapshot: Snapshot, _ pendings: [PendingException], copyError: (any Error)?) async {
-        if pendings.count == 1 { return await finish(snapshot, pendings[0], copyError: copyError) }
-        await withTaskGroup(of: Void.self) { group in
-            for pending in pendings { group.addTask { await self.finish(snapshot, pending, copyError: copyError) } }
-        }
-    }
-
     /// Commits a copied exception (or gives it up after a failed copy) and wakes its waiters.
     func finish(_ snapshot: Snapshot, _ pending: PendingException, copyError: (any Error)?) async {
+        await finish(snapshot, [pending], copyError: copyError)
+    }
+
+    /// Commits a run's copied exceptions together, so one group commit serves them (or gives
+    /// them up after a failed copy), and wakes their waiters.
+    func finish(_ snapshot: Snapshot, _ pendings: [PendingException], copyError: (any Error)?) async {
         var failure: String?
         if let copyError {
             failure = "copy failed: \(copyError)"
-            await snapshot.store.abandonException(new: pending.new)
+            for pending in pendings { await snapshot.store.abandonException(new: pending.new) }
         } else {
             do {
-                try await snapshot.store.commitException(old: pending.old, new: pending.new)
+                try await snapshot.store.commitExceptions(pendings.map { DiskException(old: $0.old, new: $0.new) })
             } catch {
                 failure = "metadata commit failed: \(error)"
             }
         }
         if let failure { await invalidate(snapshot, reason: failure) }
-        complete(snapshot, pending, committed: failure == nil)
+        complete(snapshot, pendings, committed: failure == nil)
     }
 
-    /// Moves `pending` into the completed table (if committed) and signals its waiters.
-    func complete(_ snapshot: Snapshot, _ pending: PendingException, committed: Bool) {
+    /// Moves `pendings` into the completed table (if committed) and signals their waiters.
+    func complete(_ snapshot: Snapshot, _ pendings: [PendingException], committed: Bool) {
         state.withLock { state in
             state.withTables(ObjectIdentifier(snapshot)) { tables in
                 let keep = tables.condition == .active || tables.condition == .overflow || tables.condition == .merging
-                tables.exceptions.end(pending, committed: committed, keep: keep)
+                for pending in pendings { tables.exceptions.end(pending, committed: committed, keep: keep) }
             }
         }
-        pending.completion.signal(committed)
+        for pending in pendings { pending.completion.signal(committed) }
     }
 }

@@ -18,7 +18,7 @@ import VolumeTargets
         let base = patternedDevice(size: size)
         let device = FaultInjectingDevice(wrapping: base)
         device.delay(.read, in: 0..<UInt64(size / 2), by: .microseconds(50))
-        let origin = Origin(name: "origin", device: device, copier: ChunkCopier(maxInFlight: 4))
+        let origin = Origin(name: "origin", device: device, copier: ChunkCopier(maxBytesInFlight: 4 * chunkBytes))
         let taken = TakenSnapshots()
         let originLock = AsyncLock()
         let writes = WriteCounter()
