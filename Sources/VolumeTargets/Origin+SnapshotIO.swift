@@ -32,12 +32,16 @@ extension Origin {
         try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
         var pieces = snapshot.geometry.pieces(offset: offset, length: buffer.count)
         var plan = ReadPlan()
-        var admission = try admitRead(snapshot, &pieces, into: &plan)
-        while case .closed(let reopened) = admission {
-            await reopened.wait()
-            admission = try admitRead(snapshot, &pieces, into: &plan)
+        var stop: ReadStop?
+        admission: while true {
+            switch try admitRead(snapshot, &pieces, into: &plan) {
+            case .admitted(let first):
+                stop = first
+                break admission
+            case .closed(let reopened):
+                await reopened.wait()
+            }
         }
-        guard case .admitted(var stop) = admission else { return }
         do {
             while true {
                 try await perform(plan, snapshot, into: buffer)
