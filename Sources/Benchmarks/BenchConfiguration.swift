@@ -5,9 +5,9 @@
 public struct BenchConfiguration: Sendable {
     /// Where the origin and COW files are created (and removed afterwards).
     public var directory: String
-    public var originBytes: UInt64 = 128 << 20
+    public var originBytes: UInt64 = 64 << 20
     /// 4 KiB requests in each random case.
-    public var randomOperations = 8192
+    public var randomOperations = 4096
     public var chunkSizes = [4096, 16384, 65536]
     public var runs = 3
     /// Snapshots in the "many snapshots" cases.

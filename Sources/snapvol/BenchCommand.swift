@@ -15,8 +15,8 @@ struct BenchCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Directory for the origin and COW files (default: the temp directory).") var dir: String?
-    @Option(help: "Origin size.") var size: String = "128M"
-    @Option(help: "4 KiB requests in each random case.") var randomOps: Int = 8192
+    @Option(help: "Origin size.") var size: String = "64M"
+    @Option(help: "4 KiB requests in each random case.") var randomOps: Int = 4096
     @Option(help: "Comma-separated chunk sizes.") var chunk: String = "4K,16K,64K"
     @Option(help: "Runs (each figure is the median over runs).") var runs: Int = 3
     @Option(help: "Snapshots in the many-snapshot cases.") var snapshots: Int = 8
