@@ -23,37 +23,29 @@ import VolumeTargets
         for trial in 0..<Self.trials {
             let size = 512 * 1024
             let rig = PowerCutRig(size: size, cowBytes: cowFills ? 20 * chunkBytes : 2 * size)
-            let (originBase, cowBase, image, rail) = (rig.originBase, rig.cowBase, rig.image, rig.rail)
-            let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
-            let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
-            let store = try await PersistentExceptionStore.format(cowDevice, geometry: geometry)
-            _ = try await origin.attach(name: "snap", store: store)
-            originDevice.trackUnflushedWrites()
-            cowDevice.trackUnflushedWrites()
+            _ = try await rig.attachSnapshot(chunkBytes: chunkBytes)
+            rig.trackUnflushedWrites()
             // The workload runs on; the cut lands after a random number of COW writes, in the
             // middle of whatever is in flight (copies, group commits, area rollovers).
             let cutAfter = Int.random(in: 1...(cowFills ? 50 : 400), using: &generator)
             let (workload, finished) = rig.startWorkload(writes: 600, seed: generator.next())
-            while cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
-            rail.cut()
-            let dropped = try await originDevice.powerCut(using: &generator) + cowDevice.powerCut(using: &generator)
-            cutsWithLosses += dropped > 0 ? 1 : 0
+            while rig.cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
+            cutsWithLosses += try await rig.cutPower(using: &generator) ? 1 : 0
             _ = await workload.result
-            let expected = image
+            let expected = rig.image
 
-            let reopened = Origin(name: "origin", device: originBase)
-            let reloaded: Snapshot
+            let reloaded: [UInt8]?
             do {
-                reloaded = try await reopened.attach(name: "snap", store: try await PersistentExceptionStore.open(cowBase))
+                reloaded = try await rig.withReopened { _, snapshot in try await snapshot.imageIfValid() }
             } catch {
                 Issue.record("trial \(trial): COW does not load after a power cut: \(error); seed \(generator.seed)")
                 return
             }
-            if case .invalid = reloaded.status.condition {
+            guard let reloaded else {
                 invalidated += 1
                 continue
             }
-            if !sameBytes(try await reloaded.image(), expected) {
+            if !sameBytes(reloaded, expected) {
                 Issue.record("trial \(trial): snapshot differs from the origin at its creation; seed \(generator.seed)")
                 return
             }
@@ -73,30 +65,26 @@ import VolumeTargets
         for trial in 0..<max(1, Self.trials / 2) {
             let size = 256 * 1024
             let rig = PowerCutRig(size: size, cowBytes: 24 * chunkBytes)
-            let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
-            _ = try await rig.origin.attach(name: "snap", store: try await PersistentExceptionStore.format(rig.cowDevice, geometry: geometry))
-            rig.originDevice.trackUnflushedWrites()
-            rig.cowDevice.trackUnflushedWrites()
+            _ = try await rig.attachSnapshot(chunkBytes: chunkBytes)
+            rig.trackUnflushedWrites()
             let extendAfter = Int.random(in: 1...12, using: &generator)
             let cutAfter = extendAfter + Int.random(in: 1...60, using: &generator)
             let (workload, finished) = rig.startWorkload(writes: 300, seed: generator.next())
             while rig.cowDevice.counters.writes < extendAfter, !finished.isSignalled { await Task.yield() }
             try? await rig.cowDevice.resize(to: UInt64(3 * size))
             while rig.cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
-            rig.rail.cut()
-            cutsWithLosses += try await rig.originDevice.powerCut(using: &generator) + rig.cowDevice.powerCut(using: &generator) > 0 ? 1 : 0
+            cutsWithLosses += try await rig.cutPower(using: &generator) ? 1 : 0
             _ = await workload.result
 
-            let reopened = Origin(name: "origin", device: rig.originBase)
-            let reloaded: Snapshot
+            let reloaded: [UInt8]?
             do {
-                reloaded = try await reopened.attach(name: "snap", store: try await PersistentExceptionStore.open(rig.cowBase))
+                reloaded = try await rig.withReopened { _, snapshot in try await snapshot.imageIfValid() }
             } catch {
                 Issue.record("trial \(trial): COW does not load after a cut during an extend: \(error); seed \(generator.seed)")
                 return
             }
-            if case .invalid = reloaded.status.condition { continue }
-            if !sameBytes(try await reloaded.image(), rig.image) {
+            guard let reloaded else { continue }
+            if !sameBytes(reloaded, rig.image) {
                 Issue.record("trial \(trial): snapshot differs after a cut during an extend; seed \(generator.seed)")
                 return
             }
@@ -114,39 +102,39 @@ import VolumeTargets
         for trial in 0..<max(1, Self.trials / 2) {
             let size = 256 * 1024
             let rig = PowerCutRig(size: size)
-            let (originBase, cowBase, image, rail) = (rig.originBase, rig.cowBase, rig.image, rig.rail)
-            let (originDevice, cowDevice, origin) = (rig.originDevice, rig.cowDevice, rig.origin)
-            let geometry = try ChunkGeometry(chunkBytes: chunkBytes)
-            let snapshot = try await origin.attach(name: "snap", store: try await PersistentExceptionStore.format(cowDevice, geometry: geometry))
+            let snapshot = try await rig.attachSnapshot(chunkBytes: chunkBytes)
             try await rig.writeRandomly(120, using: &generator)
-            originDevice.trackUnflushedWrites()
-            cowDevice.trackUnflushedWrites()
-            let cutAfter = originDevice.counters.writes + cowDevice.counters.writes + Int.random(in: 1...60, using: &generator)
+            rig.trackUnflushedWrites()
+            let cutAfter = rig.deviceWrites + Int.random(in: 1...60, using: &generator)
             let finished = OneShotEvent<Void>()
             let merge = Task {
                 defer { finished.signal() }
-                try await origin.merge(snapshot)
+                try await rig.origin.merge(snapshot)
             }
-            while originDevice.counters.writes + cowDevice.counters.writes < cutAfter, !finished.isSignalled { await Task.yield() }
-            rail.cut()
-            let dropped = try await originDevice.powerCut(using: &generator) + cowDevice.powerCut(using: &generator)
-            cutsWithLosses += dropped > 0 ? 1 : 0
+            while rig.deviceWrites < cutAfter, !finished.isSignalled { await Task.yield() }
+            cutsWithLosses += try await rig.cutPower(using: &generator) ? 1 : 0
             _ = await merge.result
 
-            let reopened = Origin(name: "origin", device: originBase)
             do {
-                let reloaded = try await reopened.attach(name: "snap", store: try await PersistentExceptionStore.open(cowBase))
-                try await reopened.merge(reloaded)
+                try await rig.withReopened { origin, snapshot in try await origin.merge(snapshot) }
             } catch {
                 Issue.record("trial \(trial): the merge does not resume after a power cut: \(error); seed \(generator.seed)")
                 return
             }
-            if !sameBytes(originBase.contents, image) {
+            if !sameBytes(rig.originBase.contents, rig.image) {
                 Issue.record("trial \(trial): the merged origin differs from the snapshot; seed \(generator.seed)")
                 return
             }
         }
         #expect(cutsWithLosses > 0, "the cuts must have dropped or torn writes; seed \(generator.seed)")
+    }
+}
+
+extension Snapshot {
+    /// The snapshot's whole image, or nil if it is invalid.
+    func imageIfValid() async throws -> [UInt8]? {
+        if case .invalid = status.condition { return nil }
+        return try await image()
     }
 }
 
@@ -170,6 +158,36 @@ struct PowerCutRig {
         originDevice = FaultInjectingDevice(wrapping: originBase, rail: rail)
         cowDevice = FaultInjectingDevice(wrapping: cowBase, rail: rail)
         origin = Origin(name: "origin", device: originDevice)
+    }
+
+    /// Formats a persistent store on the COW and attaches it to the origin as "snap".
+    func attachSnapshot(chunkBytes: Int) async throws -> Snapshot {
+        let store = try await PersistentExceptionStore.format(cowDevice, geometry: try ChunkGeometry(chunkBytes: chunkBytes))
+        return try await origin.attach(name: "snap", store: store)
+    }
+
+    /// From now on both devices remember their unflushed writes, which a cut may lose.
+    func trackUnflushedWrites() {
+        originDevice.trackUnflushedWrites()
+        cowDevice.trackUnflushedWrites()
+    }
+
+    /// Writes both devices have taken so far.
+    var deviceWrites: Int { originDevice.counters.writes + cowDevice.counters.writes }
+
+    /// Cuts the power of both devices at once; returns whether any unflushed write was lost or torn.
+    func cutPower(using generator: inout SeededGenerator) async throws -> Bool {
+        rail.cut()
+        return try await originDevice.powerCut(using: &generator) + cowDevice.powerCut(using: &generator) > 0
+    }
+
+    /// Hands `body` what the next owner sees: a new origin on the surviving origin bytes, with
+    /// "snap" attached from the surviving COW bytes. (A snapshot holds its origin unowned: the
+    /// origin is `body`'s argument, so it lives until `body` returns.)
+    func withReopened<T>(_ body: (Origin, Snapshot) async throws -> T) async throws -> T {
+        let origin = Origin(name: "origin", device: originBase)
+        let snapshot = try await origin.attach(name: "snap", store: try await PersistentExceptionStore.open(cowBase))
+        return try await body(origin, snapshot)
     }
 
     /// Writes `count` random ranges (1 byte to 8 KiB) of patterned bytes to the origin.
