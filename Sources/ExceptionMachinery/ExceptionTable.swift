@@ -67,14 +67,9 @@ public struct ExceptionTable: Sendable {
     @discardableResult
     public mutating func insert(old: ChunkIndex, new: ChunkIndex) -> Bool {
         precondition(new <= Self.largestStoreChunk, "store chunk \(new) is beyond what a table holds")
-        let key = bucket(of: old)
-        let offset = Int(old & (bucketChunks - 1))
-        var inserted = false
-        var runDelta = 0
-        modify(key) { runs in
+        return edit(old, chunks: 1) { runs, offset in
             let before = Self.lastRun(startingAtOrBefore: offset, in: runs)
-            if before >= 0 && offset < runs[before].end { return }
-            inserted = true
+            if before >= 0 && offset < runs[before].end { return nil }
             let joinsBefore = before >= 0 && runs[before].end == offset
                 && UInt64(runs[before].new) + UInt64(runs[before].length) == new
             let after = before + 1
@@ -83,7 +78,7 @@ public struct ExceptionTable: Sendable {
             case (true, true):
                 runs[before].length += 1 + runs[after].length
                 runs.remove(at: after)
-                runDelta = -1
+                return -1
             case (true, false):
                 runs[before].length += 1
             case (false, true):
@@ -92,27 +87,18 @@ public struct ExceptionTable: Sendable {
                 runs[after].new -= 1
             case (false, false):
                 runs.insert(PackedRun(start: UInt16(offset), length: 1, new: UInt32(new)), at: after)
-                runDelta = 1
+                return 1
             }
+            return 0
         }
-        if inserted {
-            count += 1
-            runCount += runDelta
-        }
-        return inserted
     }
 
     /// Forgets the exception of `old` (after a merge copied it back). Returns whether it existed.
     @discardableResult
     public mutating func remove(old: ChunkIndex) -> Bool {
-        let key = bucket(of: old)
-        let offset = Int(old & (bucketChunks - 1))
-        var removed = false
-        var runDelta = 0
-        modify(key) { runs in
+        edit(old, chunks: -1) { runs, offset in
             let index = Self.lastRun(startingAtOrBefore: offset, in: runs)
-            guard index >= 0, offset < runs[index].end else { return }
-            removed = true
+            guard index >= 0, offset < runs[index].end else { return nil }
             let run = runs[index]
             let headLength = offset - Int(run.start)
             let tailLength = run.end - offset - 1
@@ -123,13 +109,22 @@ public struct ExceptionTable: Sendable {
                                              new: run.new + UInt32(headLength) + 1))
             }
             runs.replaceSubrange(index...index, with: replacement)
-            runDelta = replacement.count - 1
+            return replacement.count - 1
         }
-        if removed {
-            count -= 1
-            runCount += runDelta
-        }
-        return removed
+    }
+
+    /// Runs `change` on the runs of `old`'s bucket with `old`'s offset in it. `change` returns
+    /// how the number of runs changed, or nil if it changed nothing; on a change the counts move
+    /// by `chunks` and that many runs. Returns whether anything changed.
+    private mutating func edit(_ old: ChunkIndex, chunks: Int,
+                               _ change: (inout ContiguousArray<PackedRun>, Int) -> Int?) -> Bool {
+        let offset = Int(old & (bucketChunks - 1))
+        var runDelta: Int?
+        modify(bucket(of: old)) { runs in runDelta = change(&runs, offset) }
+        guard let runDelta else { return false }
+        count += chunks
+        runCount += runDelta
+        return true
     }
 
     /// Drops a whole bucket (cache eviction); returns how many exceptions it held.
