@@ -77,7 +77,7 @@ extension Origin {
 
     /// Copies one run back: mark it busy, give other snapshots their copies, copy, flush, commit.
     private func mergeStep(_ snapshot: Snapshot, _ run: MergeRun) async throws {
-        let geometry = snapshot.store.geometry
+        let geometry = snapshot.geometry
         let chunks = run.old..<(run.old + UInt64(run.count))
         let done = OneShotEvent<Void>()
         await withGateClosed { state.withLock { $0.merge?.busy = (chunks, done) } }
@@ -113,7 +113,7 @@ extension Origin {
 
     func readMergeView(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         guard let merging = mergingSnapshot else { return try await device.read(into: buffer, at: offset) }
-        let geometry = merging.store.geometry
+        let geometry = merging.geometry
         try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
             switch routeMergeView(chunk: piece.chunk, geometry: geometry) {
             case .wait(let done):
@@ -130,7 +130,7 @@ extension Origin {
 
     func writeMergeView(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         guard let merging = mergingSnapshot else { return try await writeThrough(buffer, at: offset) }
-        let geometry = merging.store.geometry
+        let geometry = merging.geometry
         try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
             let route = routeMergeView(chunk: piece.chunk, geometry: geometry)
             if case .wait(let done) = route {

@@ -129,7 +129,7 @@ extension Origin {
         try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
         await enterGate()
         defer { leaveGate() }
-        let geometry = snapshot.store.geometry
+        let geometry = snapshot.geometry
         var resolved: ExceptionCache.Resolution?
         try await geometry.forEachPiece(offset: offset, length: buffer.count) { piece in
             let source = piece.bytes(of: buffer)
@@ -159,7 +159,7 @@ extension Origin {
     private func fillNewChunk(_ snapshot: Snapshot, _ pending: PendingException, with source: UnsafeRawBufferPointer) async throws {
         var copyError: (any Error)?
         do {
-            try await snapshot.store.device.write(source, at: snapshot.store.geometry.offset(of: pending.new))
+            try await snapshot.store.device.write(source, at: snapshot.geometry.offset(of: pending.new))
         } catch {
             copyError = error
         }

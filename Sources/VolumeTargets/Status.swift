@@ -82,7 +82,7 @@ extension Origin {
     /// How much of each of `cells` equal parts of the origin has been copied into `snapshot`
     /// (0...1 each): the picture the TUI's chunk map draws.
     public func chunkMap(of snapshot: Snapshot, cells: Int) -> [Double] {
-        let geometry = snapshot.store.geometry
+        let geometry = snapshot.geometry
         let total = max(geometry.chunksCovering(size), 1)
         let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.table.runs } ?? []
         var copied = [Double](repeating: 0, count: max(cells, 1))
