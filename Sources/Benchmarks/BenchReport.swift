@@ -8,6 +8,9 @@ public struct Measurement: Sendable, Codable {
     public var sample: Sample
     /// The case this one is compared with, measured in the same round.
     public var baseline: String?
+    /// The baseline measured again just before this case (raw writes on the same file), when
+    /// the ratio uses it rather than the round's first measurement of `baseline`.
+    public var adjacentBaseline: Sample?
 }
 
 /// A figure that is not a throughput (bytes per exception, resident bytes, reads per miss).
@@ -23,7 +26,8 @@ public struct Figure: Sendable, Codable {
 ///
 /// Invariant: a ratio is always taken between two samples of the same round (same run, same
 /// chunk size), then the median of those ratios is reported, so a noisy neighbour slowing one
-/// round down affects both sides of each ratio alike.
+/// round down affects both sides of each ratio alike. Where the baseline was measured again
+/// just before the case (`adjacentBaseline`), that sample is the one used.
 public struct BenchReport: Sendable, Codable {
     public var machine: String
     public var date: String
@@ -50,7 +54,7 @@ public struct BenchReport: Sendable, Codable {
             let ratios = group.compactMap(ratio(of:))
             return Row(name: group[0].name, chunkBytes: group[0].chunkBytes, medianMiBps: median(rates),
                        medianIOPS: median(group.map(\.sample.operationsPerSecond)),
-                       minMiBps: rates.min() ?? 0, maxMiBps: rates.max() ?? 0, baseline: group[0].baseline,
+                       minMiBps: rates.min() ?? 0, maxMiBps: rates.max() ?? 0, baseline: Self.label(of: group[0]),
                        medianRatio: ratios.isEmpty ? nil : median(ratios), runs: group.count)
         }
     }
@@ -74,8 +78,17 @@ public struct BenchReport: Sendable, Codable {
         return order.map { groups[$0]! }
     }
 
+    /// The baseline's name, marked when the ratio uses the sample measured just before.
+    private static func label(of m: Measurement) -> String? {
+        guard let baseline = m.baseline else { return nil }
+        return m.adjacentBaseline == nil ? baseline : "\(baseline), just before"
+    }
+
     private func ratio(of m: Measurement) -> Double? {
         guard let baseline = m.baseline else { return nil }
+        if let adjacent = m.adjacentBaseline {
+            return adjacent.mebibytesPerSecond > 0 ? m.sample.mebibytesPerSecond / adjacent.mebibytesPerSecond : nil
+        }
         guard let base = measurements.first(where: {
             $0.name == baseline && $0.run == m.run && ($0.chunkBytes == nil || $0.chunkBytes == m.chunkBytes)
         }) else { return nil }

@@ -51,7 +51,8 @@ struct BenchRound {
         try await record(Names.rawRandRead, chunked: false, IODriver.run(randomReads, .read, on: raw))
         try await record(Names.rawSeqReadCold, chunked: false, coldRead(sequential, raw))
         try await record(Names.rawRandReadCold, chunked: false, coldRead(randomReads, raw))
-        try await record(Names.copyFloor, vs: Names.rawSeqWrite, measureCopyFloor())
+        let adjacent = try await rawWrite(sequential)
+        try await record(Names.copyFloor, vs: Names.rawSeqWrite, measureCopyFloor(), adjacent: adjacent)
     }
 
     /// What a first write cannot beat: per chunk, read the old data, write it to a COW file,
@@ -81,18 +82,23 @@ struct BenchRound {
 
     private mutating func measureNoSnapshots(_ origin: Origin) async throws {
         let target = IOTarget.volume(origin)
-        try await record("origin seq 1M write, no snapshot", vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target))
-        try await record("origin rand 4K write, no snapshot", vs: Names.rawRandWrite, IODriver.run(random, .write, on: target))
+        var raw = try await rawWrite(sequential)
+        try await record("origin seq 1M write, no snapshot", vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target), adjacent: raw)
+        raw = try await rawWrite(random)
+        try await record("origin rand 4K write, no snapshot", vs: Names.rawRandWrite, IODriver.run(random, .write, on: target), adjacent: raw)
     }
 
     /// First write and rewrite with one snapshot, reads of a snapshot whose chunks are all in
     /// the COW, activation of that (full) COW, and merging it back.
     private mutating func measureOneSnapshotSequential(_ origin: Origin) async throws {
+        var raw = try await rawWrite(sequential)
         var snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
         let target = IOTarget.volume(origin, snapshots: [snapshot])
-        try await record(Names.seqFirstWrite, vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target, fill: 0xA1))
+        try await record(Names.seqFirstWrite, vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target, fill: 0xA1),
+                         adjacent: raw)
+        raw = try await rawWrite(sequential)
         try await record("origin seq 1M write, 1 snapshot, rewrite", vs: Names.rawSeqWrite,
-                         IODriver.run(sequential, .write, on: target, fill: 0xA2))
+                         IODriver.run(sequential, .write, on: target, fill: 0xA2), adjacent: raw)
         recordTable("exception table bytes per exception, sequential pattern", origin.cacheFigures(of: snapshot))
         let reads = IOTarget.volume(snapshot)
         try await record("snapshot seq 1M read, chunks in COW", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
@@ -101,8 +107,9 @@ struct BenchRound {
         try await record("snapshot rand 4K read, chunks in COW, cold", vs: Names.rawRandReadCold, coldRead(randomReads, reads, snapshot))
         snapshot = try await measureActivation(origin, snapshot)
         let bytes = UInt64(origin.status(of: snapshot).exceptions) * UInt64(geometry.chunkBytes)
+        raw = try await rawWrite(sequential)
         try await record("merge a full snapshot into its origin", vs: Names.rawSeqWrite,
-                         IODriver.time(bytes: bytes) { try await origin.merge(snapshot) })
+                         IODriver.time(bytes: bytes) { try await origin.merge(snapshot) }, adjacent: raw)
         await volumes.removeSnapshots([snapshot], from: origin)
     }
 
@@ -127,6 +134,7 @@ struct BenchRound {
     /// Random first writes and rewrites on a fresh snapshot, after reading it while all its
     /// chunks are still on the origin.
     private mutating func measureOneSnapshotRandom(_ origin: Origin) async throws {
+        var raw = try await rawWrite(random)
         let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
         let reads = IOTarget.volume(snapshot)
         try await record("snapshot seq 1M read, chunks on origin", vs: Names.rawSeqRead, IODriver.run(sequential, .read, on: reads))
@@ -134,9 +142,11 @@ struct BenchRound {
         try await record("snapshot seq 1M read, chunks on origin, cold", vs: Names.rawSeqReadCold, coldRead(sequential, reads, snapshot))
         try await record("snapshot rand 4K read, chunks on origin, cold", vs: Names.rawRandReadCold, coldRead(randomReads, reads, snapshot))
         let target = IOTarget.volume(origin, snapshots: [snapshot])
-        try await record(Names.randFirstWrite, vs: Names.rawRandWrite, IODriver.run(random, .write, on: target, fill: 0xB1))
+        try await record(Names.randFirstWrite, vs: Names.rawRandWrite, IODriver.run(random, .write, on: target, fill: 0xB1),
+                         adjacent: raw)
+        raw = try await rawWrite(random)
         try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
-                         IODriver.run(random, .write, on: target, fill: 0xB2))
+                         IODriver.run(random, .write, on: target, fill: 0xB2), adjacent: raw)
         recordTable("exception table bytes per exception, random pattern", origin.cacheFigures(of: snapshot))
         await volumes.removeSnapshots([snapshot], from: origin)
     }
@@ -157,8 +167,10 @@ struct BenchRound {
         let origin = Origin(name: "bench-origin", device: device, writeBack: false)
         for (pattern, name, baseline) in [(sequential, "origin seq 1M write, 1 snapshot, first write, write-through", Names.rawSeqWrite),
                                           (random, "origin rand 4K write, 1 snapshot, first write, write-through", Names.rawRandWrite)] {
+            let raw = try await rawWrite(pattern)
             let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
-            try await record(name, vs: baseline, IODriver.run(pattern, .write, on: .volume(origin, snapshots: [snapshot]), fill: 0xD1))
+            try await record(name, vs: baseline, IODriver.run(pattern, .write, on: .volume(origin, snapshots: [snapshot]), fill: 0xD1),
+                             adjacent: raw)
             await volumes.removeSnapshots([snapshot], from: origin)
         }
     }
@@ -172,9 +184,19 @@ struct BenchRound {
 
     // MARK: recording
 
-    private mutating func record(_ name: String, vs baseline: String? = nil, chunked: Bool = true, _ sample: Sample) {
+    private mutating func record(_ name: String, vs baseline: String? = nil, chunked: Bool = true, _ sample: Sample,
+                                 adjacent: Sample? = nil) {
         measurements.append(Measurement(name: name, chunkBytes: chunked ? geometry.chunkBytes : nil, run: run,
-                                        sample: sample, baseline: baseline))
+                                        sample: sample, baseline: baseline, adjacentBaseline: adjacent))
+    }
+
+    /// Raw writes of `pattern` on the origin file, timed just before a write case that is
+    /// compared with them: the round's first raw figures are taken minutes earlier, in another
+    /// state of the page cache and the disk, and a pass-through write measured 0.47-0.65 of
+    /// them but 1.0 of raw writes timed next to it. Only called while every chunk the pattern
+    /// touches is either unshared (no snapshot) or already copied, so no snapshot changes.
+    private func rawWrite(_ pattern: IOPattern) async throws -> Sample {
+        try await IODriver.run(pattern, .write, on: .device(device), fill: 0x3C)
     }
 
     private mutating func recordTable(_ name: String, _ table: ExceptionCache.Figures) {

@@ -1,5 +1,8 @@
 import BlockDevices
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One timed measurement: how long a workload took and what it moved.
 public struct Sample: Sendable, Codable, Equatable {
@@ -41,14 +44,16 @@ public struct IOTarget: Sendable {
 /// Sends a pattern's requests like fio's psync engine: one at a time (queue depth 1) from one
 /// reused buffer, then (for writes) a flush that is part of the timed interval.
 ///
-/// Invariant: the buffer is allocated before the clock starts, so the figure is the target's
-/// cost, not the driver's.
+/// Invariants: the buffer is allocated before the clock starts, so the figure is the target's
+/// cost, not the driver's; and every dirty page of earlier cases is written back first
+/// (`sync`), so no case pays for the write-back or the freed files of the one before it.
 public enum IODriver {
     public enum Direction: Sendable { case read, write }
 
     public static func run(_ pattern: IOPattern, _ direction: Direction, on target: IOTarget, fill: UInt8 = 0x5A) async throws -> Sample {
         let buffer = AlignedBuffer(count: pattern.blockBytes)
         buffer.fill(fill)
+        settle()
         let start = DispatchTime.now().uptimeNanoseconds
         switch direction {
         case .read:
@@ -61,8 +66,12 @@ public enum IODriver {
         return Sample(seconds: seconds, bytes: pattern.bytes, operations: pattern.offsets.count)
     }
 
+    /// Writes back every dirty page of the machine and waits (sync(2)).
+    static func settle() { sync() }
+
     /// Times `body` as one operation moving `bytes`.
     public static func time(bytes: UInt64, operations: Int = 1, _ body: () async throws -> Void) async throws -> Sample {
+        settle()
         let start = DispatchTime.now().uptimeNanoseconds
         try await body()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
