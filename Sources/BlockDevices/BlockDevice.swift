@@ -23,6 +23,10 @@ public protocol BlockDevice: AnyObject, Sendable {
     func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
     func flush() async throws
+    /// Asks the device to begin writing `[offset, offset+length)` to the medium now, without
+    /// waiting: a hint that a flush will follow, so the next `flush` has less left to do.
+    /// Never fails and guarantees nothing; devices without a write cache do nothing.
+    func startWriteback(offset: UInt64, length: Int)
 }
 
 /// A device whose size can change (a regular file, memory): used to extend a COW store.
@@ -32,6 +36,8 @@ public protocol ResizableDevice: BlockDevice {
 
 extension BlockDevice {
     public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool { false }
+
+    public func startWriteback(offset: UInt64, length: Int) {}
 
     /// Throws `outOfRange` unless `[offset, offset+length)` lies inside the device.
     public func checkRange(offset: UInt64, length: Int) throws {

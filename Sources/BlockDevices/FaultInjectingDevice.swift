@@ -189,6 +189,10 @@ public final class FaultInjectingDevice: ResizableDevice {
         }
     }
 
+    public func startWriteback(offset: UInt64, length: Int) {
+        base.startWriteback(offset: offset, length: length)
+    }
+
     public func resize(to newSize: UInt64) async throws {
         let refuse = state.withLock { $0.failResize || $0.gone }
         if refuse { throw DeviceError.system(operation: "resize", device: name, errno: .noSpace) }

@@ -115,6 +115,12 @@ public final class FileBlockDevice: ResizableDevice {
 
     /// Writes back and then drops this file's pages from the page cache (posix_fadvise
     /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: the writeback starts, nothing waits for it.
+    public func startWriteback(offset: UInt64, length: Int) {
+        guard !isReadOnly else { return }
+        _ = snapvol_start_writeback(descriptor.rawValue, offset, UInt64(length))
+    }
+
     public func dropCachedPages() async throws {
         try await flush()
         let result = posix_fadvise(descriptor.rawValue, 0, 0, POSIX_FADV_DONTNEED)

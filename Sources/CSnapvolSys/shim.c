@@ -21,3 +21,7 @@ int snapvol_fdatasync(int fd) {
     do { r = fdatasync(fd); } while (r != 0 && errno == EINTR);
     return r == 0 ? 0 : errno;
 }
+
+int snapvol_start_writeback(int fd, uint64_t offset, uint64_t length) {
+    return sync_file_range(fd, (off64_t)offset, (off64_t)length, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : errno;
+}

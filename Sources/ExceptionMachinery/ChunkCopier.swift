@@ -66,7 +66,11 @@ public final class ChunkCopier: Sendable {
             for (index, destination) in destinations.enumerated() {
                 group.addTask {
                     var failure: (any Error)?
-                    do { try await destination.device.write(buffer.bytes.pointer, at: destination.offset) } catch { failure = error }
+                    do {
+                        try await destination.device.write(buffer.bytes.pointer, at: destination.offset)
+                        // The commit that follows flushes this copy: let the disk start on it now.
+                        destination.device.startWriteback(offset: destination.offset, length: length)
+                    } catch { failure = error }
                     buffer.writerDone()
                     await written(index, failure)
                 }

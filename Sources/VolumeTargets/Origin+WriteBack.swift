@@ -49,6 +49,9 @@ extension Origin {
         var failure: (any Error)?
         do {
             try await writeThrough(bytes, at: offset)
+            // Like dm-snapshot's origin write, which goes to the disk once its copies are done:
+            // the disk works on it while later copies proceed, instead of at the next flush.
+            device.startWriteback(offset: offset, length: bytes.count)
         } catch {
             failure = error
         }

@@ -17,4 +17,8 @@ int snapvol_o_direct(void);
 /// fdatasync(2); returns 0 or the errno value.
 int snapvol_fdatasync(int fd);
 
+/// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: starts writeback of the range's dirty pages
+/// without waiting for it. Returns 0 or the errno value.
+int snapvol_start_writeback(int fd, uint64_t offset, uint64_t length);
+
 #endif
