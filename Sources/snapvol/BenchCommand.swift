@@ -7,11 +7,13 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure the engine against raw I/O on the same files: medians and same-run ratios.",
         discussion: """
-            Each round (one run at one chunk size) first times raw I/O on the origin file, then the \
-            same request streams through the engine: origin writes with 0, 1 and N snapshots (first \
-            write and rewrite), snapshot reads, activation of a full COW, merge. Requests are sent one \
-            at a time (queue depth 1, like fio's psync engine); every write case ends with a flush \
-            inside the timed interval. Files are created in --dir and removed afterwards.
+            Each round (one run at one chunk size) times raw I/O on the origin file, then the same \
+            request streams through the engine: origin writes with 0, 1 and N snapshots (first write \
+            and rewrite), snapshot reads, activation of a full COW, merge. Each case's ratio is taken \
+            against its baseline timed just before it (raw I/O on the origin file; 1 snapshot for the \
+            N-snapshot cases), every case starting after sync(2). Requests are sent one at a time \
+            (queue depth 1, like fio's psync engine); every write case ends with a flush inside the \
+            timed interval. Files are created in --dir and removed afterwards.
             """)
 
     @Option(help: "Directory for the origin and COW files (default: the temp directory).") var dir: String?

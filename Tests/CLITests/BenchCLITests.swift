@@ -23,6 +23,11 @@ import TestSupport
         for row in rows where row["baseline"] is String {
             let ratio = row["medianRatio"] as? Double ?? -1
             #expect(ratio > 0 && ratio.isFinite, "\(row["name"] ?? "?") has no ratio")
+            // Every engine case is compared with its baseline timed just before it.
+            let name = row["name"] as? String ?? ""
+            if name.hasPrefix("origin") || name.hasPrefix("snapshot") || name.hasPrefix("merge") {
+                #expect((row["baseline"] as? String ?? "").hasSuffix(", just before"), "\(name): \(row["baseline"] ?? "?")")
+            }
         }
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         #expect(leftovers.isEmpty, "bench left \(leftovers)")
