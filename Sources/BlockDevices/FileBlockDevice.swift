@@ -115,9 +115,15 @@ public final class FileBlockDevice: ResizableDevice {
 
     /// Writes back and then drops this file's pages from the page cache (posix_fadvise
     /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
+    /// Ranges shorter than this are left to the next flush: starting a 4 KiB write early gains
+    /// nothing and costs a system call and a disk request of its own (measured over NBD: random
+    /// 4K first writes 6,547 / 5,323 IOPS when every queued write was started, 7,716 / 6,470
+    /// when small ones were left).
+    public static let shortestEarlyWriteback = 64 << 10
+
     /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: the writeback starts, nothing waits for it.
     public func startWriteback(offset: UInt64, length: Int) {
-        guard !isReadOnly else { return }
+        guard !isReadOnly, length >= Self.shortestEarlyWriteback else { return }
         _ = snapvol_start_writeback(descriptor.rawValue, offset, UInt64(length))
     }
 

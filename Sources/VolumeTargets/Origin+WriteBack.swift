@@ -7,10 +7,6 @@ enum WriteBackLimit {
     static let queuedWrites = 32
     /// Larger writes are not queued: they wait for their copies, as in write-through.
     static let largestWrite = 1 << 20
-    /// Queued writes at least this large are started to the disk as soon as they land; smaller
-    /// ones stay in the page cache until the next flush (a 4 KiB write gains nothing from an
-    /// early start and would pay a system call and a disk request of its own).
-    static let earlyWriteback = 64 << 10
 }
 
 /// A queued write's own copy of its data.
@@ -55,7 +51,7 @@ extension Origin {
             try await writeThrough(bytes, at: offset)
             // Like dm-snapshot's origin write, which goes to the disk once its copies are done:
             // the disk works on it while later copies proceed, instead of at the next flush.
-            if bytes.count >= WriteBackLimit.earlyWriteback { device.startWriteback(offset: offset, length: bytes.count) }
+            device.startWriteback(offset: offset, length: bytes.count)
         } catch {
             failure = error
         }
