@@ -71,6 +71,7 @@ let package = Package(
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
         .target(name: "TestSupport", resources: [.copy("Fixtures")]),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
         .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
         .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Controller", "TestSupport", "snapvol"]),
