@@ -8,8 +8,9 @@ public struct Measurement: Sendable, Codable {
     public var sample: Sample
     /// The case this one is compared with, measured in the same round.
     public var baseline: String?
-    /// The baseline measured again just before this case (raw writes on the same file), when
-    /// the ratio uses it rather than the round's first measurement of `baseline`.
+    /// The baseline measured again just before this case (raw I/O with the same pattern on the
+    /// origin file, or one snapshot for an N-snapshot case); when present the ratio uses it
+    /// rather than the round's first measurement of `baseline`.
     public var adjacentBaseline: Sample?
 }
 

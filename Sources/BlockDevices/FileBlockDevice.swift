@@ -113,8 +113,6 @@ public final class FileBlockDevice: ResizableDevice {
         if result != 0 { throw DeviceError.system(operation: "fdatasync", device: name, errno: Errno(rawValue: result)) }
     }
 
-    /// Writes back and then drops this file's pages from the page cache (posix_fadvise
-    /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
     /// Ranges shorter than this are left to the next flush: starting a 4 KiB write early gains
     /// nothing and costs a system call and a disk request of its own (measured over NBD: random
     /// 4K first writes 6,547 / 5,323 IOPS when every queued write was started, 7,716 / 6,470
@@ -127,6 +125,8 @@ public final class FileBlockDevice: ResizableDevice {
         _ = snapvol_start_writeback(descriptor.rawValue, offset, UInt64(length))
     }
 
+    /// Writes back and then drops this file's pages from the page cache (posix_fadvise
+    /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
     public func dropCachedPages() async throws {
         try await flush()
         let result = posix_fadvise(descriptor.rawValue, 0, 0, POSIX_FADV_DONTNEED)
