@@ -4,36 +4,42 @@
 /// snapshots (every origin write copies into each), and comparing a few pointers costs less
 /// than hashing one, on every I/O.
 ///
-/// Invariant: `ids[i]` names the snapshot whose tables are `entries[i]`; ids are unique.
+/// Invariant: `ids[i]` names the snapshot whose tables are `entries[i]`, which is never nil
+/// between accesses (the optional lets the subscript hand it out in place); ids are unique.
 struct SnapshotTableSet {
     private var ids: [ObjectIdentifier] = []
-    private var entries: [SnapshotTables] = []
+    private var entries: [SnapshotTables?] = []
 
     private func index(of id: ObjectIdentifier) -> Int? {
         ids.firstIndex(of: id)
     }
 
-    /// A snapshot's tables (a copy: hot paths use `withTables`); setting nil removes them.
+    /// A snapshot's tables; setting nil removes them. Mutations through the subscript
+    /// (`tables[id]?.condition = ...`) happen in place: a get-then-set would copy the tables and
+    /// then every buffer they hold on the first write to the copy.
     subscript(id: ObjectIdentifier) -> SnapshotTables? {
-        get { index(of: id).map { entries[$0] } }
-        set {
-            switch (index(of: id), newValue) {
-            case (let index?, let tables?): entries[index] = tables
-            case (let index?, nil):
-                ids.remove(at: index)
-                entries.remove(at: index)
-            case (nil, let tables?):
-                ids.append(id)
-                entries.append(tables)
-            case (nil, nil): break
+        get { index(of: id).flatMap { entries[$0] } }
+        _modify {
+            if let index = index(of: id) {
+                yield &entries[index]
+                if entries[index] == nil {
+                    ids.remove(at: index)
+                    entries.remove(at: index)
+                }
+            } else {
+                var added: SnapshotTables?
+                yield &added
+                if let added {
+                    ids.append(id)
+                    entries.append(added)
+                }
             }
         }
     }
 
-    /// Runs `body` on the tables of the snapshot `id` in place (a copy would retain every
-    /// buffer the tables hold). Nil if it is not attached.
+    /// Runs `body` on the tables of the snapshot `id` in place. Nil if it is not attached.
     mutating func withTables<R, E: Error>(_ id: ObjectIdentifier, _ body: (inout SnapshotTables) throws(E) -> R) throws(E) -> R? {
         guard let index = index(of: id) else { return nil }
-        return try body(&entries[index])
+        return try body(&entries[index]!)
     }
 }
