@@ -100,7 +100,7 @@ public struct ChunkPieces: Sequence, IteratorProtocol, Sendable {
 
     public mutating func next() -> ChunkPiece? {
         guard let piece = current else { return nil }
-        position += UInt64(piece.length)
+        advance(past: piece)
         return piece
     }
 }

@@ -49,7 +49,7 @@ extension Origin {
         for snapshot in state.members where snapshot !== skipped {
             let id = ObjectIdentifier(snapshot)
             // In place: a copy of the tables would copy the whole pending dictionary on every write.
-            let refused = state.withTables(id) { tables -> Bool in
+            let refused = state.tables.withTables(id) { tables -> Bool in
                 guard tables.receivesCopies, let chunks = tables.geometry.chunks(offset: offset, length: length) else { return false }
                 for chunk in chunks {
                     switch tables.claim(chunk, in: snapshot.store, resolved: resolved[id]?[chunk]) {
@@ -75,7 +75,7 @@ extension Origin {
     /// Under the lock: whether a write to the range would have to copy (or wait for a copy).
     static func needsCopies(_ state: inout OriginState, offset: UInt64, length: Int) -> Bool {
         for snapshot in state.members {
-            let copies = state.withTables(ObjectIdentifier(snapshot)) { tables -> Bool in
+            let copies = state.tables.withTables(ObjectIdentifier(snapshot)) { tables -> Bool in
                 guard tables.receivesCopies, let chunks = tables.geometry.chunks(offset: offset, length: length) else { return false }
                 return chunks.contains { chunk in
                     guard case .completed = tables.exceptions.lookup(chunk) else { return true }
@@ -134,7 +134,7 @@ extension Origin {
     /// Moves `pendings` into the completed table (if committed) and signals their waiters.
     func complete(_ snapshot: Snapshot, _ pendings: [PendingException], committed: Bool) {
         state.withLock { state in
-            state.withTables(ObjectIdentifier(snapshot)) { tables in
+            state.tables.withTables(ObjectIdentifier(snapshot)) { tables in
                 let keep = tables.condition == .active || tables.condition == .overflow || tables.condition == .merging
                 for pending in pendings { tables.exceptions.end(pending, committed: committed, keep: keep) }
             }

@@ -93,7 +93,7 @@ extension Origin {
     private static func routeReads(_ state: inout OriginState, _ snapshot: Snapshot, _ pieces: inout ChunkPieces,
                                    resolved: ExceptionCache.Resolution?, into plan: inout ReadPlan) throws(VolumeError) -> ReadStop? {
         let geometry = snapshot.geometry
-        let stop: ReadStop?? = try state.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) in
+        let stop: ReadStop?? = try state.tables.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) in
             try requireUsable(tables.condition, snapshot)
             while let piece = pieces.current {
                 switch tables.exceptions.lookup(piece.chunk, resolved: resolved) {
@@ -170,7 +170,7 @@ extension Origin {
 
     private func routeWrite(_ snapshot: Snapshot, chunk: ChunkIndex, resolved: ExceptionCache.Resolution?) throws -> SnapshotRoute {
         let routed = try state.withLock { state in
-            try state.withTables(ObjectIdentifier(snapshot)) { tables -> (SnapshotRoute, Bool) in
+            try state.tables.withTables(ObjectIdentifier(snapshot)) { tables -> (SnapshotRoute, Bool) in
                 try Self.requireUsable(tables.condition, snapshot)
                 if tables.condition == .overflow { throw VolumeError.overflow(volume: snapshot.name) }
                 switch tables.exceptions.lookup(chunk, resolved: resolved) {

@@ -48,11 +48,6 @@ struct OriginState {
     var reads = ReadTracker()
     var writeBack = WriteBackQueue()
     var merge: MergeState?
-
-    /// Runs `body` on the tables of the snapshot `id` in place. Nil if it is not attached.
-    mutating func withTables<R, E: Error>(_ id: ObjectIdentifier, _ body: (inout SnapshotTables) throws(E) -> R) throws(E) -> R? {
-        try tables.withTables(id, body)
-    }
 }
 
 /// The origin volume: owns its device, the list of its snapshots, and the queue of origin

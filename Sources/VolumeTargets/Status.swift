@@ -59,7 +59,7 @@ extension Origin {
     /// Figures of `snapshot`; `inactive` once it left this origin.
     public func status(of snapshot: Snapshot) -> SnapshotStatus {
         let figures = state.withLock { state in
-            state.withTables(ObjectIdentifier(snapshot)) { tables in
+            state.tables.withTables(ObjectIdentifier(snapshot)) { tables in
                 (tables.condition, tables.exceptions.completed.count, tables.exceptions.pending.count,
                  tables.exceptions.completed.currentFigures)
             }
