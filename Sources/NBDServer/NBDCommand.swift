@@ -3,8 +3,8 @@ import NIOCore
 import VolumeTargets
 
 /// Carries out one transmission request on a volume (in the request's task) and builds its
-/// reply. Data moves through one pooled buffer per request: a write's payload is copied once
-/// from the receive buffer into it; a read lands in it and is copied once into the reply.
+/// reply. A write's payload goes to the volume from the receive buffer itself; a read lands in a
+/// pooled buffer and is copied once into the reply.
 enum NBDCommand {
     enum Outcome: Sendable {
         /// The reply's payload (a read's data), if any.
@@ -20,10 +20,7 @@ enum NBDCommand {
             case NBD.cmdRead:
                 return .done(try await read(request, from: volume, allocator: allocator))
             case NBD.cmdWrite:
-                try await withPooledBuffer(request.payload.readableBytes) { buffer in
-                    request.payload.withUnsafeReadableBytes { buffer.mutableBytes.copyMemory(from: $0) }
-                    try await volume.write(buffer.bytes, at: request.offset)
-                }
+                try await write(request.payload, at: request.offset, to: volume)
             case NBD.cmdWriteZeroes:
                 try await writeZeroes(request, to: volume)
             case NBD.cmdFlush:
@@ -46,6 +43,14 @@ enum NBDCommand {
             data.writeBytes(buffer.bytes)
             return data
         }
+    }
+
+    /// Writes `payload` without copying it: its storage is retained while the write runs, and a
+    /// ByteBuffer never changes bytes another buffer still references (it copies on write).
+    private static func write(_ payload: ByteBuffer, at offset: UInt64, to volume: any Volume) async throws {
+        let (bytes, storage) = payload.withUnsafeReadableBytesWithStorageManagement { ($0, $1.retain()) }
+        defer { storage.release() }
+        try await volume.write(bytes, at: offset)
     }
 
     private static func writeZeroes(_ request: NBDRequest, to volume: any Volume) async throws {
