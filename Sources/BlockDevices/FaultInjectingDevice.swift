@@ -244,7 +244,7 @@ public final class FaultInjectingDevice: ResizableDevice {
             hold.arrived.signal()
             await hold.released.wait()
         }
-        if let delay = verdict.delay { try? await Task.sleep(for: delay) }
+        if let delay = verdict.delay { await dispatchPause(for: delay) }
     }
 }
 

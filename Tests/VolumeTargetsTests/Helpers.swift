@@ -39,17 +39,21 @@ func eventually(_ what: String, _ condition: () -> Bool) async {
 
 /// Runs `body` and fails the test instead of hanging if it takes longer than `seconds`. On a
 /// deadline the body is cancelled and abandoned (a deadlocked body would never return).
+/// The body and the timer run on `DedicatedExecutor`'s threads, so tests blocking the
+/// cooperative threads elsewhere in the suite do not eat into the deadline.
 func withDeadline(_ seconds: Int, _ what: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
     let outcome = OneShotEvent<Result<Bool, any Error>>()
-    let work = Task {
+    let work = Task(executorPreference: DedicatedExecutor.shared) {
         do {
+            let t0 = ContinuousClock.now
             try await body()
+            print("DEBUG body \(what) took \(ContinuousClock.now - t0)")
             outcome.signal(.success(true))
         } catch {
             outcome.signal(.failure(error))
         }
     }
-    let timer = Task {
+    let timer = Task(executorPreference: DedicatedExecutor.shared) {
         try? await Task.sleep(for: .seconds(seconds))
         outcome.signal(.success(false))
     }

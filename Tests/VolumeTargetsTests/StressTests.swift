@@ -1,3 +1,4 @@
+import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 import Synchronization
@@ -24,10 +25,11 @@ import VolumeTargets
         let writes = WriteCounter()
         let threshold: @Sendable (Int) -> Int = { $0 * 1600 / (snapshotCount + 1) }
 
-        // Alone a case takes under a second; inside the full suite on 2 cores, where other tests
-        // hold the cooperative threads, both cases together took 34-88 s, and once a case passed
-        // 30 s (seed 8121602136406546296, which then passed alone six times out of six). 120 s
-        // still turns a deadlock into a failure.
+        // Alone a case takes under a second. In the full suite, tests waiting for subprocesses
+        // hold Swift's cooperative threads (two here), and a case once passed a 30 s deadline
+        // (seed 8121602136406546296, fine alone). Now the body runs on `DedicatedExecutor` and
+        // its delays are dispatch-timed: in one full-suite run each, the two bodies took 0.2 and
+        // 4.9 s (7.7 and 18.5 s before). 120 s still turns a deadlock into a failure.
         try await withDeadline(120, "stress with \(snapshotCount) snapshots, seed \(seed)") {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in 0..<4 {
@@ -40,7 +42,7 @@ import VolumeTargets
                             // Do not run far ahead of the snapshot creations (the scheduler may
                             // otherwise finish every write before the creator task starts).
                             while taken.all.count < snapshotCount && writes.value >= threshold(taken.all.count) + 40 {
-                                try await Task.sleep(for: .microseconds(100))
+                                await dispatchPause(for: .microseconds(100))
                             }
                             try await originLock.shared { try await origin.writeBytes(pattern(value, length), at: offset) }
                             writes.increment()
@@ -50,7 +52,7 @@ import VolumeTargets
                 group.addTask {
                     for i in 0..<snapshotCount {
                         // Spread the creations over the writers' run.
-                        while writes.value < threshold(i) { try await Task.sleep(for: .microseconds(100)) }
+                        while writes.value < threshold(i) { await dispatchPause(for: .microseconds(100)) }
                         let chunk = [4096, 16384, 65536][i % 3]
                         // Quiesce writers so the reference image is exact at the moment of creation.
                         try await originLock.exclusive {
@@ -66,7 +68,7 @@ import VolumeTargets
                         for _ in 0..<150 {
                             let snapshots = taken.all
                             guard let (snapshot, image) = snapshots.randomElement(using: &generator) else {
-                                try await Task.sleep(for: .microseconds(100))
+                                await dispatchPause(for: .microseconds(100))
                                 continue
                             }
                             let offset = Int.random(in: 0..<(size - chunkBytes), using: &generator)
