@@ -148,10 +148,14 @@ public enum Renderer {
         }
         for (offset, line) in lines.enumerated() { screen.put(top + 1 + offset, 1, Format.cell(line, screen.columns - 2), .text) }
         var next = top + 1 + lines.count
-        if let map = view.chunkMap, report != nil {
+        if let map = view.chunkMap, let report {
             screen.put(next, 1, "copied out:", .dim)
             let cells = String(map.map { Format.mapCell($0, unicode: screen.unicode) })
             screen.put(next, 13, "[" + cells + "]", .barLow)
+            if let note = partialMapNote(report) {
+                let column = 13 + cells.count + 3
+                screen.put(next, column, Format.cell(note, max(0, screen.columns - column - 1)), .dim)
+            }
             next += 1
         }
         let events = view.events.filter { $0.contains(row.name) }.suffix(max(0, top + height - next))
@@ -159,6 +163,13 @@ public enum Renderer {
             screen.put(next, 1, Format.cell(event, screen.columns - 2), .dim)
             next += 1
         }
+    }
+
+    /// When a budget evicted parts of the exception table, the chunk map shows only the part in
+    /// memory: says how much of the whole that is.
+    static func partialMapNote(_ report: SnapshotReport) -> String? {
+        guard let table = report.table, table.residentExceptions < report.exceptions else { return nil }
+        return "in memory: \(table.residentExceptions) of \(report.exceptions)"
     }
 
     static func drawStatusLine(_ view: ViewState, _ screen: Screen) {

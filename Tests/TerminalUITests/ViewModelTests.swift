@@ -6,13 +6,17 @@ import TestSupport
 
 /// The UI as data: the model, the layout on an in-memory screen, the form's validation, themes.
 @Suite struct ViewModelTests {
-    static func status(fill: Double = 42, state: String = "active", exceptions: Int = 10, written: UInt64 = 0) -> PoolStatus {
+    static func status(fill: Double = 42, state: String = "active", exceptions: Int = 10, written: UInt64 = 0,
+                       residentExceptions: Int? = nil) -> PoolStatus {
+        let table = residentExceptions.map {
+            #", "table": {"resident_bytes": 4096, "resident_exceptions": \#($0), "budget_bytes": 8192, "lookups": 5, "hit_rate": 0.8, "area_reads": 1}"#
+        } ?? ""
         let json = """
             {"pool": "/p", "origins": [{"name": "vm", "path": "/vm.img", "size": 67108864, "state": "active",
               "read_bytes": 0, "write_bytes": \(written), "snapshots": [
               {"name": "b-snap", "origin": "vm", "cow_path": "/b.cow", "chunk_size": 16384, "persistent": true,
                "exceptions": \(exceptions), "cow_used_bytes": 1000, "cow_total_bytes": 2000, "fill_percent": \(fill),
-               "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0},
+               "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0\(table)},
               {"name": "a-snap", "origin": "vm", "cow_path": "/a.cow", "chunk_size": 4096, "persistent": true,
                "exceptions": 99, "cow_used_bytes": 10, "cow_total_bytes": 2000, "fill_percent": 5,
                "pending_copies": 0, "state": "active", "dm_status": "0 131072 snapshot 1/4 1", "read_bytes": 0, "write_bytes": 0}]}]}
@@ -71,6 +75,22 @@ import TestSupport
         #expect(text.contains("F10Quit"))
         let barRow = screen.lines.firstIndex { $0.contains("b-snap") && $0.contains("█") }!
         #expect(screen.elements[barRow].contains(.selected))
+    }
+
+    /// With parts of the table evicted, the map says it shows only the part in memory.
+    @Test func aPartialChunkMapSaysHowMuchIsInMemory() {
+        for (resident, note) in [(4, true), (10, false)] {
+            var model = MonitorModel()
+            model.update(Self.status(exceptions: 10, residentExceptions: resident))
+            model.select(named: "b-snap")
+            let screen = TextScreen(rows: 24, columns: 80)
+            var view = ViewState()
+            view.chunkMap = [0, 0.5, 1]
+            Renderer.draw(model, view, on: screen)
+            let mapLine = screen.lines.first { $0.contains("copied out:") } ?? ""
+            #expect(mapLine.contains("[ ▒█]"))
+            #expect(mapLine.contains("in memory: 4 of 10") == note, "\(mapLine)")
+        }
     }
 
     @Test func asciiFallbackAndTooSmall() {
