@@ -6,8 +6,8 @@ import Synchronization
 /// this executor's preference (`withTaskExecutorPreference`) makes progress meanwhile, so its
 /// deadline measures the code under test, not the other tests.
 ///
-/// Invariant: every job enqueued runs exactly once, on one of the executor's threads, in
-/// enqueue order per thread; the threads live as long as the process.
+/// Invariant: every job enqueued runs exactly once, on one of the executor's threads, and jobs
+/// are taken in enqueue order; the threads live as long as the process.
 public final class DedicatedExecutor: TaskExecutor {
     /// Two threads, started on first use.
     public static let shared = DedicatedExecutor(threads: 2)
