@@ -39,8 +39,8 @@ func eventually(_ what: String, _ condition: () -> Bool) async {
 
 /// Runs `body` and fails the test instead of hanging if it takes longer than `seconds`. On a
 /// deadline the body is cancelled and abandoned (a deadlocked body would never return).
-/// The body and the timer run on `DedicatedExecutor`'s threads, so tests blocking the
-/// cooperative threads elsewhere in the suite do not eat into the deadline.
+/// The body runs on `DedicatedExecutor`'s threads, so tests blocking the cooperative threads
+/// elsewhere in the suite do not eat into the deadline; the timer may then fire late, never early.
 func withDeadline(_ seconds: Int, _ what: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
     let outcome = OneShotEvent<Result<Bool, any Error>>()
     let work = Task(executorPreference: DedicatedExecutor.shared) {
@@ -53,7 +53,7 @@ func withDeadline(_ seconds: Int, _ what: String, _ body: @escaping @Sendable ()
             outcome.signal(.failure(error))
         }
     }
-    let timer = Task(executorPreference: DedicatedExecutor.shared) {
+    let timer = Task {
         try? await Task.sleep(for: .seconds(seconds))
         outcome.signal(.success(false))
     }

@@ -29,7 +29,8 @@ import VolumeTargets
         // hold Swift's cooperative threads (two here), and a case once passed a 30 s deadline
         // (seed 8121602136406546296, fine alone). Now the body runs on `DedicatedExecutor` and
         // its delays are dispatch-timed: in one full-suite run each, the two bodies took 0.2 and
-        // 4.9 s (7.7 and 18.5 s before). 120 s still turns a deadlock into a failure.
+        // 4.9 s (7.7 and 18.5 s before; 2.0 and 7.0 s with the executor but `Task.sleep`). 120 s
+        // still turns a deadlock into a failure.
         try await withDeadline(120, "stress with \(snapshotCount) snapshots, seed \(seed)") {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in 0..<4 {
