@@ -110,18 +110,18 @@ extension BenchReport {
     public var table: String {
         var lines = ["snapvol bench — \(date) — \(machine)",
                      settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "), ""]
-        lines.append(pad("case", 58) + pad("chunk", 7) + pad("MiB/s", 10) + pad("IOPS", 10) + pad("ratio", 8) + "vs")
+        lines.append(pad("case", Self.nameWidth) + pad("chunk", 7) + pad("MiB/s", 10) + pad("IOPS", 10) + pad("ratio", 8) + "vs")
         for row in rows {
             let chunk = row.chunkBytes.map { IOPattern.label($0) } ?? "-"
             let ratio = row.medianRatio.map { String(format: "%.2f", $0) } ?? ""
-            lines.append(pad(row.name, 58) + pad(chunk, 7) + pad(String(format: "%.1f", row.medianMiBps), 10)
+            lines.append(pad(row.name, Self.nameWidth) + pad(chunk, 7) + pad(String(format: "%.1f", row.medianMiBps), 10)
                          + pad(String(format: "%.0f", row.medianIOPS), 10) + pad(ratio, 8) + (row.baseline ?? ""))
         }
         if !figures.isEmpty {
             lines.append("")
             for f in figureRows {
                 let chunk = f.chunkBytes.map { IOPattern.label($0) } ?? "-"
-                lines.append(pad(f.name, 58) + pad(chunk, 7) + String(format: "%.3f", f.value) + " " + f.unit)
+                lines.append(pad(f.name, Self.nameWidth) + pad(chunk, 7) + String(format: "%.3f", f.value) + " " + f.unit)
             }
         }
         return lines.joined(separator: "\n")
@@ -136,6 +136,9 @@ extension BenchReport {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(decoding: try encoder.encode(Output(report: self, summary: rows)), as: UTF8.self)
     }
+
+    /// Width of the name column: the longest case name fits.
+    private static let nameWidth = 64
 
     private func pad(_ text: String, _ width: Int) -> String {
         text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)

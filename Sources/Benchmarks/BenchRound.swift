@@ -144,23 +144,35 @@ struct BenchRound {
     }
 
     /// First writes with N snapshots, each against first writes with one snapshot timed just
-    /// before it (on a fresh snapshot of its own, removed again).
+    /// before it (on a fresh snapshot of its own, removed again). Both also record the bytes
+    /// the engine read and wrote per byte written to the origin, and the rate it wrote them at:
+    /// what "one origin read for all snapshots, one extra write per snapshot" means, measured.
     private mutating func measureManySnapshots(_ origin: Origin) async throws {
         let n = configuration.manySnapshots
-        for (pattern, name, baseline) in [(sequential, "origin seq 1M write, \(n) snapshots, first write", Names.seqFirstWrite),
-                                          (random, "origin rand 4K write, \(n) snapshots, first write", Names.randFirstWrite)] {
-            let single = try await firstWrite(pattern, on: origin, snapshots: 1)
-            try await record(name, vs: baseline, firstWrite(pattern, on: origin, snapshots: n), adjacent: single)
+        for (pattern, label, baseline) in [(sequential, "seq 1M", Names.seqFirstWrite), (random, "rand 4K", Names.randFirstWrite)] {
+            let single = try await firstWrite(pattern, label, on: origin, snapshots: 1)
+            let many = try await firstWrite(pattern, label, on: origin, snapshots: n)
+            record("origin \(label) write, \(n) snapshots, first write", vs: baseline, many, adjacent: single)
         }
     }
 
     /// First writes of `pattern` with `count` fresh snapshots, which are removed afterwards.
-    private func firstWrite(_ pattern: IOPattern, on origin: Origin, snapshots count: Int) async throws -> Sample {
+    private mutating func firstWrite(_ pattern: IOPattern, _ label: String, on origin: Origin, snapshots count: Int) async throws -> Sample {
         var snapshots: [Snapshot] = []
         for _ in 0..<count { snapshots.append(try await volumes.addSnapshot(to: origin, geometry: geometry)) }
-        let sample = try await IODriver.run(pattern, .write, on: .volume(origin, snapshots: snapshots), fill: 0xC1)
+        let (sample, moved) = try await ProcessIO.measuring {
+            try await IODriver.run(pattern, .write, on: .volume(origin, snapshots: snapshots), fill: 0xC1)
+        }
         await volumes.removeSnapshots(snapshots, from: origin)
+        if let moved { recordAmplification(moved, of: sample, "\(label) first write, \(count) snapshot\(count == 1 ? "" : "s")") }
         return sample
+    }
+
+    private mutating func recordAmplification(_ moved: ProcessIO, of sample: Sample, _ label: String) {
+        let origin = Double(sample.bytes)
+        recordFigure("bytes read per origin byte, \(label)", Double(moved.readBytes) / origin, unit: "x")
+        recordFigure("bytes written per origin byte, \(label)", Double(moved.writtenBytes) / origin, unit: "x")
+        recordFigure("write rate to devices, \(label)", Double(moved.writtenBytes) / 1_048_576 / sample.seconds, unit: "MiB/s")
     }
 
     /// The four snapshot read cases (sequential and random; from the page cache, then from the
@@ -223,8 +235,11 @@ struct BenchRound {
 
     private mutating func recordTable(_ name: String, _ table: ExceptionCache.Figures) {
         guard table.exceptions > 0 else { return }
-        figures.append(Figure(name: name, chunkBytes: geometry.chunkBytes, run: run,
-                              value: Double(table.residentBytes) / Double(table.exceptions), unit: "bytes"))
+        recordFigure(name, Double(table.residentBytes) / Double(table.exceptions), unit: "bytes")
+    }
+
+    private mutating func recordFigure(_ name: String, _ value: Double, unit: String) {
+        figures.append(Figure(name: name, chunkBytes: geometry.chunkBytes, run: run, value: value, unit: unit))
     }
 
     enum Names {

@@ -29,8 +29,29 @@ import TestSupport
                 #expect((row["baseline"] as? String ?? "").hasSuffix(", just before"), "\(name): \(row["baseline"] ?? "?")")
             }
         }
+        #if os(Linux)
+        try expectOneReadAndOneWritePerSnapshot(json)
+        #endif
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         #expect(leftovers.isEmpty, "bench left \(leftovers)")
+    }
+
+    /// The design claim behind the many-snapshot target, from the bytes the engine moved:
+    /// sequential first writes read each old chunk once however many snapshots need it, and
+    /// write it once per snapshot (plus the new data once, plus a little metadata).
+    private func expectOneReadAndOneWritePerSnapshot(_ json: [String: Any]) throws {
+        let report = try #require(json["report"] as? [String: Any])
+        let figures = try #require(report["figures"] as? [[String: Any]])
+        func figure(_ name: String) -> Double {
+            figures.first { $0["name"] as? String == name }?["value"] as? Double ?? -1
+        }
+        for (snapshots, label) in [(1, "1 snapshot"), (2, "2 snapshots")] {
+            let read = figure("bytes read per origin byte, seq 1M first write, \(label)")
+            let written = figure("bytes written per origin byte, seq 1M first write, \(label)")
+            #expect(read >= 1 && read < 1.05, "\(label): read \(read) bytes per origin byte")
+            let floor = Double(1 + snapshots)
+            #expect(written >= floor && written < floor * 1.05, "\(label): wrote \(written) bytes per origin byte")
+        }
     }
 
     @Test func badBenchSettingsAreRefused() throws {
