@@ -10,13 +10,13 @@ public final class IOCounters: Sendable {
     public init() {}
 
     func countRead(_ bytes: Int) {
-        readOps.add(1, ordering: .relaxed)
-        readBytes.add(UInt64(bytes), ordering: .relaxed)
+        readOps.wrappingAdd(1, ordering: .relaxed)
+        readBytes.wrappingAdd(UInt64(bytes), ordering: .relaxed)
     }
 
     func countWrite(_ bytes: Int) {
-        writeOps.add(1, ordering: .relaxed)
-        writeBytes.add(UInt64(bytes), ordering: .relaxed)
+        writeOps.wrappingAdd(1, ordering: .relaxed)
+        writeBytes.wrappingAdd(UInt64(bytes), ordering: .relaxed)
     }
 
     public var snapshot: IOFigures {
