@@ -44,6 +44,15 @@ public struct ChunkGeometry: Sendable, Hashable, CustomStringConvertible {
         return chunk(containing: offset)...chunk(containing: offset + UInt64(length) - 1)
     }
 
+    /// The only piece of `length` bytes at `offset` when they lie inside one chunk; nil when
+    /// they are empty or span chunks.
+    public func singlePiece(offset: UInt64, length: Int) -> ChunkPiece? {
+        let chunk = chunk(containing: offset)
+        let within = Int(offset - self.offset(of: chunk))
+        guard length > 0, within + length <= chunkBytes else { return nil }
+        return ChunkPiece(chunk: chunk, offsetInChunk: within, length: length, bufferOffset: 0)
+    }
+
     /// Splits `length` bytes at `offset` into pieces that each lie inside one chunk.
     public func pieces(offset: UInt64, length: Int) -> ChunkPieces {
         ChunkPieces(geometry: self, offset: offset, length: length)

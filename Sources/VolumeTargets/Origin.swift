@@ -67,6 +67,9 @@ struct OriginState {
 public final class Origin: Sendable {
     public let name: String
     public let device: any BlockDevice
+    /// The device's size when the origin was made: origins are never resized, and every I/O's
+    /// range check reads it (a stored value, not a call through the device's existential).
+    public let size: UInt64
     public let counters = IOCounters()
     let copier: ChunkCopier
     let state = Mutex(OriginState())
@@ -84,12 +87,12 @@ public final class Origin: Sendable {
                 onEvent: @escaping @Sendable (VolumeEvent) -> Void = { _ in }) {
         self.name = name
         self.device = device
+        self.size = device.size
         self.copier = copier
         self.writeBack = writeBack
         self.onEvent = onEvent
     }
 
-    public var size: UInt64 { device.size }
 
     // MARK: snapshots joining and leaving
 

@@ -13,6 +13,9 @@ public final class Snapshot: Sendable {
     public let store: any ExceptionStore
     /// The store's chunk geometry (kept here: reading it through the existential costs a call per I/O).
     let geometry: ChunkGeometry
+    /// The snapshot's size: its origin's (kept here: the range check of every read would
+    /// otherwise go through the unowned reference to the origin).
+    public let size: UInt64
     public let counters = IOCounters()
 
     init(name: String, origin: Origin, store: any ExceptionStore) {
@@ -20,10 +23,8 @@ public final class Snapshot: Sendable {
         self.origin = origin
         self.store = store
         self.geometry = store.geometry
+        self.size = origin.size
     }
-
-    /// The snapshot's size: its origin's.
-    public var size: UInt64 { origin.size }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try await origin.readSnapshot(self, into: buffer, at: offset)

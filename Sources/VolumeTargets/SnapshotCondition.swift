@@ -33,5 +33,10 @@ public enum SnapshotCondition: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var readable: Bool { self == .active || self == .overflow }
+    var readable: Bool {
+        switch self {
+        case .active, .overflow: return true
+        default: return false
+        }
+    }
 }

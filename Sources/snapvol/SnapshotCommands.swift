@@ -92,7 +92,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                     let watcher = Task {
                         while !Task.isCancelled {
                             let left = (try? controller.status(only: name).snapshot(named: name)?.exceptions) ?? 0
-                            bar.update(done: total - min(total, UInt64(left ?? 0)), total: total)
+                            bar.update(done: total - min(total, UInt64(left)), total: total)
                             try? await Task.sleep(for: .milliseconds(100))
                         }
                     }

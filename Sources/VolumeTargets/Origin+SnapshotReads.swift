@@ -1,0 +1,184 @@
+import AsyncPrimitives
+import BlockDevices
+import ExceptionMachinery
+
+/// Why routing a snapshot read stopped before the last piece.
+enum ReadStop {
+    case pending(PendingException)
+    case unloaded(ChunkIndex)
+}
+
+/// Where one piece of a snapshot read goes.
+enum ReadRoute {
+    /// To this offset of the COW store or of the origin.
+    case device(ReadPlan.Source, UInt64)
+    /// Nowhere yet: the exception is pending or not in memory.
+    case stop(ReadStop)
+}
+
+extension Origin {
+    /// Reads a snapshot: completed exceptions from the COW store, pending ones after they
+    /// complete (the 2003 list's item 1), the rest from the origin as tracked reads (item 4).
+    /// Pieces routed to consecutive places of one device are read with one call.
+    ///
+    /// A read inside one chunk whose exception is not pending takes the origin's lock twice
+    /// (admission with routing, then leaving with untracking) and allocates nothing; it skips
+    /// the read plan altogether (`readInsideOneChunk`).
+    @inline(__always)
+    func readSnapshot(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
+        try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
+        if try await readInsideOneChunk(snapshot, into: buffer, at: offset) { return }
+        var pieces = snapshot.geometry.pieces(offset: offset, length: buffer.count)
+        var plan = ReadPlan()
+        var stop: ReadStop?
+        admission: while true {
+            switch try admitRead(snapshot, &pieces, into: &plan) {
+            case .admitted(let first):
+                stop = first
+                break admission
+            case .closed(let reopened):
+                await reopened.wait()
+            }
+        }
+        do {
+            while true {
+                try await perform(plan, snapshot, into: buffer)
+                guard let reason = stop else { break }
+                untrackReads(plan.token)
+                plan = ReadPlan()
+                var resolved: ExceptionCache.Resolution?
+                switch reason {
+                case .pending(let pending): _ = await pending.wait()
+                case .unloaded(let chunk): resolved = try await resolve(snapshot, chunk)
+                }
+                stop = try state.withLock { state throws(VolumeError) in
+                    try Self.routeReads(&state, snapshot, &pieces, resolved: resolved, into: &plan)
+                }
+            }
+        } catch {
+            leaveGate(untracking: plan.token)
+            throw error
+        }
+        leaveGate(untracking: plan.token)
+    }
+
+    /// The outcome of trying to admit a snapshot read.
+    private enum ReadAdmission {
+        /// Inside the gate, with the first pieces routed (up to the stop, if any).
+        case admitted(ReadStop?)
+        /// The gate is closed: wait for the event, then try again.
+        case closed(OneShotEvent<Void>)
+    }
+
+    /// Under one lock acquisition: enters the gate and routes the first pieces into `plan` (a
+    /// refused route leaves the gate again before throwing).
+    private func admitRead(_ snapshot: Snapshot, _ pieces: inout ChunkPieces,
+                           into plan: inout ReadPlan) throws(VolumeError) -> ReadAdmission {
+        try state.withLock { state throws(VolumeError) in
+            if let reopened = state.gate.enter() { return .closed(reopened) }
+            do throws(VolumeError) {
+                return .admitted(try Self.routeReads(&state, snapshot, &pieces, resolved: nil, into: &plan))
+            } catch {
+                state.gate.leave()
+                throw error
+            }
+        }
+    }
+
+    /// Under the lock: routes pieces from the cursor into `plan` until one whose exception is
+    /// pending or not in memory (left at the cursor and returned), and tracks the plan's origin
+    /// reads.
+    private static func routeReads(_ state: inout OriginState, _ snapshot: Snapshot, _ pieces: inout ChunkPieces,
+                                   resolved: ExceptionCache.Resolution?, into plan: inout ReadPlan) throws(VolumeError) -> ReadStop? {
+        let geometry = snapshot.geometry
+        let stop: ReadStop?? = try state.tables.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) in
+            try requireUsable(tables.condition, snapshot)
+            while let piece = pieces.current {
+                switch route(piece, in: &tables, geometry, resolved: resolved) {
+                case .stop(let stop): return stop
+                case .device(let source, let deviceOffset): plan.add(piece, from: source, at: deviceOffset)
+                }
+                pieces.advance(past: piece)
+            }
+            return nil
+        }
+        guard let stop else { throw VolumeError.inactive(volume: snapshot.name) }
+        plan.track(in: &state.reads)
+        return stop
+    }
+
+    /// Where one piece of a snapshot read goes (the device and the offset on it), or why it
+    /// cannot go anywhere yet.
+    private static func route(_ piece: ChunkPiece, in tables: inout SnapshotTables, _ geometry: ChunkGeometry,
+                              resolved: ExceptionCache.Resolution?) -> ReadRoute {
+        switch tables.exceptions.lookup(piece.chunk, resolved: resolved) {
+        case .pending(let pending): return .stop(.pending(pending))
+        case .unloaded: return .stop(.unloaded(piece.chunk))
+        case .completed(let new): return .device(.store, piece.offset(at: new, in: geometry))
+        case .absent: return .device(.origin, piece.offset(at: piece.chunk, in: geometry))
+        }
+    }
+
+    /// Issues a plan's reads.
+    @inline(__always)
+    private func perform(_ plan: ReadPlan, _ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer) async throws {
+        for extent in plan.extents {
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[extent.bufferOffset..<extent.bufferOffset + extent.length])
+            try await read(extent.source, of: snapshot, into: target, at: extent.deviceOffset)
+        }
+    }
+
+    /// One read from the COW store or the origin; a file's `pread` is called without suspending.
+    @inline(__always)
+    private func read(_ source: ReadPlan.Source, of snapshot: Snapshot, into target: UnsafeMutableRawBufferPointer,
+                      at deviceOffset: UInt64) async throws {
+        let device = source == .store ? snapshot.store.device : device
+        if try !device.readImmediately(into: target, at: deviceOffset) {
+            try await device.read(into: target, at: deviceOffset)
+        }
+    }
+
+    // MARK: reads inside one chunk
+
+    /// The outcome of admitting a read inside one chunk.
+    private enum SingleChunkAdmission {
+        /// Inside the gate, routed (and tracked, if it goes to the origin).
+        case admitted(ReadPlan.Source, UInt64, ReadTracker.Token?)
+        /// Not inside the gate, nothing tracked: the general path takes over.
+        case general
+    }
+
+    /// The common read, inside one chunk whose exception is completed or absent, without a read
+    /// plan: admission, routing and tracking under one lock acquisition, leaving and untracking
+    /// under another, as in the general path. Returns false, having done nothing, when the
+    /// general path must run instead: the read spans chunks, the gate is closed, the exception
+    /// is pending or not in memory, or the snapshot is not usable (the general path throws).
+    @inline(__always)
+    private func readInsideOneChunk(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws -> Bool {
+        guard let piece = snapshot.geometry.singlePiece(offset: offset, length: buffer.count),
+              case .admitted(let source, let deviceOffset, let token) = admitSingleChunkRead(snapshot, piece) else { return false }
+        defer { leaveGate(untracking: token) }
+        try await read(source, of: snapshot, into: buffer, at: deviceOffset)
+        return true
+    }
+
+    /// Under one lock acquisition: enters the gate, routes `piece` and tracks it if it goes to
+    /// the origin; or, if any of that cannot be done here, leaves everything as it was.
+    private func admitSingleChunkRead(_ snapshot: Snapshot, _ piece: ChunkPiece) -> SingleChunkAdmission {
+        state.withLock { state in
+            guard state.gate.enter() == nil else { return .general }
+            let routed = state.tables.withTables(ObjectIdentifier(snapshot)) { tables -> ReadRoute? in
+                guard tables.condition.readable else { return nil }
+                return Self.route(piece, in: &tables, snapshot.geometry, resolved: nil)
+            }
+            guard case .device(let source, let deviceOffset)? = routed ?? nil else {
+                state.gate.leave()
+                return .general
+            }
+            guard source == .origin else { return .admitted(source, deviceOffset, nil) }
+            let token = state.reads.newToken()
+            state.reads.track(deviceOffset..<deviceOffset + UInt64(piece.length), as: token)
+            return .admitted(source, deviceOffset, token)
+        }
+    }
+}
