@@ -31,9 +31,17 @@ struct ServeCommand: AsyncParsableCommand {
                 let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
                 let server = try await NBDServer.start(exports: exports, at: address)
                 if case .unix(let path) = address { chmod(path, 0o600) }
+                // The control socket is up before the notice: a script that waits for "serving"
+                // and then runs `snapvol status` must find its command forwarded, not the pool locked.
+                let control: ControlServer
+                do {
+                    control = try await ControlServer.start(controller: controller)
+                } catch {
+                    await server.shutdown()
+                    throw error
+                }
                 let names = exports.exportNames
                 printNotice("serving \(names.count) volume(s) on \(address)" + (names.first.map { ", e.g. \(address.uri(for: $0))" } ?? ""))
-                let control = try await ControlServer.start(controller: controller)
                 let watcher = Task { [policy] in await Self.watch(controller, policy: policy) }
                 await ShutdownSignal.wait()
                 watcher.cancel()
