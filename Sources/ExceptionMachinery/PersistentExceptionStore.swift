@@ -11,8 +11,11 @@ import Synchronization
 /// - an area is written only after a flush of the COW device, so every record on disk points
 ///   at data that is already durable;
 /// - before an area is written full, the next area is zeroed, so a terminator always exists;
-/// - one area write (group commit) serves every exception that completed meanwhile, and is
-///   deferred while others are still in flight unless the area is full;
+/// - one group commit serves every exception that completed meanwhile, and is deferred while
+///   others are still in flight unless an area is full; when completed records fill the
+///   current area and spill into the next ones, one commit writes them all with two flushes:
+///   the later areas (and the zeroed terminator) go down with the data, before the first
+///   area, which the loader reads first, is written full;
 /// - a device error or abandoned exception invalidates the store, durably if possible.
 public final class PersistentExceptionStore: ExceptionStore {
     public let device: any BlockDevice
@@ -52,11 +55,11 @@ public final class PersistentExceptionStore: ExceptionStore {
         }
     }
 
-    /// One group commit: an area image to write, and who waits for it.
+    /// One group commit: area images to write (consecutive areas, the current one first; all
+    /// but the last are full), and who waits for them.
     private struct CommitStep {
-        let area: UInt64
-        let bytes: [UInt8]
-        let areaIsFull: Bool
+        let areas: [(area: UInt64, bytes: [UInt8])]
+        let lastIsFull: Bool
         let waiters: [OneShotEvent<Bool>]
     }
 
@@ -235,14 +238,9 @@ public final class PersistentExceptionStore: ExceptionStore {
     private func runCommitter() async {
         while let step = nextCommitStep() {
             do {
-                if step.areaIsFull {
-                    let next = layout.areaLocation(step.area + 1)
-                    try await device.writeBytes([UInt8](repeating: 0, count: layout.geometry.chunkBytes),
-                                                at: layout.geometry.offset(of: next))
-                }
-                try await writeArea(step.area, step.bytes)
+                try await write(step)
                 state.withLock { state in
-                    if step.areaIsFull {
+                    if step.lastIsFull {
                         state.currentArea += 1
                         state.area = []
                     }
@@ -257,28 +255,52 @@ public final class PersistentExceptionStore: ExceptionStore {
         }
     }
 
-    /// Moves committed allocations (in order) into the area; returns the next area write to do,
-    /// or nil (releasing the committer role) when nothing is due.
+    /// Moves committed allocations (in order) into the current area, and on into the next ones
+    /// while they fill; returns the next group commit to do, or nil (releasing the committer
+    /// role) when nothing is due.
     private func nextCommitStep() -> CommitStep? {
         let perArea = layout.exceptionsPerArea
+        let chunkBytes = layout.geometry.chunkBytes
         return state.withLock { state -> CommitStep? in
-            while state.valid, state.area.count < perArea, let first = state.inFlight.first, let committed = first.committed {
-                state.inFlight.removeFirst()
-                state.area.append(DiskException(old: first.old, new: first.new))
-                state.waiters.append(committed)
+            var filled: [(area: UInt64, bytes: [UInt8])] = []
+            while state.valid {
+                while state.area.count < perArea, let first = state.inFlight.first, let committed = first.committed {
+                    state.inFlight.removeFirst()
+                    state.area.append(DiskException(old: first.old, new: first.new))
+                    state.waiters.append(committed)
+                }
+                guard state.area.count == perArea, state.inFlight.first?.committed != nil else { break }
+                // Full, and the next record is ready too: this area goes in the same commit.
+                filled.append((state.currentArea, MetadataArea.encode(state.area, chunkBytes: chunkBytes)))
+                state.currentArea += 1
+                state.area = []
             }
             let full = state.area.count == perArea
-            let mustWait = !state.inFlight.isEmpty && !full
+            let mustWait = !state.inFlight.isEmpty && !full && filled.isEmpty
             guard state.valid, !state.waiters.isEmpty, !mustWait else {
                 state.committerRunning = false
                 return nil
             }
-            let step = CommitStep(area: state.currentArea,
-                                  bytes: MetadataArea.encode(state.area, chunkBytes: layout.geometry.chunkBytes),
-                                  areaIsFull: full, waiters: state.waiters)
+            let last = (state.currentArea, MetadataArea.encode(state.area, chunkBytes: chunkBytes))
+            let step = CommitStep(areas: filled + [last], lastIsFull: full, waiters: state.waiters)
             state.waiters = []
             return step
         }
+    }
+
+    /// One group commit. The areas after the first, and the zeroed area after a full last one,
+    /// are written with the data and flushed with it; then the first area (the one the loader
+    /// reaches first, so until it is written full the rest is not read) and a second flush.
+    private func write(_ step: CommitStep) async throws {
+        let chunkBytes = layout.geometry.chunkBytes
+        if step.lastIsFull, let last = step.areas.last {
+            try await device.writeBytes([UInt8](repeating: 0, count: chunkBytes),
+                                        at: layout.geometry.offset(of: layout.areaLocation(last.area + 1)))
+        }
+        for later in step.areas.dropFirst() {
+            try await device.writeBytes(later.bytes, at: layout.geometry.offset(of: layout.areaLocation(later.area)))
+        }
+        try await writeArea(step.areas[0].area, step.areas[0].bytes)
     }
 
     /// Flushes data, then writes area `area` and flushes again (the kernel's PREFLUSH|FUA).
