@@ -65,6 +65,26 @@ import TestSupport
         #expect(device.counters.flushes - before.flushes <= 2 * writes)
     }
 
+    /// Records that fill the current area and spill into the next ones are one commit: the
+    /// later areas are written with the data, the current one after the first flush, and two
+    /// flushes serve them all (the kernel would take three commits, six flushes).
+    @Test func recordsSpanningAreasShareOneCommit() async throws {
+        let geometry = try ChunkGeometry(chunkBytes: 4096)
+        let layout = CowLayout(geometry: geometry)
+        let device = FaultInjectingDevice(wrapping: MemoryBlockDevice(size: 4 << 20))
+        let store = try await PersistentExceptionStore.format(device, geometry: geometry)
+        let count = 2 * layout.exceptionsPerArea + 7
+        let chunks = try (0..<count).map { _ in try store.prepareException() }
+        let before = device.counters
+        try await store.commitExceptions(chunks.map { DiskException(old: $0 * 2, new: $0) })
+        #expect(device.counters.flushes - before.flushes == 2)
+        #expect(device.counters.writes - before.writes == 3, "areas 1 and 2, then area 0")
+        var loaded: [DiskException] = []
+        let scan = try await CowScanner.scan(device) { loaded.append($0) }
+        #expect(loaded.map(\.new) == chunks && loaded.allSatisfy { $0.old == $0.new * 2 })
+        #expect(scan.nextFree == chunks.last! + 1)
+    }
+
     @Test func reloadRestoresStateAndContinuesAllocating() async throws {
         let geometry = try ChunkGeometry(chunkBytes: 4096)
         let device = MemoryBlockDevice(size: 2 << 20)
