@@ -6,7 +6,7 @@ import Foundation
 /// from its devices per byte the client wrote, whatever the disk and the page cache did.
 ///
 /// Invariant: both counts only grow; a reading is nil where `/proc/self/io` does not exist.
-struct ProcessIO: Equatable {
+struct ProcessIO {
     var readBytes: UInt64
     var writtenBytes: UInt64
 

@@ -176,9 +176,7 @@ extension Origin {
                 return .general
             }
             guard source == .origin else { return .admitted(source, deviceOffset, nil) }
-            let token = state.reads.newToken()
-            state.reads.track(deviceOffset..<deviceOffset + UInt64(piece.length), as: token)
-            return .admitted(source, deviceOffset, token)
+            return .admitted(source, deviceOffset, state.reads.track(deviceOffset..<deviceOffset + UInt64(piece.length)))
         }
     }
 }

@@ -93,7 +93,6 @@ public final class Origin: Sendable {
         self.onEvent = onEvent
     }
 
-
     // MARK: snapshots joining and leaving
 
     /// Loads `store`'s metadata and only then joins the snapshot to this origin ("resume").

@@ -38,8 +38,7 @@ struct ReadPlan {
     /// Tracks the plan's origin extents in `reads` under a new token (none if it has none).
     mutating func track(in reads: inout ReadTracker) {
         for extent in extents where extent.source == .origin {
-            if token == nil { token = reads.newToken() }
-            reads.track(extent.deviceRange, as: token!)
+            token = reads.track(extent.deviceRange, joining: token)
         }
     }
 }

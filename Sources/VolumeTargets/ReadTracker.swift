@@ -26,13 +26,17 @@ struct ReadTracker {
 
     var isEmpty: Bool { entries.isEmpty }
 
-    mutating func newToken() -> Token {
-        issued &+= 1
-        return Token(value: issued)
+    /// Tracks `range` for the read named by `token`, or for a new read if `token` is nil;
+    /// returns the read's token.
+    mutating func track(_ range: Range<UInt64>, joining token: Token? = nil) -> Token {
+        let token = token ?? newToken()
+        entries.append(Entry(token: token, range: range))
+        return token
     }
 
-    mutating func track(_ range: Range<UInt64>, as token: Token) {
-        entries.append(Entry(token: token, range: range))
+    private mutating func newToken() -> Token {
+        issued &+= 1
+        return Token(value: issued)
     }
 
     /// Ends the read named by `token`; returns the waiters to resume (outside the lock).
