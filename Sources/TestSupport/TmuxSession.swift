@@ -38,9 +38,15 @@ public final class TmuxSession: Sendable {
         try tmux(["display-message", "-p", "-t", name, "#{alternate_on}"]).text.hasPrefix("1")
     }
 
+    /// How long a wait lasts unless told otherwise. Generous on purpose: in the full suite on 2
+    /// cores, a TUI's first screen once took more than 15 s to appear (the screen still blank),
+    /// while alone it takes about 1 s; a wait ends as soon as its condition holds, so only a
+    /// failing test pays for the margin.
+    public static let defaultTimeout: Double = 60
+
     /// Waits until the screen satisfies `condition`; returns the last screen seen.
     @discardableResult
-    public func waitFor(_ what: String, timeout: Double = 15, _ condition: (String) -> Bool) throws -> String {
+    public func waitFor(_ what: String, timeout: Double = defaultTimeout, _ condition: (String) -> Bool) throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         var last = ""
         while Date() < deadline {
@@ -52,7 +58,7 @@ public final class TmuxSession: Sendable {
     }
 
     @discardableResult
-    public func waitFor(text: String, timeout: Double = 15) throws -> String {
+    public func waitFor(text: String, timeout: Double = defaultTimeout) throws -> String {
         try waitFor("'\(text)' on screen", timeout: timeout) { $0.contains(text) }
     }
 }

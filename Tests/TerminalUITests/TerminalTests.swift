@@ -22,7 +22,7 @@ struct TerminalTests {
     @Test func demoShowsTheTreeAndFiguresMove() throws {
         let dir = try TemporaryDirectory(prefix: "snapvol-demo")
         let session = try TmuxSession(command: "\(Self.binary) demo --dir \(dir.path) --rate 4M", environment: Self.environment)
-        let first = try session.waitFor("both snapshots with exceptions", timeout: 60) { screen in
+        let first = try session.waitFor("both snapshots with exceptions") { screen in
             screen.contains("└ before-upgrade") && screen.contains("└ hourly") && Self.exceptions(in: screen, of: "hourly") ?? 0 > 0
         }
         #expect(first.contains("vm-disk"))
@@ -199,7 +199,7 @@ struct MergeFromTerminalTests {
         try session.keys("j", "m")
         try session.waitFor(text: "Merge base into vm?")
         try session.keys("y")
-        try session.waitFor(text: "merged base into its origin", timeout: 60)
+        try session.waitFor(text: "merged base into its origin")
         try session.keys("q")
         try session.waitFor(text: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("base") == nil)
