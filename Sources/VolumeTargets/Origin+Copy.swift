@@ -65,7 +65,9 @@ extension Origin {
                 return false
             }
             if refused == true {
-                let reason = snapshot.store.isValid ? "COW store full" : "COW store invalid"
+                // While I/O runs a store turns invalid only when a copy into it or one of its
+                // metadata writes failed; the snapshot's own reason may not be recorded yet.
+                let reason = snapshot.store.isValid ? "COW store full" : "COW store invalidated after a failed copy or metadata write"
                 if markInvalid(&state, snapshot, reason: reason) { plan.invalidated.append((snapshot, reason)) }
             }
         }
@@ -116,19 +118,21 @@ extension Origin {
     /// Commits a run's copied exceptions together, so one group commit serves them (or gives
     /// them up after a failed copy), and wakes their waiters.
     func finish(_ snapshot: Snapshot, _ pendings: [PendingException], copyError: (any Error)?) async {
-        var failure: String?
+        var committed = false
         if let copyError {
-            failure = "copy failed: \(copyError)"
+            // The snapshot carries the reason before the store turns invalid: a write planning
+            // copies meanwhile then skips it instead of finding the store refusing.
+            await invalidate(snapshot, reason: "copy failed: \(copyError)")
             for pending in pendings { await snapshot.store.abandonException(new: pending.new) }
         } else {
             do {
                 try await snapshot.store.commitExceptions(pendings.map { DiskException(old: $0.old, new: $0.new) })
+                committed = true
             } catch {
-                failure = "metadata commit failed: \(error)"
+                await invalidate(snapshot, reason: "metadata commit failed: \(error)")
             }
         }
-        if let failure { await invalidate(snapshot, reason: failure) }
-        complete(snapshot, pendings, committed: failure == nil)
+        complete(snapshot, pendings, committed: committed)
     }
 
     /// Moves `pendings` into the completed table (if committed) and signals their waiters.
