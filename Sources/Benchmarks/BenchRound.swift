@@ -128,7 +128,8 @@ struct BenchRound {
     }
 
     /// Random first writes and rewrites on a fresh snapshot, after reading it while all its
-    /// chunks are still on the origin.
+    /// chunks are still on the origin; then merging it (one chunk per run, scattered over the
+    /// origin) against as many random 4 KiB raw writes.
     private mutating func measureOneSnapshotRandom(_ origin: Origin) async throws {
         var raw = try await rawWrite(random)
         let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
@@ -140,6 +141,12 @@ struct BenchRound {
         try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
                          IODriver.run(random, .write, on: target, fill: 0xB2), adjacent: raw)
         recordTable("exception table bytes per exception, random pattern", origin.cacheFigures(of: snapshot))
+        let exceptions = origin.status(of: snapshot).exceptions
+        raw = try await rawWrite(random)
+        try await record("merge a snapshot of random chunks", vs: Names.rawRandWrite,
+                         IODriver.time(bytes: UInt64(exceptions * geometry.chunkBytes), operations: exceptions) {
+                             try await origin.merge(snapshot)
+                         }, adjacent: raw)
         await volumes.removeSnapshots([snapshot], from: origin)
     }
 

@@ -106,10 +106,12 @@ public protocol ExceptionStore: AnyObject, Sendable {
     /// Gives up a prepared exception whose copy failed; the store invalidates itself.
     func abandonException(new: ChunkIndex) async
 
-    /// The newest run of consecutive exceptions still to merge, or nil when none is left.
-    func prepareMerge() async throws -> MergeRun?
+    /// The newest exceptions still to merge, as runs of consecutive ones, newest first, at most
+    /// `limit` exceptions in all (possibly from several metadata areas); empty when none is
+    /// left. A second call before `commitMerge` prepares the same exceptions again.
+    func prepareMerge(limit: Int) async throws -> [MergeRun]
 
-    /// Durably forgets the newest `count` exceptions returned by `prepareMerge`.
+    /// Durably forgets the `count` exceptions the last `prepareMerge` returned (all of them).
     func commitMerge(count: Int) async throws
 
     /// Space figures for status.

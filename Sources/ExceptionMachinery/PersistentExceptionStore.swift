@@ -23,7 +23,7 @@ public final class PersistentExceptionStore: ExceptionStore {
     private let originChunks: UInt64?
     private let state: Mutex<State>
 
-    /// The longest run a single merge step copies back: 256 chunks, at most 16 MiB.
+    /// The longest run `prepareMerge` returns: 256 chunks, at most 16 MiB.
     var maxMergeRun: Int { max(1, min(256, (16 << 20) / layout.geometry.chunkBytes)) }
 
     private struct Allocation {
@@ -43,6 +43,9 @@ public final class PersistentExceptionStore: ExceptionStore {
         /// Waiters of records in `area` that are not yet durable.
         var waiters: [OneShotEvent<Bool>] = []
         var committerRunning = false
+        /// What the store holds once the exceptions of the last `prepareMerge` are forgotten:
+        /// the current area then, its records, and how many were prepared.
+        var preparedMerge: (area: UInt64, records: [DiskException], count: Int)?
 
         /// Position of `new` in `inFlight`, which is sorted by allocation (binary search).
         func inFlightIndex(of new: ChunkIndex) -> Int? {
@@ -150,28 +153,34 @@ public final class PersistentExceptionStore: ExceptionStore {
         await invalidate()
     }
 
-    public func prepareMerge() async throws -> MergeRun? {
+    public func prepareMerge(limit: Int) async throws -> [MergeRun] {
         var (area, records, valid) = state.withLock { ($0.currentArea, $0.area, $0.valid) }
         guard valid else { throw StoreError.invalidated }
-        if records.isEmpty {
-            if area == 0 { return nil }
-            area -= 1
-            do {
-                let bytes = try await device.readBytes(at: layout.geometry.offset(of: layout.areaLocation(area)), count: layout.geometry.chunkBytes)
-                records = MetadataArea.decode(bytes).records
-            } catch {
-                throw StoreError.device(error)
+        var runs: [MergeRun] = []
+        var taken = 0
+        while taken < limit {
+            if records.isEmpty {
+                // Earlier areas are full: step back into the previous one, as the kernel does.
+                guard area > 0 else { break }
+                area -= 1
+                do { records = try await readArea(area) } catch { throw StoreError.device(error) }
+                guard !records.isEmpty else { break }
             }
-            let loaded = records
-            state.withLock {
-                $0.currentArea = area
-                $0.area = loaded
-            }
-            if records.isEmpty { return nil }
+            let run = Self.newestRun(of: records, longest: min(maxMergeRun, limit - taken))
+            records.removeLast(run.count)
+            runs.append(run)
+            taken += run.count
         }
+        let remaining = records
+        state.withLock { $0.preparedMerge = (area, remaining, taken) }
+        return runs
+    }
+
+    /// The run of consecutive records (in both origin and store chunks) that ends `records`.
+    private static func newestRun(of records: [DiskException], longest: Int) -> MergeRun {
         let last = records[records.count - 1]
         var count = 1
-        while count < min(records.count, maxMergeRun) {
+        while count < min(records.count, longest) {
             let record = records[records.count - 1 - count]
             guard record.old == last.old &- UInt64(count), record.new == last.new &- UInt64(count) else { break }
             count += 1
@@ -181,12 +190,19 @@ public final class PersistentExceptionStore: ExceptionStore {
 
     public func commitMerge(count: Int) async throws {
         let (area, bytes) = state.withLock { state -> (UInt64, [UInt8]) in
-            state.area.removeLast(min(count, state.area.count))
-            state.nextFree = layout.areaLocation(state.currentArea) + UInt64(state.area.count) + 1
-            return (state.currentArea, MetadataArea.encode(state.area, chunkBytes: layout.geometry.chunkBytes))
+            guard let prepared = state.preparedMerge, prepared.count == count else {
+                preconditionFailure("commit of \(count) merged exceptions, not the \(state.preparedMerge?.count ?? 0) prepared")
+            }
+            state.preparedMerge = nil
+            state.currentArea = prepared.area
+            state.area = prepared.records
+            state.nextFree = layout.areaLocation(prepared.area) + UInt64(prepared.records.count) + 1
+            return (prepared.area, MetadataArea.encode(prepared.records, chunkBytes: layout.geometry.chunkBytes))
         }
-        // A failure here is not fatal to the store: the data of the run is already in the
-        // origin, so re-running the merge copies it again and rewrites the area.
+        // One area write forgets records of several areas: the area left not full is where the
+        // loader stops, so what lies after it is never read (and is zeroed before that area
+        // fills again). A failure here is not fatal to the store: the data of the runs is already
+        // in the origin, so re-running the merge copies it again and rewrites the area.
         do {
             try await writeArea(area, bytes)
         } catch {

@@ -37,7 +37,7 @@ public final class TransientExceptionStore: ExceptionStore {
 
     public func abandonException(new: ChunkIndex) async { await invalidate() }
 
-    public func prepareMerge() async throws -> MergeRun? { throw StoreError.unsupported("merge") }
+    public func prepareMerge(limit: Int) async throws -> [MergeRun] { throw StoreError.unsupported("merge") }
 
     public func commitMerge(count: Int) async throws { throw StoreError.unsupported("merge") }
 

@@ -2,11 +2,36 @@ import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 
-/// A merge in progress: the snapshot being rolled into its origin, and the run of chunks the
+/// A merge in progress: the snapshot being rolled into its origin, and the runs of chunks the
 /// current step is copying back (origin I/O to those chunks waits for the step).
+/// Invariant: the busy runs are sorted and disjoint (a step's runs are distinct records).
 struct MergeState {
     let snapshot: Snapshot
-    var busy: (chunks: Range<ChunkIndex>, done: OneShotEvent<Void>)?
+    var busy: (runs: [Range<ChunkIndex>], done: OneShotEvent<Void>)?
+
+    init(snapshot: Snapshot) { self.snapshot = snapshot }
+
+    mutating func beginStep(_ runs: [Range<ChunkIndex>], done: OneShotEvent<Void>) {
+        busy = (runs.sorted { $0.lowerBound < $1.lowerBound }, done)
+    }
+
+    /// The event to wait for when `chunk` is being copied back, else nil.
+    func busyEvent(for chunk: ChunkIndex) -> OneShotEvent<Void>? {
+        guard let busy else { return nil }
+        // The last run starting at or before `chunk` is the only one that can hold it.
+        var low = 0, high = busy.runs.count
+        while low < high {
+            let mid = (low + high) / 2
+            if busy.runs[mid].lowerBound <= chunk { low = mid + 1 } else { high = mid }
+        }
+        return low > 0 && busy.runs[low - 1].contains(chunk) ? busy.done : nil
+    }
+}
+
+/// How much one merge step copies back before its one origin flush and one metadata write.
+public enum MergeStep {
+    /// 16 MiB, from as many runs and metadata areas as that takes.
+    public static let defaultBytes = 16 << 20
 }
 
 /// Where one chunk of an origin I/O goes while a merge runs.
@@ -19,17 +44,23 @@ enum MergeViewRoute {
 extension Origin {
     /// Rolls the origin back to `snapshot`'s content and consumes the snapshot (dm's
     /// snapshot-merge). Records are merged newest first, in runs; before each run is copied back,
-    /// every other snapshot receives its own copy of the chunks about to change. From the start,
-    /// the origin reads and writes as the merged result. Each step is durable, so a merge
-    /// interrupted by a crash resumes by calling `merge` again on the re-attached snapshot.
-    public func merge(_ snapshot: Snapshot) async throws {
+    /// every other snapshot receives its own copy of the chunks about to change. A step copies
+    /// back up to `stepBytes` of runs, from as many metadata areas as that takes, then flushes the
+    /// origin and forgets their records with one metadata write. From the start, the origin
+    /// reads and writes as the merged result. Each step is durable, so a merge interrupted by a
+    /// crash resumes by calling `merge` again on the re-attached snapshot.
+    /// - Parameter stepBytes: how much a step copies back (at least one chunk).
+    public func merge(_ snapshot: Snapshot, stepBytes: Int = MergeStep.defaultBytes) async throws {
         guard snapshot.store.isPersistent else {
             throw VolumeError.refused(volume: snapshot.name, reason: "a transient snapshot cannot be merged")
         }
         let total = try await beginMerge(snapshot)
         do {
-            while let run = try await snapshot.store.prepareMerge() {
-                try await mergeStep(snapshot, run)
+            let limit = max(1, stepBytes / snapshot.geometry.chunkBytes)
+            while true {
+                let runs = try await snapshot.store.prepareMerge(limit: limit)
+                if runs.isEmpty { break }
+                try await mergeStep(snapshot, runs)
                 let remaining = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.count ?? 0 }
                 onEvent(.mergeProgress(snapshot: snapshot.name, remainingExceptions: remaining, totalExceptions: total))
             }
@@ -75,12 +106,25 @@ extension Origin {
         }
     }
 
-    /// Copies one run back: mark it busy, give other snapshots their copies, copy, flush, commit.
-    private func mergeStep(_ snapshot: Snapshot, _ run: MergeRun) async throws {
-        let geometry = snapshot.geometry
-        let chunks = run.old..<(run.old + UInt64(run.count))
+    /// Copies runs back: mark them busy, give other snapshots their copies, copy, flush, commit.
+    private func mergeStep(_ snapshot: Snapshot, _ runs: [MergeRun]) async throws {
+        let chunks = runs.map { $0.old..<($0.old + UInt64($0.count)) }
         let done = OneShotEvent<Void>()
-        await withGateClosed { state.withLock { $0.merge?.busy = (chunks, done) } }
+        await withGateClosed { state.withLock { $0.merge?.beginStep(chunks, done: done) } }
+        for run in runs { try await copyBack(run, of: snapshot) }
+        try await device.flush()
+        try await snapshot.store.commitMerge(count: runs.reduce(0) { $0 + $1.count })
+        state.withLock { state in
+            let id = ObjectIdentifier(snapshot)
+            for chunk in chunks.joined() { state.tables[id]?.exceptions.completed.remove(old: chunk) }
+            state.merge?.busy = nil
+        }
+        done.signal()
+    }
+
+    /// Copies one run from the store to the origin, once the other snapshots kept their copies.
+    private func copyBack(_ run: MergeRun, of snapshot: Snapshot) async throws {
+        let geometry = snapshot.geometry
         let offset = geometry.offset(of: run.old)
         guard offset < size else {
             throw VolumeError.refused(volume: snapshot.name, reason: "exception for chunk \(run.old) lies beyond the origin")
@@ -90,20 +134,12 @@ extension Origin {
         await waitForSnapshotReads(offset: offset, length: length)
         try await copier.copy(from: snapshot.store.device, at: geometry.offset(of: run.new), length: length,
                               to: CopyDestination(device: device, offset: offset))
-        try await device.flush()
-        try await snapshot.store.commitMerge(count: run.count)
-        state.withLock { state in
-            let id = ObjectIdentifier(snapshot)
-            for chunk in chunks { state.tables[id]?.exceptions.completed.remove(old: chunk) }
-            state.merge?.busy = nil
-        }
-        done.signal()
     }
 
     private func routeMergeView(chunk: ChunkIndex, geometry: ChunkGeometry) -> MergeViewRoute {
         state.withLock { state in
             guard let merge = state.merge else { return .origin }
-            if let busy = merge.busy, busy.chunks.contains(chunk) { return .wait(busy.done) }
+            if let done = merge.busyEvent(for: chunk) { return .wait(done) }
             if let new = state.tables[ObjectIdentifier(merge.snapshot)]?.exceptions.completed.residentLookup(chunk) { return .store(new) }
             return .origin
         }

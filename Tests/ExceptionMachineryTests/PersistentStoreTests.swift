@@ -148,11 +148,17 @@ import TestSupport
         let olds: [UInt64] = Array(100..<110) + [7] + Array(300..<560)
         for old in olds { try await store.commitException(old: old, new: try store.prepareException()) }
         var merged: [UInt64] = []
-        while let run = try await store.prepareMerge() {
-            merged.append(contentsOf: (0..<UInt64(run.count)).map { run.old + $0 }.reversed())
-            try await store.commitMerge(count: run.count)
+        var steps: [[MergeRun]] = []
+        while case let runs = try await store.prepareMerge(limit: 100), !runs.isEmpty {
+            #expect(try await store.prepareMerge(limit: 100) == runs, "preparing again prepares the same runs")
+            for run in runs { merged.append(contentsOf: (0..<UInt64(run.count)).map { run.old + $0 }.reversed()) }
+            try await store.commitMerge(count: runs.reduce(0) { $0 + $1.count })
+            steps.append(runs)
+            #expect(try await CowScanner.scan(device).exceptionCount == olds.count - merged.count, "one area write forgets them")
         }
         #expect(merged == olds.reversed())
+        // 271 records in areas of 256, at most 100 per step: the first step spans areas 1 and 0.
+        #expect(steps.map { $0.map(\.count) } == [[15, 85], [100], [60, 1, 10]])
         let usage = store.usage()
         #expect(usage.allocatedSectors == usage.metadataSectors)
         #expect(try await CowScanner.scan(device).exceptionCount == 0)
@@ -164,7 +170,7 @@ import TestSupport
         #expect(try store.prepareException() == 1)
         #expect(try store.prepareException() == 2)
         #expect(throws: StoreError.self) { try store.prepareException() }
-        await #expect(throws: StoreError.self) { try await store.prepareMerge() }
+        await #expect(throws: StoreError.self) { try await store.prepareMerge(limit: 1) }
         #expect(store.usage() == StoreUsage(totalSectors: 24, allocatedSectors: 24, metadataSectors: 0))
     }
 }

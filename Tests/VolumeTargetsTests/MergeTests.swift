@@ -1,3 +1,4 @@
+import AsyncPrimitives
 import BlockDevices
 import ExceptionMachinery
 import Testing
@@ -34,8 +35,9 @@ import VolumeTargets
         var origin = Origin(name: "origin", device: device)
         var snapshot = try await origin.snapshot("snap", cow: cow)
         for i in 0..<20 { try await origin.writeBytes(pattern(UInt8(i), 4096), at: UInt64(i) * 8192) }
+        // Steps of two runs: three steps commit, the fourth fails writing its metadata area.
         cow.failWrites(after: 3)
-        await #expect(throws: (any Error).self) { try await origin.merge(snapshot) }
+        await #expect(throws: (any Error).self) { try await origin.merge(snapshot, stepBytes: 2 * 4096) }
         #expect(snapshot.status.condition.word == "merge-failed")
         #expect(snapshot.status.dmStatusLine.hasSuffix("Merge failed"))
         cow.clearFaults()
@@ -68,5 +70,38 @@ import VolumeTargets
         try await merging.value
         try await origin.writeBytes(pattern(3, 10), at: 0)
         #expect(try await origin.readBytes(at: 0, count: 10) == pattern(3, 10))
+    }
+
+    /// One step copies back several runs and forgets them with one metadata write: until then,
+    /// a write to a chunk of any of its runs (already copied back or not) waits, then lands on
+    /// the origin. Routed to the COW instead, it would be lost when the records are forgotten.
+    @Test func writesToAnyRunOfAStepWaitForTheStep() async throws {
+        let device = patternedDevice(size: 256 << 10)
+        let cow = FaultInjectingDevice(wrapping: MemoryBlockDevice(name: "cow", size: 512 << 10))
+        let origin = Origin(name: "origin", device: device)
+        let snapshot = try await origin.snapshot("snap", cow: cow)
+        let chunks: [UInt64] = [40, 3, 17, 58, 9, 33]  // six runs of one chunk, in no order
+        for chunk in chunks { try await origin.writeBytes(pattern(1, 4096), at: chunk * 4096) }
+        // Runs are copied back newest first: the oldest (chunk 40, in COW chunk 2) comes last.
+        let held = cow.hold(.read, in: 2 * 4096..<3 * 4096)
+        let merging = Task { try await origin.merge(snapshot) }
+        await held.arrived.wait()
+        let finished = chunks.map { _ in OneShotEvent<Void>() }
+        let writers = zip(chunks, finished).map { chunk, done in
+            Task {
+                try await origin.writeBytes([UInt8](repeating: 7, count: 4096), at: chunk * 4096)
+                done.signal()
+            }
+        }
+        await dispatchPause(for: .milliseconds(200))
+        #expect(finished.filter(\.isSignalled).count == 0, "writes to the step's runs must wait for it")
+        held.release()
+        try await merging.value
+        for writer in writers { try await writer.value }
+        for chunk in chunks {
+            let at = Int(chunk) * 4096
+            #expect(device.contents[at..<at + 4096].allSatisfy { $0 == 7 }, "the write to chunk \(chunk) was lost")
+        }
+        #expect(try await CowScanner.scan(cow.base).exceptionCount == 0)
     }
 }

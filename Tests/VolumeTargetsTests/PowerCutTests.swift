@@ -118,7 +118,8 @@ import VolumeTargets
     /// A cut in the middle of a merge: after reopening, the store loads, and running the merge
     /// again (as activation does for a snapshot marked merging) leaves the origin equal to the
     /// snapshot's image. With 512-byte chunks (32 records per area) the merge empties area
-    /// after area and steps back through them.
+    /// after area and steps back through them; each trial picks the size of a merge step, from
+    /// one chunk to more than an area.
     @Test(arguments: [512, 4096, 16384])
     func mergesSurvivePowerCuts(chunkBytes: Int) async throws {
         var generator = SeededGenerator.fromEnvironment()
@@ -131,10 +132,11 @@ import VolumeTargets
             if chunkBytes == 512 { #expect(snapshot.status.exceptions > 3 * 32, "the merge must cross areas") }
             rig.trackUnflushedWrites()
             let cutAfter = rig.deviceWrites + Int.random(in: 1...60, using: &generator)
+            let stepBytes = chunkBytes * Int.random(in: 1...48, using: &generator)
             let finished = OneShotEvent<Void>()
             let merge = Task {
                 defer { finished.signal() }
-                try await rig.origin.merge(snapshot)
+                try await rig.origin.merge(snapshot, stepBytes: stepBytes)
             }
             while rig.deviceWrites < cutAfter, !finished.isSignalled { await Task.yield() }
             cutsWithLosses += try await rig.cutPower(using: &generator) ? 1 : 0
