@@ -32,6 +32,8 @@ struct MergeState {
 public enum MergeStep {
     /// 16 MiB, from as many runs and metadata areas as that takes.
     public static let defaultBytes = 16 << 20
+    /// Runs of one step copied back at the same time.
+    static let copiesInFlight = 8
 }
 
 /// Where one chunk of an origin I/O goes while a merge runs.
@@ -111,7 +113,15 @@ extension Origin {
         let chunks = runs.map { $0.old..<($0.old + UInt64($0.count)) }
         let done = OneShotEvent<Void>()
         await withGateClosed { state.withLock { $0.merge?.beginStep(chunks, done: done) } }
-        for run in runs { try await copyBack(run, of: snapshot) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Runs are distinct chunks: several copies overlap (a step of scattered chunks is
+            // thousands of small ones); the copier bounds their buffers.
+            for (index, run) in runs.enumerated() {
+                if index >= MergeStep.copiesInFlight { try await group.next() }
+                group.addTask { try await self.copyBack(run, of: snapshot) }
+            }
+            try await group.waitForAll()
+        }
         try await device.flush()
         try await snapshot.store.commitMerge(count: runs.reduce(0) { $0 + $1.count })
         state.withLock { state in
