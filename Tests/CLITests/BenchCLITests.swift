@@ -17,7 +17,8 @@ import TestSupport
         for expected in ["raw seq 1M write", "raw copy-before-write floor, seq 1M", "origin seq 1M write, 1 snapshot, first write",
                          "origin rand 4K write, 1 snapshot, rewrite", "origin rand 4K write, 2 snapshots, first write",
                          "snapshot rand 4K read, chunks in COW, cold", "activation of a full COW",
-                         "merge a full snapshot into its origin", "origin rand 4K write, 1 snapshot, first write, write-through"] {
+                         "merge a full snapshot into its origin", "merge a snapshot of random chunks",
+                         "origin rand 4K write, 1 snapshot, first write, write-through"] {
             #expect(names.contains(expected), "missing \(expected)")
         }
         for row in rows where row["baseline"] is String {
