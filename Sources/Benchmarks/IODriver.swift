@@ -48,6 +48,7 @@ public struct IOTarget: Sendable {
 /// cost, not the driver's; and every dirty page of earlier cases is written back first
 /// (`sync`), so no case pays for the write-back or the freed files of the one before it.
 public enum IODriver {
+    /// Whether a pattern's requests read or write.
     public enum Direction: Sendable { case read, write }
 
     public static func run(_ pattern: IOPattern, _ direction: Direction, on target: IOTarget, fill: UInt8 = 0x5A) async throws -> Sample {

@@ -8,6 +8,7 @@ import SystemPackage
 ///
 /// Invariant: with no rule installed it behaves exactly like the wrapped device.
 public final class FaultInjectingDevice: ResizableDevice {
+    /// The kind of I/O a rule or hold applies to.
     public enum Operation: Sendable { case read, write, flush }
 
     /// An I/O held in flight: the first matching operation signals `arrived` and then waits

@@ -120,6 +120,7 @@ struct LiveOrigin {
 
 /// Recent events, newest last, for status displays (the TUI's event pane).
 public final class EventJournal: Sendable {
+    /// One event as shown: when, and its text. Sequences are unique and increasing.
     public struct Entry: Sendable, Equatable {
         /// Increases by one per event, so a reader can ask for what is new.
         public let sequence: Int

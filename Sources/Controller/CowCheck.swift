@@ -5,6 +5,7 @@ import Foundation
 /// The offline check of a persistent COW device (`snapvol check`): header fields, exception
 /// count, areas, fill, and the first inconsistency found. Opens the device read-only.
 public struct CowCheckReport: Codable, Sendable {
+    /// The outcome, as the exit status reports it: clean 0, inconsistent 1, unreadable 2.
     public enum Verdict: String, Codable, Sendable { case clean, inconsistent, unreadable }
 
     public var path: String

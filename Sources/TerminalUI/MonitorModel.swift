@@ -3,6 +3,7 @@ import Foundation
 
 /// One line of the main view: an origin, or a snapshot indented under it.
 public struct VolumeRow: Sendable, Equatable {
+    /// What the row shows (a snapshot row follows its origin's).
     public enum Kind: Sendable { case origin, snapshot, remap }
 
     public var kind: Kind

@@ -6,6 +6,7 @@ import Foundation
 /// Invariant: `errors` holds, per field, why its current value would be refused; the form can be
 /// submitted only when it is empty.
 public struct SnapshotForm: Sendable {
+    /// The form's fields, in focus order (Tab moves to the next).
     public enum Field: Int, CaseIterable, Sendable {
         case name, origin, cowPath, cowSize, chunkSize
 

@@ -103,6 +103,7 @@ public struct Theme: Sendable {
     }
 }
 
+/// Why a theme file was refused: the theme, the line at fault (0: the file as a whole), and why.
 public struct ThemeError: Error, CustomStringConvertible {
     public let name: String
     public let line: Int

@@ -40,6 +40,8 @@ public final class ServeProcess: Sendable {
     deinit { if process.isRunning { process.terminate() } }
 }
 
+/// A `snapvol serve` that could not be reached: it exited or never said it was serving (the
+/// log carries its output), or its socket refused a connection.
 public struct ServeFailure: Error, CustomStringConvertible {
     public let log: String
     public var description: String { "snapvol serve did not start: \(log)" }

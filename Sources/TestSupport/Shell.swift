@@ -2,6 +2,7 @@ import Foundation
 
 /// Runs external programs for tests (losetup, gzip, the snapvol binary).
 public enum Shell {
+    /// A finished program: its exit status and what it printed.
     public struct Result: Sendable {
         public let status: Int32
         public let stdout: Data
@@ -9,6 +10,7 @@ public enum Shell {
         public var text: String { String(decoding: stdout, as: UTF8.self) }
     }
 
+    /// A program that exited non-zero where success was required.
     public struct Failure: Error, CustomStringConvertible {
         public let command: String
         public let result: Result

@@ -63,6 +63,7 @@ public final class TmuxSession: Sendable {
     }
 }
 
+/// A wait for text on the screen that timed out; carries the screen as it was.
 public struct TmuxTimeout: Error, CustomStringConvertible {
     public let what: String
     public let screen: String
