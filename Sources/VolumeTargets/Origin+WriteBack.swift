@@ -1,12 +1,19 @@
 import AsyncPrimitives
 import BlockDevices
 
-/// Bounds of the write-back queue.
+/// Bounds of the write-back queue: at most 32 MiB of queued data (each queued write holds a
+/// copy of its data) and at most 256 queued writes (lookups scan the queue). A write takes
+/// permits for its bytes, in 4 KiB units, but never fewer than a 256th of them all.
 enum WriteBackLimit {
-    /// Queued writes at most (each holds a copy of its data).
-    static let queuedWrites = 32
+    /// The permits, one per 4 KiB of queued data.
+    static let permits = (32 << 20) / 4096
+    /// Queued writes at most.
+    static let queuedWrites = 256
     /// Larger writes are not queued: they wait for their copies, as in write-through.
     static let largestWrite = 1 << 20
+
+    /// The permits a queued write of `bytes` takes.
+    static func permits(for bytes: Int) -> Int { max(permits / queuedWrites, (bytes + 4095) / 4096) }
 }
 
 /// A queued write's own copy of its data.
@@ -33,7 +40,7 @@ extension Origin {
             await waitForQueuedWrites(overlapping: range)
             return try await writeThrough(buffer, at: offset)
         }
-        await writeBackSlots.acquire()
+        await writeBackSlots.acquire(WriteBackLimit.permits(for: buffer.count))
         let data = QueuedWriteData(copying: buffer)
         let id = state.withLock { state -> UInt64 in
             state.gate.extend()
@@ -61,7 +68,7 @@ extension Origin {
         }
         data.buffer.release()
         done?.signal()
-        writeBackSlots.release()
+        writeBackSlots.release(WriteBackLimit.permits(for: bytes.count))
         leaveGate()
     }
 

@@ -76,8 +76,8 @@ public final class Origin: Sendable {
     let onEvent: @Sendable (VolumeEvent) -> Void
     /// Whether writes that need copies are acknowledged once queued (see `WriteBackQueue`).
     public let writeBack: Bool
-    /// Bounds the queued writes (each at most `WriteBackLimit.largestWrite`): a writer waits when the queue is full.
-    let writeBackSlots = AsyncSemaphore(limit: WriteBackLimit.queuedWrites)
+    /// Bounds the queued writes' count and bytes (`WriteBackLimit`): a writer waits when the queue is full.
+    let writeBackSlots = AsyncSemaphore(limit: WriteBackLimit.permits)
 
     /// - Parameter writeBack: acknowledge origin writes that need copies once they are queued,
     ///   so a client writing one request at a time keeps the copier and group commit busy (the

@@ -45,6 +45,39 @@ import VolumeTargets
         #expect(origin.queuedWrites == QueuedWrites())
     }
 
+    /// The queue is bounded by count for small writes (256) and by bytes for large ones
+    /// (32 MiB): with every commit held behind the first copy, that many writes are
+    /// acknowledged, the next one waits, and all of them land once the copy goes on.
+    @Test(arguments: [(4096, 256), (1 << 20, 32)])
+    func queueIsBoundedByCountAndBytes(writeBytes: Int, queued: Int) async throws {
+        let device = MemoryBlockDevice(size: (queued + 2) * writeBytes)
+        let origin = Origin(name: "origin", device: device, writeBack: true)
+        let cow = FaultInjectingDevice(wrapping: MemoryBlockDevice(name: "cow", size: (queued + 2) * writeBytes * 2))
+        _ = try await origin.snapshot("snap", cow: cow)
+        // Records commit in allocation order: nothing commits while the first copy is held.
+        let firstCopy = cow.hold(.write, in: 2 * 4096..<3 * 4096)
+        try await withDeadline(30, "\(queued) writes of \(writeBytes) bytes are acknowledged") {
+            for index in 0..<queued {
+                try await origin.writeBytes(pattern(0xC3, writeBytes), at: UInt64(index * writeBytes))
+            }
+        }
+        let next = OneShotEvent<Void>()
+        let writer = Task {
+            try await origin.writeBytes(pattern(0xC4, writeBytes), at: UInt64(queued * writeBytes))
+            next.signal()
+        }
+        await dispatchPause(for: .milliseconds(200))
+        #expect(origin.queuedWrites.writes == queued)
+        #expect(!next.isSignalled, "write \(queued + 1) must wait for room in the queue")
+        firstCopy.release()
+        try await writer.value
+        try await origin.flush()
+        #expect(origin.queuedWrites == QueuedWrites())
+        let contents = device.contents
+        #expect(contents[0..<queued * writeBytes].allSatisfy { $0 == 0xC3 })
+        #expect(contents[queued * writeBytes..<(queued + 1) * writeBytes].allSatisfy { $0 == 0xC4 })
+    }
+
     /// Overlapping writes reach the device in the order they were acknowledged, whatever order
     /// their copies finish in.
     @Test func overlappingQueuedWritesLandInOrder() async throws {
