@@ -40,7 +40,7 @@ extension Origin {
             await waitForQueuedWrites(overlapping: range)
             return try await writeThrough(buffer, at: offset)
         }
-        await writeBackSlots.acquire(WriteBackLimit.permits(for: buffer.count))
+        await writeBackRoom.acquire(WriteBackLimit.permits(for: buffer.count))
         let data = QueuedWriteData(copying: buffer)
         let id = state.withLock { state -> UInt64 in
             state.gate.extend()
@@ -68,7 +68,7 @@ extension Origin {
         }
         data.buffer.release()
         done?.signal()
-        writeBackSlots.release(WriteBackLimit.permits(for: bytes.count))
+        writeBackRoom.release(WriteBackLimit.permits(for: bytes.count))
         leaveGate()
     }
 

@@ -77,7 +77,7 @@ public final class Origin: Sendable {
     /// Whether writes that need copies are acknowledged once queued (see `WriteBackQueue`).
     public let writeBack: Bool
     /// Bounds the queued writes' count and bytes (`WriteBackLimit`): a writer waits when the queue is full.
-    let writeBackSlots = AsyncSemaphore(limit: WriteBackLimit.permits)
+    let writeBackRoom = AsyncSemaphore(limit: WriteBackLimit.permits)
 
     /// - Parameter writeBack: acknowledge origin writes that need copies once they are queued,
     ///   so a client writing one request at a time keeps the copier and group commit busy (the
