@@ -23,8 +23,8 @@ public final class PersistentExceptionStore: ExceptionStore {
     private let originChunks: UInt64?
     private let state: Mutex<State>
 
-    /// The longest run `prepareMerge` returns: 256 chunks, at most 16 MiB.
-    var maxMergeRun: Int { max(1, min(256, (16 << 20) / layout.geometry.chunkBytes)) }
+    /// The longest run `prepareMerge` returns: 1 MiB (or one chunk), so a step's copies overlap.
+    var maxMergeRun: Int { max(1, (1 << 20) / layout.geometry.chunkBytes) }
 
     private struct Allocation {
         let new: ChunkIndex
