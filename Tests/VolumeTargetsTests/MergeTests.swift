@@ -82,7 +82,8 @@ import VolumeTargets
         let snapshot = try await origin.snapshot("snap", cow: cow)
         let chunks: [UInt64] = [40, 3, 17, 58, 9, 33]  // six runs of one chunk, in no order
         for chunk in chunks { try await origin.writeBytes(pattern(1, 4096), at: chunk * 4096) }
-        // Runs are copied back newest first: the oldest (chunk 40, in COW chunk 2) comes last.
+        // One step of six runs: the copy of the oldest (chunk 40, in COW chunk 2) is held while
+        // the others are copied back.
         let held = cow.hold(.read, in: 2 * 4096..<3 * 4096)
         let merging = Task { try await origin.merge(snapshot) }
         await held.arrived.wait()
