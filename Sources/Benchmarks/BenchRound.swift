@@ -102,11 +102,20 @@ struct BenchRound {
         recordTable("exception table bytes per exception, sequential pattern", origin.cacheFigures(of: snapshot))
         try await measureSnapshotReads(snapshot, chunks: "in COW")
         snapshot = try await measureActivation(origin, snapshot)
-        let bytes = UInt64(origin.status(of: snapshot).exceptions) * UInt64(geometry.chunkBytes)
-        raw = try await rawWrite(sequential)
-        try await record("merge a full snapshot into its origin", vs: Names.rawSeqWrite,
-                         IODriver.time(bytes: bytes) { try await origin.merge(snapshot) }, adjacent: raw)
+        try await measureMerge(snapshot, into: origin, "merge a full snapshot into its origin", against: sequential,
+                               Names.rawSeqWrite)
         await volumes.removeSnapshots([snapshot], from: origin)
+    }
+
+    /// Merges `snapshot` into `origin`, timed against raw writes of `pattern` just before it;
+    /// its operations are the chunks merged.
+    private mutating func measureMerge(_ snapshot: Snapshot, into origin: Origin, _ name: String, against pattern: IOPattern,
+                                       _ baseline: String) async throws {
+        let exceptions = origin.status(of: snapshot).exceptions
+        let raw = try await rawWrite(pattern)
+        try await record(name, vs: baseline, IODriver.time(bytes: UInt64(exceptions * geometry.chunkBytes), operations: exceptions) {
+            try await origin.merge(snapshot)
+        }, adjacent: raw)
     }
 
     /// Detaches `snapshot` and attaches its COW again, timed against reading its metadata raw.
@@ -141,12 +150,7 @@ struct BenchRound {
         try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
                          IODriver.run(random, .write, on: target, fill: 0xB2), adjacent: raw)
         recordTable("exception table bytes per exception, random pattern", origin.cacheFigures(of: snapshot))
-        let exceptions = origin.status(of: snapshot).exceptions
-        raw = try await rawWrite(random)
-        try await record("merge a snapshot of random chunks", vs: Names.rawRandWrite,
-                         IODriver.time(bytes: UInt64(exceptions * geometry.chunkBytes), operations: exceptions) {
-                             try await origin.merge(snapshot)
-                         }, adjacent: raw)
+        try await measureMerge(snapshot, into: origin, "merge a snapshot of random chunks", against: random, Names.rawRandWrite)
         await volumes.removeSnapshots([snapshot], from: origin)
     }
 

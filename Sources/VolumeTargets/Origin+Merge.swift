@@ -125,8 +125,9 @@ extension Origin {
         try await device.flush()
         try await snapshot.store.commitMerge(count: runs.reduce(0) { $0 + $1.count })
         state.withLock { state in
-            let id = ObjectIdentifier(snapshot)
-            for chunk in chunks.joined() { state.tables[id]?.exceptions.completed.remove(old: chunk) }
+            state.tables.withTables(ObjectIdentifier(snapshot)) { tables in
+                for chunk in chunks.joined() { tables.exceptions.completed.remove(old: chunk) }
+            }
             state.merge?.busy = nil
         }
         done.signal()
