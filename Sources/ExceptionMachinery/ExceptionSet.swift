@@ -21,9 +21,16 @@ public struct ExceptionSet: Sendable {
     public mutating func lookup(_ chunk: ChunkIndex, resolved: ExceptionCache.Resolution? = nil) -> Lookup {
         switch completed.lookup(chunk, resolved: resolved) {
         case .mapped(let new): return .completed(new)
-        case .absent: return pending[chunk].map(Lookup.pending) ?? .absent
-        case .unloaded: return pending[chunk].map(Lookup.pending) ?? .unloaded
+        case .absent: return pendingLookup(chunk) ?? .absent
+        case .unloaded: return pendingLookup(chunk) ?? .unloaded
         }
+    }
+
+    /// The pending exception of `chunk`, if any; no hashing while nothing is pending (the
+    /// usual state of a snapshot being read).
+    private func pendingLookup(_ chunk: ChunkIndex) -> Lookup? {
+        guard !pending.isEmpty, let exception = pending[chunk] else { return nil }
+        return .pending(exception)
     }
 
     /// Allocates a store chunk for `chunk` and records the exception as pending.

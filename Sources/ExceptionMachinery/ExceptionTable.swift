@@ -3,7 +3,8 @@
 /// Compact by construction: origin chunks are grouped in buckets of `bucketChunks`; a bucket
 /// is a sorted array of 8-byte runs (start within the bucket, length, first store chunk), so a
 /// sequentially written snapshot costs 8 bytes per 4096 chunks, and a random one about 8 bytes
-/// per exception. Lookups are a hash of the bucket and a binary search within it.
+/// per exception. Lookups are a hash of the bucket (`BucketMap`) and a branch-free binary
+/// search within it.
 ///
 /// Invariants: an origin chunk appears in at most one run; runs in a bucket are sorted by start,
 /// disjoint, and adjacent runs are merged whenever both their origin and store chunks are
@@ -33,7 +34,7 @@ public struct ExceptionTable: Sendable {
     /// The largest store chunk a table can hold.
     public static let largestStoreChunk = ChunkIndex(UInt32.max)
 
-    private var buckets: [ChunkIndex: ContiguousArray<PackedRun>] = [:]
+    private var buckets = BucketMap<ContiguousArray<PackedRun>>()
     /// log2 of the origin chunks per bucket (at most 16: run starts are 16-bit).
     public let bucketShift: Int
     public private(set) var count = 0
@@ -56,9 +57,11 @@ public struct ExceptionTable: Sendable {
     public func lookup(_ old: ChunkIndex) -> ChunkIndex? {
         guard let runs = buckets[bucket(of: old)] else { return nil }
         let offset = Int(old & (bucketChunks - 1))
-        let index = Self.lastRun(startingAtOrBefore: offset, in: runs)
-        guard index >= 0, offset < runs[index].end else { return nil }
-        return ChunkIndex(runs[index].new) + ChunkIndex(offset - Int(runs[index].start))
+        return runs.withUnsafeBufferPointer { runs in
+            let index = Self.lastRun(startingAtOrBefore: offset, in: runs)
+            guard index >= 0, offset < runs[index].end else { return nil }
+            return ChunkIndex(runs[index].new) + ChunkIndex(offset - Int(runs[index].start))
+        }
     }
 
     public func contains(_ old: ChunkIndex) -> Bool { lookup(old) != nil }
@@ -143,9 +146,6 @@ public struct ExceptionTable: Sendable {
         buckets.compactIfSparse()
     }
 
-    /// Buckets holding at least one exception.
-    var bucketKeys: Dictionary<ChunkIndex, ContiguousArray<PackedRun>>.Keys { buckets.keys }
-
     /// Heap bytes the table occupies: hash slots plus run arrays (with their headers).
     public var residentBytes: Int {
         let slot = MemoryLayout<ChunkIndex>.stride + MemoryLayout<ContiguousArray<PackedRun>>.stride
@@ -158,8 +158,8 @@ public struct ExceptionTable: Sendable {
 
     /// Every run, ordered by origin chunk.
     public var runs: [Run] {
-        buckets.keys.sorted().flatMap { key in
-            buckets[key]!.map { Run(old: (key << UInt64(bucketShift)) + ChunkIndex($0.start), new: ChunkIndex($0.new), length: UInt32($0.length)) }
+        buckets.entries.sorted { $0.key < $1.key }.flatMap { key, runs in
+            runs.map { Run(old: (key << UInt64(bucketShift)) + ChunkIndex($0.start), new: ChunkIndex($0.new), length: UInt32($0.length)) }
         }
     }
 
@@ -167,19 +167,27 @@ public struct ExceptionTable: Sendable {
 
     /// Index of the last run whose start is at most `offset`, or -1.
     private static func lastRun(startingAtOrBefore offset: Int, in runs: ContiguousArray<PackedRun>) -> Int {
-        var low = 0, high = runs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if Int(runs[mid].start) <= offset { low = mid + 1 } else { high = mid }
+        runs.withUnsafeBufferPointer { lastRun(startingAtOrBefore: offset, in: $0) }
+    }
+
+    /// Index of the last run whose start is at most `offset`, or -1. Branch-free halving: the
+    /// lookups of random reads made the branches of a plain binary search unpredictable.
+    private static func lastRun(startingAtOrBefore offset: Int, in runs: UnsafeBufferPointer<PackedRun>) -> Int {
+        guard !runs.isEmpty else { return -1 }
+        var base = 0, remaining = runs.count
+        while remaining > 1 {
+            let half = remaining / 2
+            base = Int(runs[base + half].start) <= offset ? base + half : base
+            remaining -= half
         }
-        return low - 1
+        return Int(runs[base].start) <= offset ? base : -1
     }
 
     /// Edits a bucket in place (no copy of its array), dropping it when it becomes empty.
     /// One hash lookup for the edit; a second only when the bucket empties.
     private mutating func modify(_ key: ChunkIndex, _ body: (inout ContiguousArray<PackedRun>) -> Void) {
-        let (before, after, empty) = Self.measuring(&buckets[key, default: []], body)
-        if empty { buckets[key] = nil }
+        let (before, after, empty) = buckets.update(key, inserting: { [] }) { Self.measuring(&$0, body) }
+        if empty { buckets.removeValue(forKey: key) }
         arrayBytes += (empty ? 0 : after) - before
     }
 

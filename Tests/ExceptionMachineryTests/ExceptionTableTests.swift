@@ -20,10 +20,12 @@ import TestSupport
         #expect(table.lookup(5) == 9)
     }
 
-    /// Model-based: random inserts, removals and lookups against a plain dictionary.
-    @Test func matchesADictionaryUnderRandomOperations() {
+    /// Model-based: random inserts, removals and lookups against a plain dictionary, with one
+    /// bucket of 4096 chunks and with buckets of 16 chunks (128 of them, appearing and emptying).
+    @Test(arguments: [ExceptionTable.defaultBucketShift, 4])
+    func matchesADictionaryUnderRandomOperations(bucketShift: Int) {
         var generator = SeededGenerator.fromEnvironment()
-        var table = ExceptionTable()
+        var table = ExceptionTable(bucketShift: bucketShift)
         var model: [UInt64: UInt64] = [:]
         var nextNew: UInt64 = 2
         for step in 0..<20_000 {
