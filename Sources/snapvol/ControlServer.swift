@@ -28,7 +28,9 @@ enum ControlProtocol {
 }
 
 /// Commands that run against a pool and so can be forwarded to the server that owns it.
-protocol ForwardableCommand {
+/// `SendableMetatype`: no conformance is actor-isolated, so the entry point's dynamic cast to it
+/// does not tie the parsed command to the main actor (its `run` is nonisolated).
+protocol ForwardableCommand: SendableMetatype {
     var options: PoolOptions { get }
 }
 

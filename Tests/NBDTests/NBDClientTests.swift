@@ -16,6 +16,7 @@ struct NBDClientTests {
         return pool
     }
 
+    @discardableResult
     static func qemuIO(_ uri: String, _ commands: [String]) throws -> Shell.Result {
         try Shell.check(["qemu-io", "-f", "raw"] + commands.flatMap { ["-c", $0] } + [uri])
     }
