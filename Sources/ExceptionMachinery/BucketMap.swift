@@ -1,13 +1,14 @@
 /// A hash map from bucket numbers (an origin chunk shifted right) to values, for the exception
 /// table: open addressing with linear probing and a multiplicative hash, so a lookup costs a
-/// multiply, a shift and usually one probe. `Dictionary` hashes every key with SipHash, which
-/// measured about 10 ns of the 40-60 ns an exception lookup took on every snapshot read;
-/// Swift offers no way to give a `Dictionary` a cheaper hash, and swift-collections has no
-/// such map. The keys are bucket numbers of one device, not strings from outside, so an
+/// multiply, a shift and usually one probe. `Dictionary` hashes every key with SipHash: with
+/// it (and a branching search) a lookup in a sequentially written table took 25-31 ns, with
+/// this map 10 ns (Docs/PERFORMANCE.md, session 8). Swift offers no way to give a `Dictionary`
+/// a cheaper hash, and swift-collections has no such map. The keys are bucket numbers of one device, not strings from outside, so an
 /// unseeded hash is enough: a client choosing its offsets can at worst slow its own volume.
 ///
 /// Invariants: `keys.count == values.count` is a power of two (or zero); `Self.vacant` marks a
-/// free slot and is never a key; no vacant slot lies between a key's home slot and the slot
+/// free slot and is never a key (bucket numbers are at most 2^64 - 2: chunks are counted in
+/// 512-byte units or more); no vacant slot lies between a key's home slot and the slot
 /// holding it (removal shifts keys back instead of leaving tombstones); at most three quarters
 /// of the slots are taken.
 struct BucketMap<Value> {

@@ -246,3 +246,11 @@ public struct ExceptionCache: Sendable {
         incomplete[word] |= 1 << (bucket & 63)
     }
 }
+
+extension Dictionary {
+    /// Gives back hash-table memory when at most a quarter of the capacity is used (a
+    /// dictionary never shrinks by itself after removals).
+    mutating func compactIfSparse() {
+        if capacity > 4 * count + 16 { self = Dictionary(uniqueKeysWithValues: map { ($0.key, $0.value) }) }
+    }
+}

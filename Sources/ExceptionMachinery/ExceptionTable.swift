@@ -198,11 +198,3 @@ public struct ExceptionTable: Sendable {
         return (before, bytes(of: runs), runs.isEmpty)
     }
 }
-
-extension Dictionary {
-    /// Gives back hash-table memory when at most a quarter of the capacity is used (a
-    /// dictionary never shrinks by itself after removals).
-    mutating func compactIfSparse() {
-        if capacity > 4 * count + 16 { self = Dictionary(uniqueKeysWithValues: map { ($0.key, $0.value) }) }
-    }
-}
