@@ -11,7 +11,7 @@ enum RawMetadataRead {
         return try await IODriver.time(bytes: bytes(areas: areas, geometry: geometry)) {
             let buffer = AlignedBuffer(count: geometry.chunkBytes)
             try await cow.read(into: buffer.mutableBytes, at: 0)
-            for area in 0..<areas { try await cow.read(into: buffer.mutableBytes, at: geometry.offset(of: layout.areaLocation(area))) }
+            for area in 0..<areas { try await cow.read(into: buffer.mutableBytes, at: layout.areaOffset(area)) }
         }
     }
 }

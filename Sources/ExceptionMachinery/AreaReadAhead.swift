@@ -41,7 +41,7 @@ struct AreaReadAhead {
         while nextToIssue < limit {
             let location = layout.areaLocation(nextToIssue)
             guard (location + 1) * UInt64(chunkBytes) <= device.size else { return }
-            let (device, offset) = (device, layout.geometry.offset(of: location))
+            let (device, offset) = (device, layout.areaOffset(nextToIssue))
             pending.append((nextToIssue, Task { try await device.readBytes(at: offset, count: chunkBytes) }))
             nextToIssue += 1
         }

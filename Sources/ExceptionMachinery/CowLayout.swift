@@ -20,6 +20,9 @@ public struct CowLayout: Sendable, Hashable {
     /// The chunk holding metadata area `area`.
     public func areaLocation(_ area: UInt64) -> ChunkIndex { 1 + area * stride }
 
+    /// The byte offset of metadata area `area` on the COW device.
+    public func areaOffset(_ area: UInt64) -> UInt64 { geometry.offset(of: areaLocation(area)) }
+
     /// Whether `chunk` holds the header or a metadata area (and so can never hold data).
     public func isMetadata(_ chunk: ChunkIndex) -> Bool { chunk == 0 || (chunk - 1) % stride == 0 }
 

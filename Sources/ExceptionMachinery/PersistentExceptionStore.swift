@@ -213,7 +213,7 @@ public final class PersistentExceptionStore: ExceptionStore {
     public var areaLayout: CowLayout? { layout }
 
     public func readArea(_ area: UInt64) async throws -> [DiskException] {
-        let bytes = try await device.readBytes(at: layout.geometry.offset(of: layout.areaLocation(area)), count: layout.geometry.chunkBytes)
+        let bytes = try await device.readBytes(at: layout.areaOffset(area), count: layout.geometry.chunkBytes)
         return MetadataArea.decode(bytes).records
     }
 
@@ -308,29 +308,27 @@ public final class PersistentExceptionStore: ExceptionStore {
     /// are written with the data and flushed with it; then the first area (the one the loader
     /// reaches first, so until it is written full the rest is not read) and a second flush.
     private func write(_ step: CommitStep) async throws {
-        let chunkBytes = layout.geometry.chunkBytes
-        if step.lastIsFull, let last = step.areas.last {
-            try await device.writeBytes([UInt8](repeating: 0, count: chunkBytes),
-                                        at: layout.geometry.offset(of: layout.areaLocation(last.area + 1)))
-        }
-        for later in step.areas.dropFirst() {
-            try await device.writeBytes(later.bytes, at: layout.geometry.offset(of: layout.areaLocation(later.area)))
-        }
+        if step.lastIsFull, let last = step.areas.last { try await zeroArea(last.area + 1) }
+        for later in step.areas.dropFirst() { try await device.writeBytes(later.bytes, at: layout.areaOffset(later.area)) }
         try await writeArea(step.areas[0].area, step.areas[0].bytes)
     }
 
     /// Flushes data, then writes area `area` and flushes again (the kernel's PREFLUSH|FUA).
     private func writeArea(_ area: UInt64, _ bytes: [UInt8]) async throws {
         try await device.flush()
-        try await device.writeBytes(bytes, at: layout.geometry.offset(of: layout.areaLocation(area)))
+        try await device.writeBytes(bytes, at: layout.areaOffset(area))
         try await device.flush()
     }
 
+    /// Writes area `area` empty (a terminator), unflushed.
+    private func zeroArea(_ area: UInt64) async throws {
+        try await device.writeBytes([UInt8](repeating: 0, count: layout.geometry.chunkBytes), at: layout.areaOffset(area))
+    }
+
     private func writeEmptyStore() async throws {
-        let chunkBytes = layout.geometry.chunkBytes
-        try await device.writeBytes([UInt8](repeating: 0, count: chunkBytes), at: layout.geometry.offset(of: layout.areaLocation(0)))
+        try await zeroArea(0)
         try await device.flush()
-        try await device.writeBytes(CowHeader(chunkSectors: layout.geometry.chunkSectors).encoded(chunkBytes: chunkBytes), at: 0)
+        try await device.writeBytes(CowHeader(chunkSectors: layout.geometry.chunkSectors).encoded(chunkBytes: layout.geometry.chunkBytes), at: 0)
         try await device.flush()
         state.withLock { state in
             state.valid = true

@@ -35,6 +35,7 @@ import Testing
         #expect(layout.exceptionsPerArea == 256)
         #expect(layout.areaLocation(0) == 1)
         #expect(layout.areaLocation(1) == 258)
+        #expect(layout.areaOffset(1) == 258 * 4096)
         #expect(layout.isMetadata(0) && layout.isMetadata(1) && layout.isMetadata(258))
         #expect(!layout.isMetadata(2) && !layout.isMetadata(257) && !layout.isMetadata(259))
         #expect(layout.skippingMetadata(258) == 259)
