@@ -27,6 +27,13 @@ public protocol BlockDevice: AnyObject, Sendable {
     /// waiting: a hint that a flush will follow, so the next `flush` has less left to do.
     /// Never fails and guarantees nothing; devices without a write cache do nothing.
     func startWriteback(offset: UInt64, length: Int)
+    /// Tells the device that `[offset, offset+length)` is durable and not expected to be read
+    /// soon, so it may drop the range from its cache: a hint, like `startWriteback`. Never
+    /// fails, guarantees nothing, and never loses data (ranges written since are kept).
+    func releaseCachedPages(offset: UInt64, length: Int)
+    /// Asks the device to start reading `[offset, offset+length)` into its cache, without
+    /// waiting, because reads of it follow: a hint that never fails and guarantees nothing.
+    func prefetch(offset: UInt64, length: Int)
 }
 
 /// A device whose size can change (a regular file, memory): used to extend a COW store.
@@ -38,6 +45,10 @@ extension BlockDevice {
     public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool { false }
 
     public func startWriteback(offset: UInt64, length: Int) {}
+
+    public func releaseCachedPages(offset: UInt64, length: Int) {}
+
+    public func prefetch(offset: UInt64, length: Int) {}
 
     /// Throws `outOfRange` unless `[offset, offset+length)` lies inside the device.
     public func checkRange(offset: UInt64, length: Int) throws {

@@ -194,6 +194,14 @@ public final class FaultInjectingDevice: ResizableDevice {
         base.startWriteback(offset: offset, length: length)
     }
 
+    public func releaseCachedPages(offset: UInt64, length: Int) {
+        base.releaseCachedPages(offset: offset, length: length)
+    }
+
+    public func prefetch(offset: UInt64, length: Int) {
+        base.prefetch(offset: offset, length: length)
+    }
+
     public func resize(to newSize: UInt64) async throws {
         let refuse = state.withLock { $0.failResize || $0.gone }
         if refuse { throw DeviceError.system(operation: "resize", device: name, errno: .noSpace) }

@@ -42,6 +42,23 @@ public final class PersistentExceptionStore: ExceptionStore {
         var inFlight: Deque<Allocation> = []
         /// Waiters of records in `area` that are not yet durable.
         var waiters: [OneShotEvent<Bool>] = []
+        /// The COW chunks holding those records' data, lowest to highest.
+        var waitingData: ClosedRange<ChunkIndex>?
+        /// COW chunks whose data is durable and may still be in the device's cache.
+        var durableCachedData: ClosedRange<ChunkIndex>?
+
+        /// Adds a commit's chunks to the durable ones; returns them all, forgotten, once they
+        /// reach `batch` chunks.
+        mutating func releasable(adding data: ClosedRange<ChunkIndex>?, batch: UInt64) -> ClosedRange<ChunkIndex>? {
+            guard let data else { return nil }
+            let all = durableCachedData.map { min($0.lowerBound, data.lowerBound)...max($0.upperBound, data.upperBound) } ?? data
+            guard all.upperBound - all.lowerBound + 1 >= batch else {
+                durableCachedData = all
+                return nil
+            }
+            durableCachedData = nil
+            return all
+        }
         var committerRunning = false
         /// What the store holds once the exceptions of the last `prepareMerge` are forgotten:
         /// the current area then, its records, and how many were prepared.
@@ -64,6 +81,8 @@ public final class PersistentExceptionStore: ExceptionStore {
         let areas: [(area: UInt64, bytes: [UInt8])]
         let lastIsFull: Bool
         let waiters: [OneShotEvent<Bool>]
+        /// The COW chunks spanning the data the step makes durable (and metadata between them).
+        let data: ClosedRange<ChunkIndex>?
     }
 
     private init(device: any BlockDevice, layout: CowLayout, originChunks: UInt64?) {
@@ -255,6 +274,7 @@ public final class PersistentExceptionStore: ExceptionStore {
         while let step = nextCommitStep() {
             do {
                 try await write(step)
+                releaseCachedData(state.withLock { $0.releasable(adding: step.data, batch: releaseBatchChunks) })
                 state.withLock { state in
                     if step.lastIsFull {
                         state.currentArea += 1
@@ -284,6 +304,7 @@ public final class PersistentExceptionStore: ExceptionStore {
                     state.inFlight.removeFirst()
                     state.area.append(DiskException(old: first.old, new: first.new))
                     state.waiters.append(committed)
+                    state.waitingData = state.waitingData.map { $0.lowerBound...first.new } ?? first.new...first.new
                 }
                 guard state.area.count == perArea, state.inFlight.first?.committed != nil else { break }
                 // Full, and the next record is ready too: this area goes in the same commit.
@@ -298,8 +319,9 @@ public final class PersistentExceptionStore: ExceptionStore {
                 return nil
             }
             let last = (state.currentArea, MetadataArea.encode(state.area, chunkBytes: chunkBytes))
-            let step = CommitStep(areas: filled + [last], lastIsFull: full, waiters: state.waiters)
+            let step = CommitStep(areas: filled + [last], lastIsFull: full, waiters: state.waiters, data: state.waitingData)
             state.waiters = []
+            state.waitingData = nil
             return step
         }
     }
@@ -311,6 +333,23 @@ public final class PersistentExceptionStore: ExceptionStore {
         if step.lastIsFull, let last = step.areas.last { try await zeroArea(last.area + 1) }
         for later in step.areas.dropFirst() { try await device.writeBytes(later.bytes, at: layout.areaOffset(later.area)) }
         try await writeArea(step.areas[0].area, step.areas[0].bytes)
+    }
+
+    /// Durable copies are released from the device's cache in batches of this many bytes: one
+    /// `posix_fadvise` per commit made small random first writes slower.
+    public static let releaseBatchBytes = 4 << 20
+    private var releaseBatchChunks: UInt64 { UInt64(max(1, Self.releaseBatchBytes / layout.geometry.chunkBytes)) }
+
+    /// Lets the device drop copies that commits made durable from its cache: like the kernel's
+    /// COW writes, which bypass the page cache, they are read again only by snapshot reads
+    /// and merges, and keeping them would fill memory with one more copy per snapshot (on this
+    /// project's VM, fresh page-cache memory also writes at a third of the speed: see
+    /// Docs/PERFORMANCE.md, session 9). Records between the chunks are rewritten whole, never read.
+    private func releaseCachedData(_ data: ClosedRange<ChunkIndex>?) {
+        guard let data else { return }
+        let geometry = layout.geometry
+        device.releaseCachedPages(offset: geometry.offset(of: data.lowerBound),
+                                  length: Int(data.upperBound - data.lowerBound + 1) * geometry.chunkBytes)
     }
 
     /// Flushes data, then writes area `area` and flushes again (the kernel's PREFLUSH|FUA).

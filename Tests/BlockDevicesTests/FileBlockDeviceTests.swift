@@ -110,3 +110,45 @@ struct LoopDeviceTests {
         #expect(try await device.readBytes(at: 4096, count: 8192) == buffer.array)
     }
 }
+
+/// The cache hints of a file device act on the page cache (checked with `mincore`).
+@Suite struct FileCacheHintTests {
+    /// A prefetch of 32 MiB reads all of it in: asked for in one piece, this kernel read
+    /// almost none of it.
+    @Test func prefetchReadsTheWholeRangeIn() async throws {
+        let dir = try TemporaryDirectory()
+        let dropsPages = try PageResidency.fileSystemDropsPages(in: dir.path)
+        guard dropsPages || Environment.isCI else { return }
+        #expect(dropsPages, "the test directory's file system keeps clean pages: \(dir.path)")
+        let length = 32 << 20
+        let path = dir.file("data")
+        let device = try FileBlockDevice.create(path: path, size: UInt64(length))
+        try await device.writeBytes([UInt8](repeating: 0x7E, count: length), at: 0)
+        try await device.dropCachedPages()
+        #expect(try PageResidency.residentPages(path: path, offset: 0, length: length) == 0)
+        device.prefetch(offset: 0, length: length)
+        var resident = 0
+        for _ in 0..<100 {
+            resident = try PageResidency.residentPages(path: path, offset: 0, length: length)
+            if resident == length / 4096 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(resident == length / 4096, "\(resident) of \(length / 4096) pages read in")
+    }
+
+    @Test func releaseDropsCleanPagesAndKeepsNewerData() async throws {
+        let dir = try TemporaryDirectory()
+        let dropsPages = try PageResidency.fileSystemDropsPages(in: dir.path)
+        guard dropsPages || Environment.isCI else { return }
+        let path = dir.file("data")
+        let mib = 1 << 20
+        let device = try FileBlockDevice.create(path: path, size: UInt64(2 * mib))
+        for half in 0..<2 { try await device.writeBytes([UInt8](repeating: 0x11, count: mib), at: UInt64(half * mib)) }
+        try await device.flush()
+        // Dirty again: written back, not dropped, with the rest of its (large) page-cache folio.
+        try await device.writeBytes([UInt8](repeating: 0x22, count: 4096), at: UInt64(mib))
+        device.releaseCachedPages(offset: 0, length: 2 * mib)
+        #expect(try PageResidency.residentPages(path: path, offset: 0, length: mib) == 0)
+        #expect(try await device.readBytes(at: UInt64(mib), count: 4096) == [UInt8](repeating: 0x22, count: 4096))
+    }
+}

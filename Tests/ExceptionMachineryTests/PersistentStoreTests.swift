@@ -174,3 +174,39 @@ import TestSupport
         #expect(store.usage() == StoreUsage(totalSectors: 24, allocatedSectors: 24, metadataSectors: 0))
     }
 }
+
+/// The copies commits make durable leave the page cache in batches (the kernel's COW writes
+/// bypass it); data no commit covers stays.
+@Suite struct CommittedDataCacheTests {
+    @Test func committedCopiesLeaveThePageCache() async throws {
+        let dir = try TemporaryDirectory()
+        let dropsPages = try PageResidency.fileSystemDropsPages(in: dir.path)
+        guard dropsPages || Environment.isCI else { return }  // tmpfs keeps pages; CI's ext4 does not
+        #expect(dropsPages, "the test directory's file system keeps clean pages: \(dir.path)")
+        let geometry = try ChunkGeometry(chunkBytes: 16384)
+        let layout = CowLayout(geometry: geometry)
+        let path = dir.file("cow")
+        let device = try FileBlockDevice.create(path: path, size: layout.areaLocation(3) * UInt64(geometry.chunkBytes))
+        let store = try await PersistentExceptionStore.format(device, geometry: geometry)
+        // More than an area's worth (so commits span an area boundary), and four release batches.
+        let count = layout.exceptionsPerArea + 40
+        let chunks = try (0..<count).map { _ in try store.prepareException() }
+        let uncommitted = chunks.last! + 1  // written, never prepared: no commit covers it
+        let data = [UInt8](repeating: 0xC3, count: geometry.chunkBytes)
+        for chunk in chunks + [uncommitted] { try await device.writeBytes(data, at: geometry.offset(of: chunk)) }
+        let pagesPerChunk = geometry.chunkBytes / 4096
+        func resident(_ chunk: ChunkIndex) throws -> Int {
+            try PageResidency.residentPages(path: path, offset: geometry.offset(of: chunk), length: geometry.chunkBytes)
+        }
+        #expect(try chunks.map(resident).reduce(0, +) == count * pagesPerChunk, "written chunks start cached")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for new in chunks { group.addTask { try await store.commitException(old: new, new: new) } }
+            try await group.waitForAll()
+        }
+        let batchPages = PersistentExceptionStore.releaseBatchBytes / 4096
+        let left = try chunks.map(resident).reduce(0, +)
+        #expect(left < batchPages, "\(left) of \(count * pagesPerChunk) committed pages still cached")
+        #expect(try resident(uncommitted) == pagesPerChunk, "an uncommitted copy stays cached")
+        #expect(try await device.readBytes(at: geometry.offset(of: chunks[count / 2]), count: data.count) == data)
+    }
+}
