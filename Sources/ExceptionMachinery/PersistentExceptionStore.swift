@@ -16,7 +16,8 @@ import Synchronization
 ///   current area and spill into the next ones, one commit writes them all with two flushes:
 ///   the later areas (and the zeroed terminator) go down with the data, before the first
 ///   area, which the loader reads first, is written full;
-/// - a device error or abandoned exception invalidates the store, durably if possible.
+/// - a device error or abandoned exception invalidates the store, durably if possible;
+/// - copies are released from the device's cache only once a commit made them durable.
 public final class PersistentExceptionStore: ExceptionStore {
     public let device: any BlockDevice
     public let layout: CowLayout
@@ -47,15 +48,26 @@ public final class PersistentExceptionStore: ExceptionStore {
         /// COW chunks whose data is durable and may still be in the device's cache.
         var durableCachedData: ClosedRange<ChunkIndex>?
 
-        /// Adds a commit's chunks to the durable ones; returns them all, forgotten, once they
-        /// reach `batch` chunks.
+        /// Adds a commit's chunks to the durable ones and returns those to release, forgotten:
+        /// all of them once they reach `batch` chunks, or the earlier ones when this commit's lie
+        /// below them (allocation starts lower after a merge), so that no range released ever
+        /// spans a chunk still being copied.
         mutating func releasable(adding data: ClosedRange<ChunkIndex>?, batch: UInt64) -> ClosedRange<ChunkIndex>? {
             guard let data else { return nil }
-            let all = durableCachedData.map { min($0.lowerBound, data.lowerBound)...max($0.upperBound, data.upperBound) } ?? data
-            guard all.upperBound - all.lowerBound + 1 >= batch else {
-                durableCachedData = all
-                return nil
+            guard let earlier = durableCachedData else {
+                durableCachedData = data
+                return takeIfFull(batch)
             }
+            guard data.lowerBound > earlier.upperBound else {
+                durableCachedData = data
+                return earlier
+            }
+            durableCachedData = earlier.lowerBound...data.upperBound
+            return takeIfFull(batch)
+        }
+
+        private mutating func takeIfFull(_ batch: UInt64) -> ClosedRange<ChunkIndex>? {
+            guard let all = durableCachedData, all.upperBound - all.lowerBound + 1 >= batch else { return nil }
             durableCachedData = nil
             return all
         }
