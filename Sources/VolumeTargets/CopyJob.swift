@@ -49,11 +49,9 @@ struct CopyJob {
     static func runs(of jobs: some Collection<CopyJob>) -> [CopyJob] {
         var runs: [CopyJob] = []
         for job in jobs.sorted(by: { ($0.geometry.shift, $0.chunk) < ($1.geometry.shift, $1.chunk) }) {
-            if var last = runs.last, last.absorb(job) {
-                runs[runs.count - 1] = last
-            } else {
-                runs.append(job)
-            }
+            // In place: absorbing into a copy of the last run made its arrays shared, so every
+            // chunk copied the run's pending exceptions so far (quadratic in the run's length).
+            if runs.isEmpty || !runs[runs.count - 1].absorb(job) { runs.append(job) }
         }
         return runs
     }
