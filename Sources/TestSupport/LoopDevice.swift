@@ -3,10 +3,18 @@ import Synchronization
 
 /// A loop device over a backing file, attached with `losetup -f --show` and detached by name
 /// exactly once, by `detach()` or when the object goes away. Attaching is serialized within the
-/// test process so that concurrent suites never race for the same free device.
+/// test process so that concurrent suites never race for the same free device, and a device
+/// that cannot be opened exclusively right after attaching is passed over: CI once saw the
+/// first `O_EXCL` open of a fresh loop device fail with EBUSY while other tests were detaching
+/// theirs (the holder was not identified; on this kernel a device detached while open stays
+/// attached until closed, so it is not that).
 public final class LoopDevice: Sendable {
     public let path: String
     public let backingFile: String
+    public struct AttachFailure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     private let attached = Mutex(true)
     private static let attachLock = Mutex(())
 
@@ -17,8 +25,25 @@ public final class LoopDevice: Sendable {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: backingFile))
         try handle.truncate(atOffset: size)
         try handle.close()
-        let result = try Self.attachLock.withLock { _ in try Shell.check(["losetup", "-f", "--show", backingFile]) }
-        path = result.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        path = try Self.attachLock.withLock { _ in try Self.attachUnclaimed(backingFile) }
+    }
+
+    /// Attaches `backingFile` to a free device nobody holds exclusively; devices found held
+    /// stay attached (so `losetup -f` skips them) until one is found, then are detached.
+    private static func attachUnclaimed(_ backingFile: String) throws -> String {
+        var held: [String] = []
+        defer { for device in held { _ = try? Shell.run(["losetup", "-d", device]) } }
+        for _ in 0..<8 {
+            let device = try Shell.check(["losetup", "-f", "--show", backingFile]).text
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let probe = open(device, O_RDONLY | O_EXCL)
+            if probe >= 0 {
+                close(probe)
+                return device
+            }
+            held.append(device)
+        }
+        throw AttachFailure(description: "no loop device free of exclusive holders after 8 tries: \(held)")
     }
 
     /// Detaches the device (once: a second call must not detach a device another test got since).
