@@ -129,7 +129,7 @@ public final class FileBlockDevice: ResizableDevice {
     /// only start their writeback and stay.
     public func releaseCachedPages(offset: UInt64, length: Int) {
         guard length > 0 else { return }
-        _ = posix_fadvise(descriptor.rawValue, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
+        _ = advise(POSIX_FADV_DONTNEED, offset: offset, length: length)
     }
 
     /// Prefetches are asked for in pieces of this size: one `posix_fadvise(WILLNEED)` reads at
@@ -144,7 +144,7 @@ public final class FileBlockDevice: ResizableDevice {
         var done = 0
         while done < length {
             let piece = min(Self.prefetchPiece, length - done)
-            _ = posix_fadvise(descriptor.rawValue, off_t(offset) + off_t(done), off_t(piece), POSIX_FADV_WILLNEED)
+            _ = advise(POSIX_FADV_WILLNEED, offset: offset + UInt64(done), length: piece)
             done += piece
         }
     }
@@ -153,8 +153,14 @@ public final class FileBlockDevice: ResizableDevice {
     /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
     public func dropCachedPages() async throws {
         try await flush()
-        let result = posix_fadvise(descriptor.rawValue, 0, 0, POSIX_FADV_DONTNEED)
+        let result = advise(POSIX_FADV_DONTNEED, offset: 0, length: 0)
         if result != 0 { throw DeviceError.system(operation: "posix_fadvise", device: name, errno: Errno(rawValue: result)) }
+    }
+
+    /// `posix_fadvise` over `[offset, offset+length)` (to the end of the file when `length` is
+    /// 0); returns its error number, 0 on success.
+    private func advise(_ advice: Int32, offset: UInt64, length: Int) -> Int32 {
+        posix_fadvise(descriptor.rawValue, off_t(offset), off_t(length), advice)
     }
 
     /// Grows or shrinks a regular file. Block devices cannot be resized here.

@@ -286,13 +286,14 @@ public final class PersistentExceptionStore: ExceptionStore {
         while let step = nextCommitStep() {
             do {
                 try await write(step)
-                releaseCachedData(state.withLock { $0.releasable(adding: step.data, batch: releaseBatchChunks) })
-                state.withLock { state in
+                let releasable = state.withLock { state in
                     if step.lastIsFull {
                         state.currentArea += 1
                         state.area = []
                     }
+                    return state.releasable(adding: step.data, batch: releaseBatchChunks)
                 }
+                releaseCachedData(releasable)
                 for waiter in step.waiters { waiter.signal(true) }
             } catch {
                 for waiter in step.waiters { waiter.signal(false) }
