@@ -25,6 +25,15 @@ public enum PageResidency {
         return vector.reduce(0) { $0 + Int($1 & 1) }
     }
 
+    /// Whether a page-cache test can run in `directory`, whose file system must drop clean
+    /// pages when asked. Where it keeps them (tmpfs) the test is skipped, except in CI, where
+    /// this throws: a missing prerequisite fails there (`Environment`'s rule).
+    public static func canTestResidency(in directory: String) throws -> Bool {
+        if try fileSystemDropsPages(in: directory) { return true }
+        if Environment.isCI { throw Failure(description: "the test directory's file system keeps clean pages: \(directory)") }
+        return false
+    }
+
     /// Whether this file system drops clean pages when asked (`posix_fadvise(DONTNEED)`):
     /// tmpfs, for one, keeps them. Tried on a fresh file in `directory`.
     public static func fileSystemDropsPages(in directory: String) throws -> Bool {
