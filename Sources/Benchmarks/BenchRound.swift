@@ -158,6 +158,8 @@ struct BenchRound {
     /// before it (on a fresh snapshot of its own, removed again). Both also record the bytes
     /// the engine read and wrote per byte written to the origin, and the rate it wrote them at:
     /// what "one origin read for all snapshots, one extra write per snapshot" means, measured.
+    /// The sequential pair is measured again with the origin out of the page cache, where the
+    /// copies' one shared read of each old chunk comes from the device.
     private mutating func measureManySnapshots(_ origin: Origin) async throws {
         let n = configuration.manySnapshots
         for (pattern, label, baseline) in [(sequential, "seq 1M", Names.seqFirstWrite), (random, "rand 4K", Names.randFirstWrite)] {
@@ -165,17 +167,25 @@ struct BenchRound {
             let many = try await firstWrite(pattern, label, on: origin, snapshots: n)
             record("origin \(label) write, \(n) snapshots, first write", vs: baseline, many, adjacent: single)
         }
+        let single = try await firstWrite(sequential, "seq 1M", on: origin, snapshots: 1, originCached: false)
+        record(Names.seqFirstWriteUncached, single)
+        let many = try await firstWrite(sequential, "seq 1M", on: origin, snapshots: n, originCached: false)
+        record("origin seq 1M write, \(n) snapshots, first write, origin not cached", vs: Names.seqFirstWriteUncached, many, adjacent: single)
     }
 
-    /// First writes of `pattern` with `count` fresh snapshots, which are removed afterwards.
-    private mutating func firstWrite(_ pattern: IOPattern, _ label: String, on origin: Origin, snapshots count: Int) async throws -> Sample {
+    /// First writes of `pattern` with `count` fresh snapshots, which are removed afterwards;
+    /// unless `originCached`, the origin's pages leave the page cache first.
+    private mutating func firstWrite(_ pattern: IOPattern, _ label: String, on origin: Origin, snapshots count: Int,
+                                     originCached: Bool = true) async throws -> Sample {
         var snapshots: [Snapshot] = []
         for _ in 0..<count { snapshots.append(try await volumes.addSnapshot(to: origin, geometry: geometry)) }
+        if !originCached { try await device.dropCachedPages() }
         let (sample, moved) = try await ProcessIO.measuring {
             try await IODriver.run(pattern, .write, on: .volume(origin, snapshots: snapshots), fill: 0xC1)
         }
         await volumes.removeSnapshots(snapshots, from: origin)
-        if let moved { recordAmplification(moved, of: sample, "\(label) first write, \(count) snapshot\(count == 1 ? "" : "s")") }
+        let what = "\(label) first write" + (originCached ? "" : ", origin not cached")
+        if let moved { recordAmplification(moved, of: sample, "\(what), \(count) snapshot\(count == 1 ? "" : "s")") }
         return sample
     }
 
@@ -272,6 +282,7 @@ struct BenchRound {
         static let copyFloor = "raw copy-before-write floor, seq 1M"
         static let seqFirstWrite = "origin seq 1M write, 1 snapshot, first write"
         static let randFirstWrite = "origin rand 4K write, 1 snapshot, first write"
+        static let seqFirstWriteUncached = "origin seq 1M write, 1 snapshot, first write, origin not cached"
     }
 }
 

@@ -18,7 +18,9 @@ import TestSupport
                          "origin rand 4K write, 1 snapshot, rewrite", "origin rand 4K write, 2 snapshots, first write",
                          "snapshot rand 4K read, chunks in COW, cold", "activation of a full COW",
                          "merge a full snapshot into its origin", "merge a snapshot of random chunks",
-                         "origin rand 4K write, 1 snapshot, first write, write-through"] {
+                         "origin rand 4K write, 1 snapshot, first write, write-through",
+                         "origin seq 1M write, 1 snapshot, first write, origin not cached",
+                         "origin seq 1M write, 2 snapshots, first write, origin not cached"] {
             #expect(names.contains(expected), "missing \(expected)")
         }
         for row in rows where row["baseline"] is String {
@@ -46,7 +48,8 @@ import TestSupport
         func figure(_ name: String) -> Double {
             figures.first { $0["name"] as? String == name }?["value"] as? Double ?? -1
         }
-        for (snapshots, label) in [(1, "1 snapshot"), (2, "2 snapshots")] {
+        for (snapshots, label) in [(1, "1 snapshot"), (2, "2 snapshots"), (1, "origin not cached, 1 snapshot"),
+                                   (2, "origin not cached, 2 snapshots")] {
             let read = figure("bytes read per origin byte, seq 1M first write, \(label)")
             let written = figure("bytes written per origin byte, seq 1M first write, \(label)")
             #expect(read >= 1 && read < 1.05, "\(label): read \(read) bytes per origin byte")
