@@ -224,9 +224,13 @@ struct BenchRound {
         _ = try await IODriver.run(sequential, .read, on: raw)
     }
 
-    /// First writes with write-back off: each write returns only once it is on the device.
+    /// First writes with write-back off: each write returns only once it is on the device. The
+    /// random case sends a quarter of the random requests (its raw baseline too): at about a
+    /// thousand a second it was a quarter of a default run's time.
     private mutating func measureWriteThrough() async throws {
         let origin = Origin(name: "bench-origin", device: device, writeBack: false)
+        let random = IOPattern.random(volumeBytes: configuration.originBytes, blockBytes: 4096,
+                                      count: max(256, configuration.randomOperations / 4), seed: configuration.seed)
         for (pattern, name, baseline) in [(sequential, "origin seq 1M write, 1 snapshot, first write, write-through", Names.rawSeqWrite),
                                           (random, "origin rand 4K write, 1 snapshot, first write, write-through", Names.rawRandWrite)] {
             let raw = try await rawWrite(pattern)
