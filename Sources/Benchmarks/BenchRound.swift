@@ -230,7 +230,7 @@ struct BenchRound {
     private mutating func measureWriteThrough() async throws {
         let origin = Origin(name: "bench-origin", device: device, writeBack: false)
         let random = IOPattern.random(volumeBytes: configuration.originBytes, blockBytes: 4096,
-                                      count: max(256, configuration.randomOperations / 4), seed: configuration.seed)
+                                      count: max(1, configuration.randomOperations / 4), seed: configuration.seed)
         for (pattern, name, baseline) in [(sequential, "origin seq 1M write, 1 snapshot, first write, write-through", Names.rawSeqWrite),
                                           (random, "origin rand 4K write, 1 snapshot, first write, write-through", Names.rawRandWrite)] {
             let raw = try await rawWrite(pattern)
