@@ -91,20 +91,27 @@ struct BenchRound {
     /// First write and rewrite with one snapshot, reads of a snapshot whose chunks are all in
     /// the COW, activation of that (full) COW, and merging it back.
     private mutating func measureOneSnapshotSequential(_ origin: Origin) async throws {
-        var raw = try await rawWrite(sequential)
         var snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
-        let target = IOTarget.volume(origin, snapshots: [snapshot])
-        try await record(Names.seqFirstWrite, vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target, fill: 0xA1),
-                         adjacent: raw)
-        raw = try await rawWrite(sequential)
-        try await record("origin seq 1M write, 1 snapshot, rewrite", vs: Names.rawSeqWrite,
-                         IODriver.run(sequential, .write, on: target, fill: 0xA2), adjacent: raw)
+        try await measureFirstWriteAndRewrite(sequential, "seq 1M", of: origin, snapshot, against: Names.rawSeqWrite, fills: (0xA1, 0xA2))
         recordTable("exception table bytes per exception, sequential pattern", origin.cacheFigures(of: snapshot))
         try await measureSnapshotReads(snapshot, chunks: "in COW")
         snapshot = try await measureActivation(origin, snapshot)
         try await measureMerge(snapshot, into: origin, "merge a full snapshot into its origin", against: sequential,
                                Names.rawSeqWrite)
         await volumes.removeSnapshots([snapshot], from: origin)
+    }
+
+    /// First writes of `pattern` to the origin with `snapshot` attached (every chunk copied),
+    /// then the same writes again (every chunk already copied), each against raw writes of the
+    /// pattern timed just before it.
+    private mutating func measureFirstWriteAndRewrite(_ pattern: IOPattern, _ label: String, of origin: Origin, _ snapshot: Snapshot,
+                                                      against baseline: String, fills: (first: UInt8, again: UInt8)) async throws {
+        let target = IOTarget.volume(origin, snapshots: [snapshot])
+        for (phase, fill) in [("first write", fills.first), ("rewrite", fills.again)] {
+            let raw = try await rawWrite(pattern)
+            try await record("origin \(label) write, 1 snapshot, \(phase)", vs: baseline,
+                             IODriver.run(pattern, .write, on: target, fill: fill), adjacent: raw)
+        }
     }
 
     /// Merges `snapshot` into `origin`, timed against raw writes of `pattern` just before it;
@@ -140,15 +147,9 @@ struct BenchRound {
     /// chunks are still on the origin; then merging it (one chunk per run, scattered over the
     /// origin) against as many random 4 KiB raw writes.
     private mutating func measureOneSnapshotRandom(_ origin: Origin) async throws {
-        var raw = try await rawWrite(random)
         let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
         try await measureSnapshotReads(snapshot, chunks: "on origin")
-        let target = IOTarget.volume(origin, snapshots: [snapshot])
-        try await record(Names.randFirstWrite, vs: Names.rawRandWrite, IODriver.run(random, .write, on: target, fill: 0xB1),
-                         adjacent: raw)
-        raw = try await rawWrite(random)
-        try await record("origin rand 4K write, 1 snapshot, rewrite", vs: Names.rawRandWrite,
-                         IODriver.run(random, .write, on: target, fill: 0xB2), adjacent: raw)
+        try await measureFirstWriteAndRewrite(random, "rand 4K", of: origin, snapshot, against: Names.rawRandWrite, fills: (0xB1, 0xB2))
         recordTable("exception table bytes per exception, random pattern", origin.cacheFigures(of: snapshot))
         try await measureMerge(snapshot, into: origin, "merge a snapshot of random chunks", against: random, Names.rawRandWrite)
         await volumes.removeSnapshots([snapshot], from: origin)
