@@ -109,7 +109,7 @@ struct BenchRound {
         let target = IOTarget.volume(origin, snapshots: [snapshot])
         for (phase, fill) in [("first write", fills.first), ("rewrite", fills.again)] {
             let raw = try await rawWrite(pattern)
-            try await record("origin \(label) write, 1 snapshot, \(phase)", vs: baseline,
+            try await record(Names.originWrite(label, snapshots: 1, phase), vs: baseline,
                              IODriver.run(pattern, .write, on: target, fill: fill), adjacent: raw)
         }
     }
@@ -163,15 +163,15 @@ struct BenchRound {
     /// copies' one shared read of each old chunk comes from the device.
     private mutating func measureManySnapshots(_ origin: Origin) async throws {
         let n = configuration.manySnapshots
-        for (pattern, label, baseline) in [(sequential, "seq 1M", Names.seqFirstWrite), (random, "rand 4K", Names.randFirstWrite)] {
-            let single = try await firstWrite(pattern, label, on: origin, snapshots: 1)
-            let many = try await firstWrite(pattern, label, on: origin, snapshots: n)
-            record("origin \(label) write, \(n) snapshots, first write", vs: baseline, many, adjacent: single)
+        for (pattern, label, cached) in [(sequential, "seq 1M", true), (random, "rand 4K", true), (sequential, "seq 1M", false)] {
+            let suffix = cached ? "" : ", origin not cached"
+            let single = try await firstWrite(pattern, label, on: origin, snapshots: 1, originCached: cached)
+            let baseline = Names.originWrite(label, snapshots: 1, "first write" + suffix)
+            // The cached 1-snapshot case has its row already (measureOneSnapshot...).
+            if !cached { record(baseline, single) }
+            let many = try await firstWrite(pattern, label, on: origin, snapshots: n, originCached: cached)
+            record(Names.originWrite(label, snapshots: n, "first write" + suffix), vs: baseline, many, adjacent: single)
         }
-        let single = try await firstWrite(sequential, "seq 1M", on: origin, snapshots: 1, originCached: false)
-        record(Names.seqFirstWriteUncached, single)
-        let many = try await firstWrite(sequential, "seq 1M", on: origin, snapshots: n, originCached: false)
-        record("origin seq 1M write, \(n) snapshots, first write, origin not cached", vs: Names.seqFirstWriteUncached, many, adjacent: single)
     }
 
     /// First writes of `pattern` with `count` fresh snapshots, which are removed afterwards;
@@ -232,8 +232,8 @@ struct BenchRound {
         let origin = Origin(name: "bench-origin", device: device, writeBack: false)
         let random = IOPattern.random(volumeBytes: configuration.originBytes, blockBytes: 4096,
                                       count: max(1, configuration.randomOperations / 4), seed: configuration.seed)
-        for (pattern, name, baseline) in [(sequential, "origin seq 1M write, 1 snapshot, first write, write-through", Names.rawSeqWrite),
-                                          (random, "origin rand 4K write, 1 snapshot, first write, write-through", Names.rawRandWrite)] {
+        for (pattern, label, baseline) in [(sequential, "seq 1M", Names.rawSeqWrite), (random, "rand 4K", Names.rawRandWrite)] {
+            let name = Names.originWrite(label, snapshots: 1, "first write, write-through")
             let raw = try await rawWrite(pattern)
             let snapshot = try await volumes.addSnapshot(to: origin, geometry: geometry)
             try await record(name, vs: baseline, IODriver.run(pattern, .write, on: .volume(origin, snapshots: [snapshot]), fill: 0xD1),
@@ -285,9 +285,11 @@ struct BenchRound {
         static let rawSeqReadCold = "raw seq 1M read, cold"
         static let rawRandReadCold = "raw rand 4K read, cold"
         static let copyFloor = "raw copy-before-write floor, seq 1M"
-        static let seqFirstWrite = "origin seq 1M write, 1 snapshot, first write"
-        static let randFirstWrite = "origin rand 4K write, 1 snapshot, first write"
-        static let seqFirstWriteUncached = "origin seq 1M write, 1 snapshot, first write, origin not cached"
+
+        /// An origin write case: "origin seq 1M write, 1 snapshot, first write" and its kin.
+        static func originWrite(_ label: String, snapshots: Int, _ phase: String) -> String {
+            "origin \(label) write, \(snapshots) snapshot\(snapshots == 1 ? "" : "s"), \(phase)"
+        }
     }
 }
 
