@@ -14,8 +14,8 @@ set -euo pipefail
 origin=$1 sock=$2 tmp=$3
 mode=${QCOW2_MODE:-internal} cluster=${QCOW2_CLUSTER:-64k}
 image=$tmp/image.qcow2
-rm -rf "$tmp"
 mkdir -p "$tmp"
+rm -f "$image"
 case $mode in
 internal)
     qemu-img convert -q -f raw -O qcow2 -o "cluster_size=$cluster" "$origin" "$image"
