@@ -108,7 +108,9 @@ public protocol ExceptionStore: AnyObject, Sendable {
 
     /// The newest exceptions still to merge, as runs of consecutive ones, newest first, at most
     /// `limit` exceptions in all (possibly from several metadata areas); empty when none is
-    /// left. A second call before `commitMerge` prepares the same exceptions again.
+    /// left. A second call before `commitMerge` prepares the same exceptions again. Callers
+    /// merge only while no prepared exception is in flight (a merging snapshot receives no
+    /// copies and refuses writes): `commitMerge` moves the next free chunk back.
     func prepareMerge(limit: Int) async throws -> [MergeRun]
 
     /// Durably forgets the `count` exceptions the last `prepareMerge` returned (all of them).

@@ -80,6 +80,13 @@ public final class PersistentExceptionStore: ExceptionStore {
             return takeIfFull(batch)
         }
 
+        /// `range` widened to take in `chunk` (the chunk alone when there is no range). Order-free:
+        /// records usually reach a commit in allocation order, but nothing here needs them to.
+        static func span(_ range: ClosedRange<ChunkIndex>?, including chunk: ChunkIndex) -> ClosedRange<ChunkIndex> {
+            guard let range else { return chunk...chunk }
+            return min(range.lowerBound, chunk)...max(range.upperBound, chunk)
+        }
+
         private mutating func takeIfFull(_ batch: UInt64) -> ClosedRange<ChunkIndex>? {
             guard let all = durableCachedData, all.upperBound - all.lowerBound + 1 >= batch else { return nil }
             durableCachedData = nil
@@ -317,7 +324,7 @@ public final class PersistentExceptionStore: ExceptionStore {
                     state.inFlight.removeFirst()
                     state.area.append(DiskException(old: first.old, new: first.new))
                     state.waiters.append(committed)
-                    state.waitingData = state.waitingData.map { $0.lowerBound...first.new } ?? first.new...first.new
+                    state.waitingData = State.span(state.waitingData, including: first.new)
                 }
                 guard state.area.count == perArea, state.inFlight.first?.committed != nil else { break }
                 // Full, and the next record is ready too: this area goes in the same commit.

@@ -139,7 +139,12 @@ extension Origin {
     /// first, a step of scattered 4 KiB chunks that were not in the page cache read at 35-41
     /// MiB/s, and at 192-240 MiB/s prefetched (Docs/PERFORMANCE.md, session 9).
     private func prefetchCopies(of runs: [MergeRun], from snapshot: Snapshot) {
-        guard let first = runs.map(\.new).min(), let end = runs.map({ $0.new + UInt64($0.count) }).max() else { return }
+        guard var first = runs.first?.new else { return }
+        var end = first
+        for run in runs {
+            first = min(first, run.new)
+            end = max(end, run.new + UInt64(run.count))
+        }
         let geometry = snapshot.geometry
         snapshot.store.device.prefetch(offset: geometry.offset(of: first), length: Int(end - first) * geometry.chunkBytes)
     }
