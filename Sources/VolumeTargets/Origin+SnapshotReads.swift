@@ -23,11 +23,25 @@ extension Origin {
     ///
     /// A read inside one chunk whose exception is not pending takes the origin's lock twice
     /// (admission with routing, then leaving with untracking) and allocates nothing; it skips
-    /// the read plan altogether (`readInsideOneChunk`).
+    /// the read plan altogether (`readInsideOneChunk`), and on a file or block device it does
+    /// not suspend: it calls no async function, so its task allocates no frame for the general
+    /// path (that frame, inlined here, cost a slab allocation per read: 0.05-0.07 µs of a
+    /// 1.3 µs page-cache read).
     @inline(__always)
     func readSnapshot(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try snapshot.checkRange(offset: offset, length: UInt64(buffer.count))
-        if try await readInsideOneChunk(snapshot, into: buffer, at: offset) { return }
+        switch try readInsideOneChunk(snapshot, into: buffer, at: offset) {
+        case .done: return
+        case .general: try await readSnapshotInPieces(snapshot, into: buffer, at: offset)
+        case .suspending(let source, let deviceOffset, let token):
+            defer { leaveGate(untracking: token) }
+            try await device(source, of: snapshot).read(into: buffer, at: deviceOffset)
+        }
+    }
+
+    /// The general path: a read spanning chunks, or one that must wait (a closed gate, a
+    /// pending exception, an exception not in memory) or throw.
+    private func readSnapshotInPieces(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         var pieces = snapshot.geometry.pieces(offset: offset, length: buffer.count)
         var plan = ReadPlan()
         var stop: ReadStop?
@@ -132,10 +146,16 @@ extension Origin {
     @inline(__always)
     private func read(_ source: ReadPlan.Source, of snapshot: Snapshot, into target: UnsafeMutableRawBufferPointer,
                       at deviceOffset: UInt64) async throws {
-        let device = source == .store ? snapshot.store.device : device
+        let device = device(source, of: snapshot)
         if try !device.readImmediately(into: target, at: deviceOffset) {
             try await device.read(into: target, at: deviceOffset)
         }
+    }
+
+    /// The device a routed piece is read from.
+    @inline(__always)
+    private func device(_ source: ReadPlan.Source, of snapshot: Snapshot) -> any BlockDevice {
+        source == .store ? snapshot.store.device : device
     }
 
     // MARK: reads inside one chunk
@@ -148,18 +168,38 @@ extension Origin {
         case general
     }
 
+    /// How far a read inside one chunk got without suspending.
+    enum SingleChunkRead {
+        /// Read: the device answered at once (a file's or a block device's `pread`).
+        case done
+        /// Not started, nothing held: the general path takes over.
+        case general
+        /// Admitted and routed, but the device reads only by suspending: the caller reads this
+        /// offset of this device, then leaves the gate untracking the token.
+        case suspending(ReadPlan.Source, UInt64, ReadTracker.Token?)
+    }
+
     /// The common read, inside one chunk whose exception is completed or absent, without a read
-    /// plan: admission, routing and tracking under one lock acquisition, leaving and untracking
-    /// under another, as in the general path. Returns false, having done nothing, when the
-    /// general path must run instead: the read spans chunks, the gate is closed, the exception
-    /// is pending or not in memory, or the snapshot is not usable (the general path throws).
+    /// plan and without suspending: admission, routing and tracking under one lock acquisition,
+    /// the device's `pread`, then leaving and untracking under another, as in the general path.
+    /// Returns `.general`, having done nothing, when the general path must run instead: the read
+    /// spans chunks, the gate is closed, the exception is pending or not in memory, or the
+    /// snapshot is not usable (the general path throws).
     @inline(__always)
-    private func readInsideOneChunk(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws -> Bool {
+    private func readInsideOneChunk(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer,
+                                    at offset: UInt64) throws -> SingleChunkRead {
         guard let piece = snapshot.geometry.singlePiece(offset: offset, length: buffer.count),
-              case .admitted(let source, let deviceOffset, let token) = admitSingleChunkRead(snapshot, piece) else { return false }
-        defer { leaveGate(untracking: token) }
-        try await read(source, of: snapshot, into: buffer, at: deviceOffset)
-        return true
+              case .admitted(let source, let deviceOffset, let token) = admitSingleChunkRead(snapshot, piece) else { return .general }
+        let answered: Bool
+        do {
+            answered = try device(source, of: snapshot).readImmediately(into: buffer, at: deviceOffset)
+        } catch {
+            leaveGate(untracking: token)
+            throw error
+        }
+        guard answered else { return .suspending(source, deviceOffset, token) }
+        leaveGate(untracking: token)
+        return .done
     }
 
     /// Under one lock acquisition: enters the gate, routes `piece` and tracks it if it goes to
