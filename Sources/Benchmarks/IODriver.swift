@@ -16,6 +16,12 @@ public struct Sample: Sendable, Codable, Equatable {
         self.operations = operations
     }
 
+    /// The sample of median duration (the upper middle one of an even count).
+    static func median(_ samples: [Sample]) -> Sample {
+        precondition(!samples.isEmpty, "a median needs samples")
+        return samples.sorted { $0.seconds < $1.seconds }[samples.count / 2]
+    }
+
     public var mebibytesPerSecond: Double { seconds > 0 ? Double(bytes) / 1_048_576 / seconds : 0 }
     public var operationsPerSecond: Double { seconds > 0 ? Double(operations) / seconds : 0 }
 }

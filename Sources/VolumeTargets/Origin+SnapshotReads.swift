@@ -155,7 +155,7 @@ extension Origin {
     /// The device a routed piece is read from.
     @inline(__always)
     private func device(_ source: ReadPlan.Source, of snapshot: Snapshot) -> any BlockDevice {
-        source == .store ? snapshot.store.device : device
+        source == .store ? snapshot.cowDevice : device
     }
 
     // MARK: reads inside one chunk

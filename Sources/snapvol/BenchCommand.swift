@@ -13,7 +13,9 @@ struct BenchCommand: AsyncParsableCommand {
             the page cache), snapshot reads, activation of a full COW, merge. It also reports the \
             bytes the engine read and wrote per byte written to the origin. Each case's ratio is taken \
             against its baseline timed just before it (raw I/O on the origin file; 1 snapshot for the \
-            N-snapshot cases), every case starting after sync(2). Requests are sent one at a time \
+            N-snapshot cases), every case starting after sync(2); warm snapshot reads (from the page \
+            cache, about 10 ms a case) alternate with their baseline 5 times and keep each side's \
+            median. Requests are sent one at a time \
             (queue depth 1, like fio's psync engine); every write case ends with a flush inside the \
             timed interval. Files are created in --dir and removed afterwards.
             """)

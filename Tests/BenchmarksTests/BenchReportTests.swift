@@ -33,4 +33,13 @@ import Testing
         #expect(named.baseline == "raw")
         #expect(rows["raw"]?.medianRatio == nil)
     }
+
+    @Test func aRepeatedCaseKeepsItsSampleOfMedianDuration() {
+        let durations = [0.012, 0.029, 0.010, 0.011, 0.013]
+        let samples = durations.map { Sample(seconds: $0, bytes: 32 << 20, operations: 8192) }
+        // Sorted: 0.010, 0.011, 0.012, 0.013, 0.029: the slow outlier does not move the median.
+        #expect(Sample.median(samples).seconds == 0.012)
+        #expect(Sample.median(Array(samples.prefix(2))).seconds == 0.029)
+        #expect(Sample.median([samples[2]]).seconds == 0.010)
+    }
 }
