@@ -45,19 +45,12 @@ enum NBDCommand {
         }
     }
 
-    /// Writes `payload` without copying it: its pieces' storage is retained while the write
-    /// runs (a ByteBuffer never changes bytes another buffer still references: it copies on
-    /// write), and a payload that arrived in several reads goes to the volume as the pieces it
-    /// came in (`Volume.write(gathering:at:)`).
-    private static func write(_ payload: [ByteBuffer], at offset: UInt64, to volume: any Volume) async throws {
-        guard payload.count > 1 else {
-            let (bytes, storage) = (payload.first ?? ByteBuffer()).withUnsafeReadableBytesWithStorageManagement { ($0, $1.retain()) }
-            defer { storage.release() }
-            return try await volume.write(bytes, at: offset)
-        }
-        let retained = payload.map { piece in piece.withUnsafeReadableBytesWithStorageManagement { ($0, $1.retain()) } }
-        defer { for (_, storage) in retained { storage.release() } }
-        try await volume.write(gathering: retained.map(\.0), at: offset)
+    /// Writes `payload` without copying it: its storage is retained while the write runs, and a
+    /// ByteBuffer never changes bytes another buffer still references (it copies on write).
+    private static func write(_ payload: ByteBuffer, at offset: UInt64, to volume: any Volume) async throws {
+        let (bytes, storage) = payload.withUnsafeReadableBytesWithStorageManagement { ($0, $1.retain()) }
+        defer { storage.release() }
+        try await volume.write(bytes, at: offset)
     }
 
     private static func writeZeroes(_ request: NBDRequest, to volume: any Volume) async throws {

@@ -10,23 +10,9 @@ final class NBDPhase {
 /// Cuts the client's byte stream into `NBDMessage`s. It never trusts a length before checking it
 /// against the protocol's limits, so garbage or hostile input ends in `.malformed`, not a crash
 /// or an unbounded buffer.
-///
-/// A write's payload is taken as it arrives, as slices of the socket's read buffers
-/// (`NBDRequest.payload`), never left in the handler's buffer: `ByteToMessageHandler` copies
-/// each new read onto whatever is left there, so a 1 MiB payload waited for whole was copied
-/// once more on its way in (20% of the server's samples on sequential rewrites).
-///
-/// Invariant: while `partial` is set, every byte the handler passes in belongs to its payload
-/// until `partial.missing` reaches zero; the request is emitted then, whole.
 struct NBDDecoder: ByteToMessageDecoder {
     typealias InboundOut = NBDMessage
     let phase: NBDPhase
-    /// A write whose header has been read and whose payload is still arriving.
-    private var partial: (request: NBDRequest, missing: Int)?
-
-    init(phase: NBDPhase) {
-        self.phase = phase
-    }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         switch phase.value {
@@ -40,7 +26,6 @@ struct NBDDecoder: ByteToMessageDecoder {
         case .options:
             return decodeOption(context: context, buffer: &buffer)
         case .transmission:
-            if partial != nil { return continuePayload(context: context, buffer: &buffer) }
             return decodeRequest(context: context, buffer: &buffer)
         }
     }
@@ -59,7 +44,7 @@ struct NBDDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    private mutating func decodeRequest(context: ChannelHandlerContext, buffer: inout ByteBuffer) -> DecodingState {
+    private func decodeRequest(context: ChannelHandlerContext, buffer: inout ByteBuffer) -> DecodingState {
         guard buffer.readableBytes >= 28,
               let magic = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
               let flags = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt16.self),
@@ -68,30 +53,15 @@ struct NBDDecoder: ByteToMessageDecoder {
               let offset = buffer.getInteger(at: buffer.readerIndex + 16, as: UInt64.self),
               let length = buffer.getInteger(at: buffer.readerIndex + 24, as: UInt32.self) else { return .needMoreData }
         guard magic == NBD.requestMagic else { return reject("bad request magic", context, &buffer) }
-        let request = NBDRequest(flags: flags, type: type, handle: handle, offset: offset, length: length)
+        var request = NBDRequest(flags: flags, type: type, handle: handle, offset: offset, length: length)
         if type == NBD.cmdWrite {
             guard length <= NBD.maxPayload else { return reject("write of \(length) bytes", context, &buffer) }
+            guard buffer.readableBytes >= 28 + Int(length) else { return .needMoreData }
             buffer.moveReaderIndex(forwardBy: 28)
-            partial = (request, Int(length))
-            return continuePayload(context: context, buffer: &buffer)
+            request.payload = buffer.readSlice(length: Int(length)) ?? ByteBuffer()
+        } else {
+            buffer.moveReaderIndex(forwardBy: 28)
         }
-        buffer.moveReaderIndex(forwardBy: 28)
-        context.fireChannelRead(wrapInboundOut(.request(request)))
-        return .continue
-    }
-
-    /// Takes what has arrived of the partial write's payload (a slice, not a copy); emits the
-    /// request once it is whole.
-    private mutating func continuePayload(context: ChannelHandlerContext, buffer: inout ByteBuffer) -> DecodingState {
-        guard var (request, missing) = partial else { return .continue }
-        let taken = min(missing, buffer.readableBytes)
-        if taken > 0, let piece = buffer.readSlice(length: taken) { request.payload.append(piece) }
-        missing -= taken
-        guard missing == 0 else {
-            partial = (request, missing)
-            return .needMoreData
-        }
-        partial = nil
         context.fireChannelRead(wrapInboundOut(.request(request)))
         return .continue
     }

@@ -79,7 +79,6 @@ struct NBDRequest {
     let handle: UInt64
     let offset: UInt64
     let length: UInt32
-    /// A write's data, in the order it arrived: slices of the socket's read buffers (not
-    /// copied by the decoder). Empty for every other request, and for a write of no bytes.
-    var payload: [ByteBuffer] = []
+    /// A write's data: a slice of the receive buffer (not copied by the decoder).
+    var payload = ByteBuffer()
 }

@@ -22,9 +22,9 @@ enum WriteBackLimit {
 struct QueuedWriteData: Sendable {
     let buffer: PooledBuffer
 
-    init(copying source: WriteSource) {
+    init(copying source: UnsafeRawBufferPointer) {
         buffer = BufferPool.shared.take(source.count)
-        source.copy(into: buffer.mutableBytes)
+        buffer.mutableBytes.copyMemory(from: source)
     }
 }
 
@@ -33,15 +33,15 @@ extension Origin {
     /// queued and acknowledged. The queued write preserves its chunks, waits for earlier
     /// overlapping queued writes and for snapshot reads, then reaches the device. Its failure is
     /// reported by the next `flush`.
-    func writeBehind(_ source: WriteSource, at offset: UInt64) async throws {
-        let range = offset..<offset + UInt64(source.count)
-        guard source.count <= WriteBackLimit.largestWrite else {
+    func writeBehind(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        let range = offset..<offset + UInt64(buffer.count)
+        guard buffer.count <= WriteBackLimit.largestWrite else {
             // Not queued, but never ahead of an acknowledged queued write it overlaps.
             await waitForQueuedWrites(overlapping: range)
-            return try await source.withContiguousBytes { try await writeThrough($0, at: offset) }
+            return try await writeThrough(buffer, at: offset)
         }
-        await writeBackRoom.acquire(WriteBackLimit.permits(for: source.count))
-        let data = QueuedWriteData(copying: source)
+        await writeBackRoom.acquire(WriteBackLimit.permits(for: buffer.count))
+        let data = QueuedWriteData(copying: buffer)
         let id = state.withLock { state -> UInt64 in
             state.gate.extend()
             return state.writeBack.add(range).0

@@ -152,30 +152,19 @@ public final class Origin: Sendable {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
-        try await write(WriteSource(buffer), at: offset)
-    }
-
-    /// A write of pieces in order, as one write: a direct one goes to the device piece by piece,
-    /// a queued one is gathered into the queue's copy, which it makes anyway; only the others
-    /// (merging, write-through, larger than the queue takes) gather into a buffer of their own.
-    public func write(gathering pieces: [UnsafeRawBufferPointer], at offset: UInt64) async throws {
-        try await write(WriteSource(pieces), at: offset)
-    }
-
-    private func write(_ source: WriteSource, at offset: UInt64) async throws {
-        try checkRange(offset: offset, length: UInt64(source.count))
-        let (merging, direct) = await enterGate(writing: offset..<offset + UInt64(source.count))
+        try checkRange(offset: offset, length: UInt64(buffer.count))
+        let (merging, direct) = await enterGate(writing: offset..<offset + UInt64(buffer.count))
         defer { leaveGate() }
         if direct {
-            try await source.write(to: device, at: offset)
+            try await device.write(buffer, at: offset)
         } else if merging {
-            try await source.withContiguousBytes { try await writeMergeView($0, at: offset) }
+            try await writeMergeView(buffer, at: offset)
         } else if writeBack {
-            try await writeBehind(source, at: offset)
+            try await writeBehind(buffer, at: offset)
         } else {
-            try await source.withContiguousBytes { try await writeThrough($0, at: offset) }
+            try await writeThrough(buffer, at: offset)
         }
-        counters.countWrite(source.count)
+        counters.countWrite(buffer.count)
     }
 
     /// Makes every completed (and every queued) origin write durable.

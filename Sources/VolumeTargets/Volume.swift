@@ -9,10 +9,6 @@ public protocol Volume: AnyObject, Sendable {
     var size: UInt64 { get }
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
-    /// Writes `pieces`, in order, as one write starting at `offset` (a network payload as it
-    /// arrived). The default gathers them into one buffer; a volume that can use them as they
-    /// are (`Origin`) does.
-    func write(gathering pieces: [UnsafeRawBufferPointer], at offset: UInt64) async throws
     /// Makes every completed write durable.
     func flush() async throws
 }
@@ -27,10 +23,6 @@ extension Volume {
         if overflow || end > size {
             throw VolumeError.outOfRange(volume: name, offset: offset, length: length, size: size)
         }
-    }
-
-    public func write(gathering pieces: [UnsafeRawBufferPointer], at offset: UInt64) async throws {
-        try await WriteSource(pieces).withContiguousBytes { try await write($0, at: offset) }
     }
 
     /// Reads `count` bytes into a new array (for commands and tests, not hot paths).

@@ -96,7 +96,7 @@ import TestSupport
         var malformed = false
         while let message = try channel.readInbound(as: NBDMessage.self) {
             switch message {
-            case .request(let r): requests.append(Sent(type: r.type, handle: r.handle, offset: r.offset, length: r.length, payload: r.payload.flatMap { Array($0.readableBytesView) }))
+            case .request(let r): requests.append(Sent(type: r.type, handle: r.handle, offset: r.offset, length: r.length, payload: Array(r.payload.readableBytesView)))
             case .malformed: malformed = true
             default: break
             }
