@@ -155,7 +155,7 @@ extension Origin {
     /// The device a routed piece is read from.
     @inline(__always)
     private func device(_ source: ReadPlan.Source, of snapshot: Snapshot) -> any BlockDevice {
-        source == .store ? snapshot.cowDevice : device
+        source == .store ? snapshot.store.device : device
     }
 
     // MARK: reads inside one chunk
@@ -169,7 +169,7 @@ extension Origin {
     }
 
     /// How far a read inside one chunk got without suspending.
-    enum SingleChunkRead {
+    private enum SingleChunkRead {
         /// Read: the device answered at once (a file's or a block device's `pread`).
         case done
         /// Not started, nothing held: the general path takes over.

@@ -13,8 +13,6 @@ public final class Snapshot: Sendable {
     public let store: any ExceptionStore
     /// The store's chunk geometry (kept here: reading it through the existential costs a call per I/O).
     let geometry: ChunkGeometry
-    /// The store's device (kept here for the same reason: every read routed to the COW uses it).
-    let cowDevice: any BlockDevice
     /// The snapshot's size: its origin's (kept here: the range check of every read would
     /// otherwise go through the unowned reference to the origin).
     public let size: UInt64
@@ -25,7 +23,6 @@ public final class Snapshot: Sendable {
         self.origin = origin
         self.store = store
         self.geometry = store.geometry
-        self.cowDevice = store.device
         self.size = origin.size
     }
 
