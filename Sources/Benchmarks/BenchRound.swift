@@ -164,20 +164,21 @@ struct BenchRound {
     private mutating func measureManySnapshots(_ origin: Origin) async throws {
         let n = configuration.manySnapshots
         for (pattern, label, cached) in [(sequential, "seq 1M", true), (random, "rand 4K", true), (sequential, "seq 1M", false)] {
-            let suffix = cached ? "" : ", origin not cached"
-            let single = try await firstWrite(pattern, label, on: origin, snapshots: 1, originCached: cached)
-            let baseline = Names.originWrite(label, snapshots: 1, "first write" + suffix)
+            let phase = cached ? "first write" : "first write, origin not cached"
+            let single = try await firstWrite(pattern, label, phase, on: origin, snapshots: 1, originCached: cached)
+            let baseline = Names.originWrite(label, snapshots: 1, phase)
             // The cached 1-snapshot case has its row already (measureOneSnapshot...).
             if !cached { record(baseline, single) }
-            let many = try await firstWrite(pattern, label, on: origin, snapshots: n, originCached: cached)
-            record(Names.originWrite(label, snapshots: n, "first write" + suffix), vs: baseline, many, adjacent: single)
+            let many = try await firstWrite(pattern, label, phase, on: origin, snapshots: n, originCached: cached)
+            record(Names.originWrite(label, snapshots: n, phase), vs: baseline, many, adjacent: single)
         }
     }
 
     /// First writes of `pattern` with `count` fresh snapshots, which are removed afterwards;
-    /// unless `originCached`, the origin's pages leave the page cache first.
-    private mutating func firstWrite(_ pattern: IOPattern, _ label: String, on origin: Origin, snapshots count: Int,
-                                     originCached: Bool = true) async throws -> Sample {
+    /// unless `originCached`, the origin's pages leave the page cache first. `phase` names the
+    /// case in its byte counts ("seq 1M first write, origin not cached, 8 snapshots").
+    private mutating func firstWrite(_ pattern: IOPattern, _ label: String, _ phase: String, on origin: Origin,
+                                     snapshots count: Int, originCached: Bool) async throws -> Sample {
         var snapshots: [Snapshot] = []
         for _ in 0..<count { snapshots.append(try await volumes.addSnapshot(to: origin, geometry: geometry)) }
         if !originCached { try await device.dropCachedPages() }
@@ -185,8 +186,7 @@ struct BenchRound {
             try await IODriver.run(pattern, .write, on: .volume(origin, snapshots: snapshots), fill: 0xC1)
         }
         await volumes.removeSnapshots(snapshots, from: origin)
-        let what = "\(label) first write" + (originCached ? "" : ", origin not cached")
-        if let moved { recordAmplification(moved, of: sample, "\(what), \(count) snapshot\(count == 1 ? "" : "s")") }
+        if let moved { recordAmplification(moved, of: sample, "\(label) \(phase), \(Names.snapshots(count))") }
         return sample
     }
 
@@ -304,8 +304,11 @@ struct BenchRound {
 
         /// An origin write case: "origin seq 1M write, 1 snapshot, first write" and its kin.
         static func originWrite(_ label: String, snapshots: Int, _ phase: String) -> String {
-            "origin \(label) write, \(snapshots) snapshot\(snapshots == 1 ? "" : "s"), \(phase)"
+            "origin \(label) write, \(Self.snapshots(snapshots)), \(phase)"
         }
+
+        /// "1 snapshot", "8 snapshots".
+        static func snapshots(_ count: Int) -> String { "\(count) snapshot\(count == 1 ? "" : "s")" }
     }
 }
 
