@@ -2,7 +2,7 @@
 /// table: open addressing with linear probing and a multiplicative hash, so a lookup costs a
 /// multiply, a shift and usually one probe. `Dictionary` hashes every key with SipHash: with
 /// it (and a branching search) a lookup in a sequentially written table took 25-31 ns, with
-/// this map 10 ns (Docs/PERFORMANCE.md, session 8). Swift offers no way to give a `Dictionary`
+/// this map 10 ns (Docs/PERFORMANCE-HISTORY.md, session 8). Swift offers no way to give a `Dictionary`
 /// a cheaper hash, and swift-collections has no such map. The keys are bucket numbers of one device, not strings from outside, so an
 /// unseeded hash is enough: a client choosing its offsets can at worst slow its own volume.
 ///

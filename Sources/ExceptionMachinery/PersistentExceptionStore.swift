@@ -365,7 +365,7 @@ public final class PersistentExceptionStore: ExceptionStore {
     /// COW writes, which bypass the page cache, they are read again only by snapshot reads
     /// and merges, and keeping them would fill memory with one more copy per snapshot (on this
     /// project's VM, fresh page-cache memory also writes at a third of the speed: see
-    /// Docs/PERFORMANCE.md, session 9). Metadata areas between the chunks go too: a commit
+    /// Docs/PERFORMANCE-HISTORY.md, session 9). Metadata areas between the chunks go too: a commit
     /// writes an area whole, and only a load or a merge reads one again.
     private func releaseCachedData(_ data: ClosedRange<ChunkIndex>?) {
         guard let data else { return }

@@ -137,7 +137,7 @@ extension Origin {
     /// Asks the COW device to read a step's copies in ahead. A step's runs are the store's
     /// newest records, so they lie together on the device; read one run at a time, newest
     /// first, a step of scattered 4 KiB chunks that were not in the page cache read at 35-41
-    /// MiB/s, and at 192-240 MiB/s prefetched (Docs/PERFORMANCE.md, session 9).
+    /// MiB/s, and at 192-240 MiB/s prefetched (Docs/PERFORMANCE-HISTORY.md, session 9).
     private func prefetchCopies(of runs: [MergeRun], from snapshot: Snapshot) {
         guard var first = runs.first?.new else { return }
         var end = first
