@@ -34,6 +34,10 @@ public protocol BlockDevice: AnyObject, Sendable {
     /// Asks the device to start reading `[offset, offset+length)` into its cache, without
     /// waiting, because reads of it follow: a hint that never fails and guarantees nothing.
     func prefetch(offset: UInt64, length: Int)
+    /// The parts of `range` that may hold data, in order, disjoint and inside `range`; every
+    /// other byte of it reads as zeros (a hole of a sparse file). Reporting a range as data is
+    /// always true, so a device that cannot tell reports all of `range`.
+    func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>]
 }
 
 /// A device whose size can change (a regular file, memory): used to extend a COW store.
@@ -49,6 +53,8 @@ extension BlockDevice {
     public func releaseCachedPages(offset: UInt64, length: Int) {}
 
     public func prefetch(offset: UInt64, length: Int) {}
+
+    public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] { range.isEmpty ? [] : [range] }
 
     /// Throws `outOfRange` unless `[offset, offset+length)` lies inside the device.
     public func checkRange(offset: UInt64, length: Int) throws {

@@ -149,6 +149,36 @@ public final class FileBlockDevice: ResizableDevice {
         }
     }
 
+    /// A regular file's data and holes, from `lseek(SEEK_DATA)` and `lseek(SEEK_HOLE)`; a block
+    /// device reports all of `range` as data.
+    public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] {
+        guard kind == .regularFile, !range.isEmpty else { return range.isEmpty ? [] : [range] }
+        var extents: [Range<UInt64>] = []
+        var cursor = range.lowerBound
+        while cursor < range.upperBound, let start = try seek(Self.nextData, from: cursor), start < range.upperBound {
+            let end = min(try seek(Self.nextHole, from: start) ?? range.upperBound, range.upperBound)
+            extents.append(start..<end)
+            cursor = end
+        }
+        return extents
+    }
+
+    private static let nextData = FileDescriptor.SeekOrigin(rawValue: snapvol_seek_data())
+    private static let nextHole = FileDescriptor.SeekOrigin(rawValue: snapvol_seek_hole())
+
+    /// `lseek` to the next data or hole at or after `offset`; nil where the file has no more
+    /// data (`ENXIO`), or past its end.
+    private func seek(_ whence: FileDescriptor.SeekOrigin, from offset: UInt64) throws -> UInt64? {
+        guard offset < size else { return nil }
+        do {
+            return UInt64(try descriptor.seek(offset: Int64(offset), from: whence))
+        } catch Errno.noSuchAddressOrDevice {
+            return nil
+        } catch let errno as Errno {
+            throw DeviceError.system(operation: "lseek", device: name, errno: errno)
+        }
+    }
+
     /// Writes back and then drops this file's pages from the page cache (posix_fadvise
     /// DONTNEED), so the next reads come from the device: for measurements of cold reads.
     public func dropCachedPages() async throws {

@@ -16,6 +16,10 @@ int snapvol_block_device_sector_size(int fd, int *size) {
 
 int snapvol_o_direct(void) { return O_DIRECT; }
 
+int snapvol_seek_data(void) { return SEEK_DATA; }
+
+int snapvol_seek_hole(void) { return SEEK_HOLE; }
+
 int snapvol_fdatasync(int fd) {
     int r;
     do { r = fdatasync(fd); } while (r != 0 && errno == EINTR);

@@ -2,13 +2,15 @@ import BlockDevices
 import NIOCore
 import VolumeTargets
 
-/// Carries out one transmission request on a volume (in the request's task) and builds its
-/// reply. A write's payload goes to the volume from the receive buffer itself; a read lands in a
-/// pooled buffer and is copied once into the reply.
+/// Carries out one transmission request on a volume (in the request's task) and returns what
+/// its reply carries. A write's payload goes to the volume from the receive buffer itself; a
+/// read lands in a pooled buffer and is copied once into the reply.
 enum NBDCommand {
     enum Outcome: Sendable {
         /// The reply's payload (a read's data), if any.
         case done(ByteBuffer?)
+        /// A block status request's answer.
+        case map(DataMap)
         case failed(UInt32)
     }
 
@@ -26,6 +28,8 @@ enum NBDCommand {
             case NBD.cmdFlush:
                 try await volume.flush()
                 return .done(nil)
+            case NBD.cmdBlockStatus:
+                return .map(try await volume.dataMap(offset: request.offset, length: UInt64(request.length)))
             default:
                 return .failed(NBD.errInvalid)
             }

@@ -1,6 +1,6 @@
 import NIOCore
-/// Constants of the NBD protocol (fixed newstyle negotiation, simple replies), as in the
-/// protocol document of the NBD project.
+/// Constants of the NBD protocol (fixed newstyle negotiation, simple and structured replies,
+/// the `base:allocation` metadata context), as in the protocol document of the NBD project.
 enum NBD {
     static let initMagic: UInt64 = 0x4E42_444D_4147_4943          // "NBDMAGIC"
     static let optionMagic: UInt64 = 0x4948_4156_454F_5054        // "IHAVEOPT"
@@ -20,11 +20,15 @@ enum NBD {
     static let optList: UInt32 = 3
     static let optInfo: UInt32 = 6
     static let optGo: UInt32 = 7
+    static let optStructuredReply: UInt32 = 8
+    static let optListMetaContext: UInt32 = 9
+    static let optSetMetaContext: UInt32 = 10
 
     // Option replies.
     static let repAck: UInt32 = 1
     static let repServer: UInt32 = 2
     static let repInfo: UInt32 = 3
+    static let repMetaContext: UInt32 = 4
     static let repErrUnsupported: UInt32 = (1 << 31) + 1
     static let repErrInvalid: UInt32 = (1 << 31) + 3
     static let repErrUnknown: UInt32 = (1 << 31) + 6
@@ -47,7 +51,23 @@ enum NBD {
     static let cmdDisconnect: UInt16 = 2
     static let cmdFlush: UInt16 = 3
     static let cmdWriteZeroes: UInt16 = 6
+    static let cmdBlockStatus: UInt16 = 7
     static let cmdFlagFUA: UInt16 = 1 << 0
+    /// BLOCK_STATUS: one extent is enough.
+    static let cmdFlagReqOne: UInt16 = 1 << 3
+
+    // Structured replies.
+    static let structuredReplyMagic: UInt32 = 0x668E_33EF
+    static let replyFlagDone: UInt16 = 1 << 0
+    static let replyTypeOffsetData: UInt16 = 1
+    static let replyTypeBlockStatus: UInt16 = 5
+    static let replyTypeError: UInt16 = (1 << 15) + 1
+
+    // The one metadata context: which ranges hold data.
+    static let allocationContext = "base:allocation"
+    static let allocationContextID: UInt32 = 1
+    static let stateHole: UInt32 = 1 << 0
+    static let stateZero: UInt32 = 1 << 1
 
     // Errors in replies.
     static let errPerm: UInt32 = 1

@@ -12,19 +12,26 @@ public protocol NBDExports: Sendable {
 /// A request for the session to finish its in-flight requests and close (server shutdown).
 struct NBDShutdown {}
 
-/// One client connection: the handshake (fixed newstyle), option haggling and transmission.
-/// Requests run as tasks, many at once; replies go out as they complete (out of order).
+/// One client connection: the handshake (fixed newstyle), option haggling (in
+/// `NBDSessionHandler+Negotiation.swift`) and transmission. Requests run as tasks, many at
+/// once; replies go out as they complete (out of order), structured if the client asked.
 /// Lives on the channel's event loop; its state is touched only there.
 final class NBDSessionHandler: ChannelInboundHandler {
     typealias InboundIn = NBDMessage
     typealias OutboundOut = ByteBuffer
 
-    private let phase: NBDPhase
-    private let exports: any NBDExports
-    private var noZeroes = false
-    private var volume: (any Volume)?
+    let phase: NBDPhase
+    let exports: any NBDExports
+    var noZeroes = false
+    var volume: (any Volume)?
+    var readOnly = false
+    /// Whether the client asked for structured replies (`NBD_OPT_STRUCTURED_REPLY`).
+    var structuredReplies = false
+    /// The export the client selected `base:allocation` for (`NBD_OPT_SET_META_CONTEXT`).
+    var allocationContextExport: String?
+    /// Whether BLOCK_STATUS answers: the context was selected for the export in use.
+    var allocationContextActive = false
     private var taskExecutor: EventLoopTaskExecutor?
-    private var readOnly = false
     private var inFlight = 0
     private var closing = false
 
@@ -68,87 +75,9 @@ final class NBDSessionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) { close(context) }
 
-    private func close(_ context: ChannelHandlerContext) {
+    func close(_ context: ChannelHandlerContext) {
         phase.value = .closed
         context.close(promise: nil)
-    }
-
-    // MARK: negotiation
-
-    private func handleOption(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
-        switch code {
-        case NBD.optAbort:
-            replyOption(context, code, NBD.repAck)
-            close(context)
-        case NBD.optList:
-            guard data.isEmpty else { return replyOption(context, code, NBD.repErrInvalid) }
-            for name in exports.exportNames {
-                var payload = ByteBuffer()
-                payload.writeInteger(UInt32(name.utf8.count))
-                payload.writeString(name)
-                replyOption(context, code, NBD.repServer, payload)
-            }
-            replyOption(context, code, NBD.repAck)
-        case NBD.optInfo, NBD.optGo:
-            handleInfo(context, code, data)
-        case NBD.optExportName:
-            let name = String(decoding: data, as: UTF8.self)
-            guard let volume = exports.export(named: name) else { return close(context) }
-            var buffer = context.channel.allocator.buffer(capacity: 10 + 124)
-            buffer.writeInteger(volume.size)
-            buffer.writeInteger(transmissionFlags(name))
-            if !noZeroes { buffer.writeRepeatingByte(0, count: 124) }
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-            begin(name, volume)
-        default:
-            replyOption(context, code, NBD.repErrUnsupported)
-        }
-    }
-
-    /// NBD_OPT_INFO and NBD_OPT_GO: name, then requested info types.
-    private func handleInfo(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
-        var input = ByteBuffer(bytes: data)
-        guard let nameLength = input.readInteger(as: UInt32.self), nameLength <= input.readableBytes,
-              let name = input.readString(length: Int(nameLength)),
-              let count = input.readInteger(as: UInt16.self), input.readableBytes == Int(count) * 2 else {
-            return replyOption(context, code, NBD.repErrInvalid)
-        }
-        guard let volume = exports.export(named: name) else { return replyOption(context, code, NBD.repErrUnknown) }
-        var export = ByteBuffer()
-        export.writeInteger(NBD.infoExport)
-        export.writeInteger(volume.size)
-        export.writeInteger(transmissionFlags(name))
-        replyOption(context, code, NBD.repInfo, export)
-        var sizes = ByteBuffer()
-        sizes.writeInteger(NBD.infoBlockSize)
-        sizes.writeInteger(UInt32(1))
-        sizes.writeInteger(UInt32(4096))
-        sizes.writeInteger(UInt32(NBD.maxPayload))
-        replyOption(context, code, NBD.repInfo, sizes)
-        replyOption(context, code, NBD.repAck)
-        if code == NBD.optGo { begin(name, volume) }
-    }
-
-    private func begin(_ name: String, _ volume: any Volume) {
-        self.volume = volume
-        readOnly = exports.isReadOnly(name)
-        phase.value = .transmission
-    }
-
-    private func transmissionFlags(_ name: String) -> UInt16 {
-        var flags = NBD.hasFlags | NBD.sendFlush | NBD.sendFUA | NBD.sendWriteZeroes | NBD.canMultiConn
-        if exports.isReadOnly(name) { flags |= NBD.readOnly }
-        return flags
-    }
-
-    private func replyOption(_ context: ChannelHandlerContext, _ code: UInt32, _ type: UInt32, _ payload: ByteBuffer = ByteBuffer()) {
-        var buffer = context.channel.allocator.buffer(capacity: 20 + payload.readableBytes)
-        buffer.writeInteger(NBD.optionReplyMagic)
-        buffer.writeInteger(code)
-        buffer.writeInteger(type)
-        buffer.writeInteger(UInt32(payload.readableBytes))
-        buffer.writeImmutableBuffer(payload)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     // MARK: transmission
@@ -160,8 +89,8 @@ final class NBDSessionHandler: ChannelInboundHandler {
             if inFlight == 0 { close(context) }
             return
         }
-        if closing { return reply(context, request.handle, NBD.errShutdown) }
-        if let error = refusal(request, volume) { return reply(context, request.handle, error) }
+        if closing { return replyError(context, request, NBD.errShutdown) }
+        if let error = refusal(request, volume) { return replyError(context, request, error) }
         inFlight += 1
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -171,9 +100,9 @@ final class NBDSessionHandler: ChannelInboundHandler {
             let outcome = await NBDCommand.perform(request, on: volume, allocator: allocator)
             // The task runs on the loop (its executor), so the reply usually goes out at once.
             if eventLoop.inEventLoop {
-                handler.value.finish(boundContext.value, request.handle, outcome)
+                handler.value.finish(boundContext.value, request, outcome)
             } else {
-                eventLoop.execute { handler.value.finish(boundContext.value, request.handle, outcome) }
+                eventLoop.execute { handler.value.finish(boundContext.value, request, outcome) }
             }
         }
     }
@@ -197,29 +126,43 @@ final class NBDSessionHandler: ChannelInboundHandler {
             if overflow || end > volume.size { return NBD.errNoSpace }
         case NBD.cmdFlush:
             return nil
+        case NBD.cmdBlockStatus:
+            if !allocationContextActive || request.length == 0 || overflow || end > volume.size { return NBD.errInvalid }
         default:
             return NBD.errInvalid
         }
         return nil
     }
 
-    private func finish(_ context: ChannelHandlerContext, _ handle: UInt64, _ outcome: NBDCommand.Outcome) {
+    private func finish(_ context: ChannelHandlerContext, _ request: NBDRequest, _ outcome: NBDCommand.Outcome) {
         inFlight -= 1
         guard phase.value != .closed else { return }
+        let allocator = context.channel.allocator
         switch outcome {
-        case .done(let data): reply(context, handle, 0, data)
-        case .failed(let error): reply(context, handle, error)
+        case .done(let data?) where structuredReplies:
+            send(context, NBDReply.readData(request.handle, offset: request.offset, length: data.readableBytes, allocator), data)
+        case .done(let data):
+            send(context, NBDReply.simple(request.handle, error: 0, allocator), data)
+        case .map(let map):
+            let onlyOne = request.flags & NBD.cmdFlagReqOne != 0
+            send(context, NBDReply.blockStatus(request.handle, map, onlyOne: onlyOne, allocator))
+        case .failed(let error):
+            replyError(context, request, error)
         }
         if closing && inFlight == 0 { close(context) }
     }
 
-    /// Sends a simple reply: the 16-byte header, then the data (a separate buffer, written
-    /// with the header in one flush, so the data is not copied again).
-    private func reply(_ context: ChannelHandlerContext, _ handle: UInt64, _ error: UInt32, _ data: ByteBuffer? = nil) {
-        var header = context.channel.allocator.buffer(capacity: 16)
-        header.writeInteger(NBD.simpleReplyMagic)
-        header.writeInteger(error)
-        header.writeInteger(handle)
+    /// An error reply: structured for the requests whose replies must be (a read, a block
+    /// status) once structured replies are on, simple otherwise.
+    private func replyError(_ context: ChannelHandlerContext, _ request: NBDRequest, _ error: UInt32) {
+        let allocator = context.channel.allocator
+        let structured = structuredReplies && (request.type == NBD.cmdRead || request.type == NBD.cmdBlockStatus)
+        send(context, structured ? NBDReply.error(request.handle, error, allocator) : NBDReply.simple(request.handle, error: error, allocator))
+    }
+
+    /// Sends a reply's header, then its data if any (a separate buffer, written with the header
+    /// in one flush, so the data is not copied again).
+    private func send(_ context: ChannelHandlerContext, _ header: ByteBuffer, _ data: ByteBuffer? = nil) {
         guard let data else { return context.writeAndFlush(wrapOutboundOut(header), promise: nil) }
         context.write(wrapOutboundOut(header), promise: nil)
         context.writeAndFlush(wrapOutboundOut(data), promise: nil)

@@ -123,7 +123,7 @@ extension Origin {
 
     /// Where one piece of a snapshot read goes (the device and the offset on it), or why it
     /// cannot go anywhere yet.
-    private static func route(_ piece: ChunkPiece, in tables: inout SnapshotTables, _ geometry: ChunkGeometry,
+    static func route(_ piece: ChunkPiece, in tables: inout SnapshotTables, _ geometry: ChunkGeometry,
                               resolved: ExceptionCache.Resolution?) -> ReadRoute {
         switch tables.exceptions.lookup(piece.chunk, resolved: resolved) {
         case .pending(let pending): return .stop(.pending(pending))

@@ -205,7 +205,7 @@ public final class Origin: Sendable {
 
     /// Admits one I/O (waiting while the gate is closed) and evaluates `inspect` under the same
     /// lock acquisition that admitted it.
-    private func enterGate<T>(_ inspect: (inout OriginState) -> T) async -> T {
+    func enterGate<T>(_ inspect: (inout OriginState) -> T) async -> T {
         while true {
             let (closed, result) = state.withLock { state -> (OneShotEvent<Void>?, T?) in
                 if let closed = state.gate.enter() { return (closed, nil) }

@@ -11,6 +11,9 @@ public protocol Volume: AnyObject, Sendable {
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
     /// Makes every completed write durable.
     func flush() async throws
+    /// Where the data of `length` bytes at `offset` lies (see `DataMap`); the map may cover
+    /// only a prefix of the range. Throws like `read` for a range outside the volume.
+    func dataMap(offset: UInt64, length: UInt64) async throws -> DataMap
 }
 
 extension Origin: Volume {}
@@ -23,6 +26,12 @@ extension Volume {
         if overflow || end > size {
             throw VolumeError.outOfRange(volume: name, offset: offset, length: length, size: size)
         }
+    }
+
+    /// Every byte may hold data: true of any volume, for those that cannot tell.
+    public func dataMap(offset: UInt64, length: UInt64) async throws -> DataMap {
+        try checkRange(offset: offset, length: length)
+        return .allData(offset, offset + length)
     }
 
     /// Reads `count` bytes into a new array (for commands and tests, not hot paths).

@@ -16,6 +16,21 @@ import TestSupport
         #expect(try await device.readBytes(at: 0, count: 16) == [UInt8](repeating: 0, count: 16))
     }
 
+    @Test func dataExtentsFollowTheFilesHoles() async throws {
+        let dir = try TemporaryDirectory()
+        let device = try FileBlockDevice.create(path: dir.file("sparse.img"), size: 16 << 20)
+        #expect(try device.dataExtents(in: 0..<(16 << 20)) == [])
+        try await device.writeBytes([UInt8](repeating: 1, count: 4096), at: 1 << 20)
+        try await device.writeBytes([UInt8](repeating: 2, count: 65536), at: 8 << 20)
+        let first: Range<UInt64> = (1 << 20)..<(1 << 20) + 4096, second: Range<UInt64> = (8 << 20)..<(8 << 20) + 65536
+        #expect(try device.dataExtents(in: 0..<(16 << 20)) == [first, second])
+        // Clipped to the range asked about, from inside an extent.
+        #expect(try device.dataExtents(in: (1 << 20) + 512..<(8 << 20) + 4096) == [(1 << 20) + 512..<first.upperBound, second.lowerBound..<(8 << 20) + 4096])
+        #expect(try device.dataExtents(in: (2 << 20)..<(3 << 20)) == [])
+        // A device that cannot tell calls everything data.
+        #expect(try MemoryBlockDevice(name: "m", size: 8192).dataExtents(in: 0..<8192) == [0..<8192])
+    }
+
     @Test func accessPastTheEndIsRefusedWithTheDeviceNamed() async throws {
         let dir = try TemporaryDirectory()
         let device = try FileBlockDevice.create(path: dir.file("b.img"), size: 8192)

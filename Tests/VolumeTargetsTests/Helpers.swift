@@ -45,9 +45,7 @@ func withDeadline(_ seconds: Int, _ what: String, _ body: @escaping @Sendable ()
     let outcome = OneShotEvent<Result<Bool, any Error>>()
     let work = Task(executorPreference: DedicatedExecutor.shared) {
         do {
-            let t0 = ContinuousClock.now
             try await body()
-            print("DEBUG body \(what) took \(ContinuousClock.now - t0)")
             outcome.signal(.success(true))
         } catch {
             outcome.signal(.failure(error))

@@ -14,6 +14,11 @@ int snapvol_block_device_sector_size(int fd, int *size);
 /// The O_DIRECT open flag (not exported by Glibc's Swift overlay).
 int snapvol_o_direct(void);
 
+/// The lseek whence values SEEK_DATA and SEEK_HOLE (swift-system names them only on Darwin
+/// and FreeBSD; Glibc defines them under _GNU_SOURCE).
+int snapvol_seek_data(void);
+int snapvol_seek_hole(void);
+
 /// fdatasync(2); returns 0 or the errno value.
 int snapvol_fdatasync(int fd);
 

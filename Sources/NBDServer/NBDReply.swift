@@ -1,0 +1,61 @@
+import NIOCore
+import VolumeTargets
+
+/// Builds transmission replies: simple ones (a 16-byte header) and, once the client negotiated
+/// them, structured ones (a 20-byte chunk header and its payload). Every structured reply here
+/// is a single chunk flagged done.
+///
+/// Invariant: a reply to a read is structured whenever structured replies were negotiated, as
+/// the protocol requires, even when it reports an error.
+enum NBDReply {
+    /// A simple reply's header; a read's data follows it as a buffer of its own.
+    static func simple(_ handle: UInt64, error: UInt32, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var header = allocator.buffer(capacity: 16)
+        header.writeInteger(NBD.simpleReplyMagic)
+        header.writeInteger(error)
+        header.writeInteger(handle)
+        return header
+    }
+
+    /// The chunk header and offset of a read's data (`NBD_REPLY_TYPE_OFFSET_DATA`); the data
+    /// follows as a buffer of its own.
+    static func readData(_ handle: UInt64, offset: UInt64, length: Int, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = chunk(handle, type: NBD.replyTypeOffsetData, payloadLength: 8 + length, allocator, extra: 8)
+        buffer.writeInteger(offset)
+        return buffer
+    }
+
+    /// A structured error (`NBD_REPLY_TYPE_ERROR`), without a message.
+    static func error(_ handle: UInt64, _ error: UInt32, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = chunk(handle, type: NBD.replyTypeError, payloadLength: 6, allocator, extra: 6)
+        buffer.writeInteger(error)
+        buffer.writeInteger(UInt16(0))
+        return buffer
+    }
+
+    /// The `base:allocation` extents of `map` (`NBD_REPLY_TYPE_BLOCK_STATUS`): data as 0, the
+    /// rest as a hole that reads as zeros; only the first extent if `onlyOne`.
+    static func blockStatus(_ handle: UInt64, _ map: DataMap, onlyOne: Bool, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        let extents = onlyOne ? Array(map.extents.prefix(1)) : map.extents
+        let length = 4 + 8 * extents.count
+        var buffer = chunk(handle, type: NBD.replyTypeBlockStatus, payloadLength: length, allocator, extra: length)
+        buffer.writeInteger(NBD.allocationContextID)
+        for extent in extents {
+            buffer.writeInteger(UInt32(extent.length))
+            buffer.writeInteger(extent.isHole ? NBD.stateHole | NBD.stateZero : 0)
+        }
+        return buffer
+    }
+
+    /// A chunk header flagged done, with room for `extra` bytes of payload after it.
+    private static func chunk(_ handle: UInt64, type: UInt16, payloadLength: Int, _ allocator: ByteBufferAllocator,
+                              extra: Int) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 20 + extra)
+        buffer.writeInteger(NBD.structuredReplyMagic)
+        buffer.writeInteger(NBD.replyFlagDone)
+        buffer.writeInteger(type)
+        buffer.writeInteger(handle)
+        buffer.writeInteger(UInt32(payloadLength))
+        return buffer
+    }
+}

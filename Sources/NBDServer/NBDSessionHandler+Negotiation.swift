@@ -1,0 +1,129 @@
+import NIOCore
+import VolumeTargets
+
+/// Option haggling: export listing and selection, structured replies, and the
+/// `base:allocation` metadata context (the one context served).
+extension NBDSessionHandler {
+    func handleOption(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
+        switch code {
+        case NBD.optAbort:
+            replyOption(context, code, NBD.repAck)
+            close(context)
+        case NBD.optList:
+            guard data.isEmpty else { return replyOption(context, code, NBD.repErrInvalid) }
+            for name in exports.exportNames {
+                var payload = ByteBuffer()
+                payload.writeInteger(UInt32(name.utf8.count))
+                payload.writeString(name)
+                replyOption(context, code, NBD.repServer, payload)
+            }
+            replyOption(context, code, NBD.repAck)
+        case NBD.optInfo, NBD.optGo:
+            handleInfo(context, code, data)
+        case NBD.optExportName:
+            let name = String(decoding: data, as: UTF8.self)
+            guard let volume = exports.export(named: name) else { return close(context) }
+            var buffer = context.channel.allocator.buffer(capacity: 10 + 124)
+            buffer.writeInteger(volume.size)
+            buffer.writeInteger(transmissionFlags(name))
+            if !noZeroes { buffer.writeRepeatingByte(0, count: 124) }
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            begin(name, volume)
+        case NBD.optStructuredReply:
+            guard data.isEmpty else { return replyOption(context, code, NBD.repErrInvalid) }
+            structuredReplies = true
+            replyOption(context, code, NBD.repAck)
+        case NBD.optListMetaContext, NBD.optSetMetaContext:
+            handleMetaContext(context, code, data)
+        default:
+            replyOption(context, code, NBD.repErrUnsupported)
+        }
+    }
+
+    /// NBD_OPT_INFO and NBD_OPT_GO: name, then requested info types.
+    private func handleInfo(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
+        var input = ByteBuffer(bytes: data)
+        guard let name = readName(&input),
+              let count = input.readInteger(as: UInt16.self), input.readableBytes == Int(count) * 2 else {
+            return replyOption(context, code, NBD.repErrInvalid)
+        }
+        guard let volume = exports.export(named: name) else { return replyOption(context, code, NBD.repErrUnknown) }
+        var export = ByteBuffer()
+        export.writeInteger(NBD.infoExport)
+        export.writeInteger(volume.size)
+        export.writeInteger(transmissionFlags(name))
+        replyOption(context, code, NBD.repInfo, export)
+        var sizes = ByteBuffer()
+        sizes.writeInteger(NBD.infoBlockSize)
+        sizes.writeInteger(UInt32(1))
+        sizes.writeInteger(UInt32(4096))
+        sizes.writeInteger(UInt32(NBD.maxPayload))
+        replyOption(context, code, NBD.repInfo, sizes)
+        replyOption(context, code, NBD.repAck)
+        if code == NBD.optGo { begin(name, volume) }
+    }
+
+    /// NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: an export name, then queries.
+    /// `base:allocation` (or, when listing, `base:` or no query at all) names the one context;
+    /// any other query matches nothing. Setting needs structured replies first, and replaces
+    /// what an earlier set chose.
+    private func handleMetaContext(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
+        let setting = code == NBD.optSetMetaContext
+        var input = ByteBuffer(bytes: data)
+        guard let name = readName(&input), let queries = readQueries(&input) else {
+            return replyOption(context, code, NBD.repErrInvalid)
+        }
+        if setting && !structuredReplies { return replyOption(context, code, NBD.repErrInvalid) }
+        guard exports.export(named: name) != nil else { return replyOption(context, code, NBD.repErrUnknown) }
+        let listed: Set<String> = setting ? [NBD.allocationContext] : [NBD.allocationContext, "base:"]
+        let selected = queries.isEmpty ? !setting : queries.contains { listed.contains($0) }
+        if setting { allocationContextExport = selected ? name : nil }
+        if selected {
+            var payload = ByteBuffer()
+            payload.writeInteger(setting ? NBD.allocationContextID : 0)
+            payload.writeString(NBD.allocationContext)
+            replyOption(context, code, NBD.repMetaContext, payload)
+        }
+        replyOption(context, code, NBD.repAck)
+    }
+
+    /// A 32-bit length and that many bytes of UTF-8; nil if the input is shorter.
+    private func readName(_ input: inout ByteBuffer) -> String? {
+        guard let length = input.readInteger(as: UInt32.self), length <= input.readableBytes else { return nil }
+        return input.readString(length: Int(length))
+    }
+
+    /// A 32-bit count, then that many names, filling the input exactly; nil otherwise.
+    private func readQueries(_ input: inout ByteBuffer) -> [String]? {
+        guard let count = input.readInteger(as: UInt32.self), count <= input.readableBytes / 4 else { return nil }
+        var queries: [String] = []
+        for _ in 0..<count {
+            guard let query = readName(&input) else { return nil }
+            queries.append(query)
+        }
+        return input.readableBytes == 0 ? queries : nil
+    }
+
+    private func begin(_ name: String, _ volume: any Volume) {
+        self.volume = volume
+        readOnly = exports.isReadOnly(name)
+        allocationContextActive = structuredReplies && allocationContextExport == name
+        phase.value = .transmission
+    }
+
+    private func transmissionFlags(_ name: String) -> UInt16 {
+        var flags = NBD.hasFlags | NBD.sendFlush | NBD.sendFUA | NBD.sendWriteZeroes | NBD.canMultiConn
+        if exports.isReadOnly(name) { flags |= NBD.readOnly }
+        return flags
+    }
+
+    private func replyOption(_ context: ChannelHandlerContext, _ code: UInt32, _ type: UInt32, _ payload: ByteBuffer = ByteBuffer()) {
+        var buffer = context.channel.allocator.buffer(capacity: 20 + payload.readableBytes)
+        buffer.writeInteger(NBD.optionReplyMagic)
+        buffer.writeInteger(code)
+        buffer.writeInteger(type)
+        buffer.writeInteger(UInt32(payload.readableBytes))
+        buffer.writeImmutableBuffer(payload)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+}

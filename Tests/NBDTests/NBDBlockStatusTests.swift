@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Structured replies and the `base:allocation` context: real clients skip the holes of a
+/// sparse volume, and the bytes on the wire are checked by hand. Always in CI.
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdcopy", "nbdinfo", "qemu-img"])))
+struct NBDBlockStatusTests {
+    /// A sparse 32 MiB origin `data` with data at 0 (1 MiB of 0x41) and 16 MiB (64 KiB of 0x42),
+    /// a snapshot `snap` at 64 KiB chunks, then 64 KiB of 0x43 written to the origin at 24 MiB
+    /// (a hole there: the snapshot's copy of it is zeros).
+    static func pool() throws -> TestPool {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
+        try pool.ok("io", "write", "data", "0", "1M", "--pattern", "0x41")
+        try pool.ok("io", "write", "data", "16M", "64K", "--pattern", "0x42")
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--chunk-size", "64K")
+        try pool.ok("io", "write", "data", "24M", "64K", "--pattern", "0x43")
+        return pool
+    }
+
+    /// (offset, length, is a hole) for each line of `nbdinfo --map`.
+    static func map(_ uri: String) throws -> [[UInt64]] {
+        try Shell.check(["nbdinfo", "--map", uri]).text.split(separator: "\n").map { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            return [UInt64(fields[0])!, UInt64(fields[1])!, UInt64(fields[2])!]
+        }
+    }
+
+    static let mib: UInt64 = 1 << 20
+    /// Both volumes' extents: data, hole, data, hole, data (the snapshot's copy at 24 MiB is
+    /// data to it, though zeros: a chunk held in the COW is reported as data), hole.
+    static let extents: [[UInt64]] = [[0, mib, 0], [mib, 15 * mib, 3], [16 * mib, 65536, 0], [16 * mib + 65536, 8 * mib - 65536, 3],
+                                      [24 * mib, 65536, 0], [24 * mib + 65536, 8 * mib - 65536, 3]]
+
+    @Test func clientsSeeTheHolesOfOriginAndSnapshot() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        #expect(try Self.map(server.uri("data")) == Self.extents)
+        #expect(try Self.map(server.uri("snap")) == Self.extents)
+        let qemuMap = try Shell.check(["qemu-img", "map", "--output=json", "-f", "raw", server.uri("snap")]).text
+        #expect(qemuMap.components(separatedBy: "\"data\": true").count - 1 == 3)
+        // nbdcopy reads through structured replies and skips the holes; the image is exact.
+        try Shell.check(["nbdcopy", server.uri("snap"), pool.file("snap.img")])
+        var expected = [UInt8](repeating: 0, count: 32 << 20)
+        expected.replaceSubrange(0..<(1 << 20), with: repeatElement(0x41, count: 1 << 20))
+        expected.replaceSubrange((16 << 20)..<(16 << 20) + 65536, with: repeatElement(0x42, count: 65536))
+        #expect(sameBytes([UInt8](FileManager.default.contents(atPath: pool.file("snap.img"))!), expected))
+        #expect(server.stop() == 0)
+    }
+
+    @Test func structuredRepliesOnTheWire() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        let client = try RawSocket(path: server.socket)
+        #expect(client.receive(18).count == 18)
+        client.send(bigEndian(UInt32(3)))
+        client.send(option(8, []))
+        #expect(client.receive(20) == optionReply(8, type: 1, length: 0))
+        let context = Array("base:allocation".utf8)
+        client.send(option(10, name("data") + bigEndian(UInt32(1)) + bigEndian(UInt32(context.count)) + context))
+        #expect(client.receive(20 + 4 + context.count) == optionReply(10, type: 4, length: 4 + context.count) + bigEndian(UInt32(1)) + context)
+        #expect(client.receive(20) == optionReply(10, type: 1, length: 0))
+        client.send(option(7, name("data") + bigEndian(UInt16(0))))
+        #expect(client.receive(86).count == 86)
+
+        // BLOCK_STATUS: one chunk, done, context 1, the six extents.
+        client.send(request(type: 7, handle: 11, offset: 0, length: 32 << 20))
+        #expect(client.receive(20) == chunkHeader(type: 5, handle: 11, length: 4 + 8 * Self.extents.count))
+        #expect(client.receive(4 + 8 * Self.extents.count)
+                == bigEndian(UInt32(1)) + Self.extents.flatMap { bigEndian(UInt32($0[1])) + bigEndian(UInt32($0[2])) })
+        // READ: the data as one OFFSET_DATA chunk.
+        client.send(request(type: 0, handle: 12, offset: 16 << 20, length: 4096))
+        #expect(client.receive(20) == chunkHeader(type: 1, handle: 12, length: 8 + 4096))
+        #expect(client.receive(8 + 4096) == bigEndian(UInt64(16 << 20)) + [UInt8](repeating: 0x42, count: 4096))
+        // A read past the end: a structured error (EINVAL, no message), never a simple reply.
+        client.send(request(type: 0, handle: 13, offset: 32 << 20, length: 4096))
+        #expect(client.receive(26) == chunkHeader(type: 0x8001, handle: 13, length: 6) + bigEndian(UInt32(22)) + bigEndian(UInt16(0)))
+
+        // Without the context selected, BLOCK_STATUS is refused (EINVAL) and the session goes on.
+        let plain = try RawSocket(path: server.socket)
+        _ = plain.receive(18)
+        plain.send(bigEndian(UInt32(3)))
+        plain.send(option(7, name("data") + bigEndian(UInt16(0))))
+        _ = plain.receive(86)
+        plain.send(request(type: 7, handle: 14, offset: 0, length: 4096))
+        #expect(plain.receive(16) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(22)) + bigEndian(UInt64(14)))
+        plain.send(request(type: 0, handle: 15, offset: 0, length: 512))
+        #expect(plain.receive(16 + 512) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(0)) + bigEndian(UInt64(15))
+                + [UInt8](repeating: 0x41, count: 512))
+        #expect(server.stop() == 0)
+    }
+
+    private func option(_ code: UInt32, _ data: [UInt8]) -> [UInt8] {
+        bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code) + bigEndian(UInt32(data.count)) + data
+    }
+
+    private func optionReply(_ code: UInt32, type: UInt32, length: Int) -> [UInt8] {
+        bigEndian(UInt64(0x0003_E889_0455_65A9)) + bigEndian(code) + bigEndian(type) + bigEndian(UInt32(length))
+    }
+
+    private func name(_ text: String) -> [UInt8] { bigEndian(UInt32(text.utf8.count)) + Array(text.utf8) }
+
+    private func request(type: UInt16, handle: UInt64, offset: UInt64, length: UInt32) -> [UInt8] {
+        bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(type) + bigEndian(handle) + bigEndian(offset) + bigEndian(length)
+    }
+
+    private func chunkHeader(type: UInt16, handle: UInt64, length: Int) -> [UInt8] {
+        bigEndian(UInt32(0x668E_33EF)) + bigEndian(UInt16(1)) + bigEndian(type) + bigEndian(handle) + bigEndian(UInt32(length))
+    }
+}
