@@ -94,34 +94,63 @@ struct IOCommand: AsyncParsableCommand {
     }
 }
 
-/// Where `io read` and `io dump` write: a file, or the command's standard output.
+/// Where `io read` and `io dump` write: a file, or the command's standard output. A file
+/// skips what reads as zeros (`skip` moves past it, `finish` sets the length), so the image of a
+/// sparse volume is sparse; standard output is written every byte.
 struct OutputSink {
     let write: (Data) throws -> Void
+    /// Moves `count` bytes on without writing them; nil where every byte must be written.
+    let skip: ((UInt64) throws -> Void)?
     let finish: () throws -> Void
 }
 
 func openOutput(_ path: String?) throws -> OutputSink {
     guard let path else {
         let stdout = CommandEnvironment.current.stdout
-        return OutputSink(write: { stdout($0) }, finish: {})
+        return OutputSink(write: { stdout($0) }, skip: nil, finish: {})
     }
     let absolute = absolutePath(path)
     guard FileManager.default.createFile(atPath: absolute, contents: nil), let handle = FileHandle(forWritingAtPath: absolute) else {
         throw ControllerError.refused("cannot write \(absolute)")
     }
-    return OutputSink(write: { try handle.write(contentsOf: $0) }, finish: { try handle.synchronize(); try handle.close() })
+    return OutputSink(write: { try handle.write(contentsOf: $0) },
+                      skip: { try handle.seek(toOffset: try handle.offset() + $0) },
+                      finish: {
+                          try handle.truncate(atOffset: try handle.offset())
+                          try handle.synchronize()
+                          try handle.close()
+                      })
 }
 
+/// Copies `length` bytes at `offset` of `volume` to `sink`, following the volume's data map:
+/// data is read and written, holes are skipped where the sink can (read as zeros elsewhere).
 func copy(_ volume: any Volume, offset: UInt64, length: UInt64, to sink: OutputSink, progress: ProgressBar?) async throws {
     let buffer = AlignedBuffer(count: IOCommand.step)
     var done: UInt64 = 0
     while done < length {
-        let count = Int(min(UInt64(IOCommand.step), length - done))
+        let map = try await volume.dataMap(offset: offset + done, length: length - done)
+        for extent in map.extents {
+            if extent.isHole, let skip = sink.skip {
+                try skip(extent.length)
+            } else {
+                try await copyBytes(volume, offset: offset + done, length: extent.length, through: buffer, to: sink)
+            }
+            done += extent.length
+            progress?.update(done: done, total: length)
+        }
+    }
+    try sink.finish()
+}
+
+/// Reads `length` bytes at `offset` in pieces of `buffer`'s size and writes each to `sink`.
+private func copyBytes(_ volume: any Volume, offset: UInt64, length: UInt64, through buffer: AlignedBuffer,
+                       to sink: OutputSink) async throws {
+    var done: UInt64 = 0
+    while done < length {
+        let count = Int(min(UInt64(buffer.count), length - done))
         let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.mutableBytes[0..<count])
         try await volume.read(into: piece, at: offset + done)
         try sink.write(Data(UnsafeRawBufferPointer(piece)))
         done += UInt64(count)
-        progress?.update(done: done, total: length)
     }
-    try sink.finish()
 }

@@ -84,6 +84,33 @@ import TestSupport
         #expect(table.contains("snap64k") && table.contains("DATA%") && !table.contains("snap4k"))
     }
 
+    /// A sparse origin and its snapshot dump as sparse images holding the same bytes; a range
+    /// read to standard output is written out whole, holes as zeros.
+    @Test func dumpsOfASparseVolumeAreSparse() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "64M")
+        try pool.ok("io", "write", "vm", "0", "1M", "--pattern", "0x41")
+        try pool.ok("io", "write", "vm", "32M", "64K", "--pattern", "0x42")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--chunk-size", "64K")
+        try pool.ok("io", "write", "vm", "32M", "4K", "--pattern", "0x43")
+        var image = [UInt8](repeating: 0, count: Self.originSize)
+        image.replaceSubrange(0..<(1 << 20), with: repeatElement(0x41, count: 1 << 20))
+        image.replaceSubrange((32 << 20)..<(32 << 20) + 65536, with: repeatElement(0x42, count: 65536))
+        let snapshotImage = image
+        image.replaceSubrange((32 << 20)..<(32 << 20) + 4096, with: repeatElement(0x43, count: 4096))
+        for (volume, expected) in [("vm", image), ("s", snapshotImage)] {
+            let output = pool.file("\(volume).dump")
+            try pool.ok("io", "dump", volume, "--output", output)
+            #expect(sameBytes([UInt8](FileManager.default.contents(atPath: output)!), expected), "\(volume)")
+            var info = stat()
+            #expect(stat(output, &info) == 0)
+            #expect(Int(info.st_blocks) * 512 <= 2 << 20, "\(volume): \(info.st_blocks * 512) bytes allocated for 1.06 MiB of data")
+        }
+        let read = try pool.ok("io", "read", "s", "\((32 << 20) - 4096)", "8K").stdout
+        #expect([UInt8](read) == [UInt8](repeating: 0, count: 4096) + [UInt8](repeating: 0x42, count: 4096))
+    }
+
     @Test func extendGrowsTheCowAndDefaultsFollowTheIssue() throws {
         let pool = try TestPool()
         try pool.ok("pool", "init")
