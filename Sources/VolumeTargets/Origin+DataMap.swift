@@ -3,8 +3,9 @@ import ExceptionMachinery
 
 extension Origin {
     /// Chunks a snapshot's data map routes under one lock acquisition at most: the lookups
-    /// hold the origin's lock (8,192 take about half a millisecond), so a longer range gets a
-    /// map of its prefix and the client asks again.
+    /// hold the origin's lock (at the 76 ns a lookup measured in a randomly written table,
+    /// 8,192 take about 0.6 ms), so a longer range gets a map of its prefix and the client
+    /// asks again.
     static let dataMapChunks = 8192
 
     /// The origin's data map: the device's holes, once the queued writes overlapping the range
@@ -26,7 +27,8 @@ extension Origin {
     func snapshotDataMap(_ snapshot: Snapshot, offset: UInt64, length: UInt64) async throws -> DataMap {
         try snapshot.checkRange(offset: offset, length: length)
         let geometry = snapshot.geometry
-        let end = min(offset + length, geometry.offset(of: geometry.chunk(containing: offset)) + UInt64(Self.dataMapChunks * geometry.chunkBytes))
+        let firstChunkStart = geometry.offset(of: geometry.chunk(containing: offset))
+        let end = min(offset + length, firstChunkStart + UInt64(Self.dataMapChunks * geometry.chunkBytes))
         let merging = await enterGate()
         defer { leaveGate() }
         if merging { return .allData(offset, end) }
