@@ -9,14 +9,15 @@ enum NBDCommand {
     enum Outcome: Sendable {
         /// The reply's payload (a read's data), if any.
         case done(ByteBuffer?)
-        /// A block status request's answer.
-        case map(DataMap)
+        /// A block status request's answer: a map per context.
+        case maps([(NBDMetaContext, RangeMap)])
         case failed(UInt32)
     }
 
     static let zeroStep = 1 << 20
 
-    static func perform(_ request: NBDRequest, on volume: any Volume, allocator: ByteBufferAllocator) async -> Outcome {
+    static func perform(_ request: NBDRequest, on volume: any Volume, contexts: [NBDMetaContext],
+                        allocator: ByteBufferAllocator) async -> Outcome {
         do {
             switch request.type {
             case NBD.cmdRead:
@@ -29,7 +30,7 @@ enum NBDCommand {
                 try await volume.flush()
                 return .done(nil)
             case NBD.cmdBlockStatus:
-                return .map(try await volume.dataMap(offset: request.offset, length: UInt64(request.length)))
+                return .maps(try await maps(request, of: volume, contexts))
             default:
                 return .failed(NBD.errInvalid)
             }
@@ -47,6 +48,22 @@ enum NBDCommand {
             data.writeBytes(buffer.bytes)
             return data
         }
+    }
+
+    /// Each context's map of the request's range.
+    private static func maps(_ request: NBDRequest, of volume: any Volume, _ contexts: [NBDMetaContext]) async throws
+        -> [(NBDMetaContext, RangeMap)] {
+        var maps: [(NBDMetaContext, RangeMap)] = []
+        for context in contexts {
+            let length = UInt64(request.length)
+            switch (context, volume) {
+            case (.allocation, _): maps.append((context, try await volume.dataMap(offset: request.offset, length: length)))
+            case (.exceptions, let snapshot as Snapshot):
+                maps.append((context, try await snapshot.exceptionMap(offset: request.offset, length: length)))
+            case (.exceptions, _): continue
+            }
+        }
+        return maps
     }
 
     /// Writes `payload` without copying it: its storage is retained while the write runs, and a

@@ -1,4 +1,5 @@
 import NIOCore
+import VolumeTargets
 /// Constants of the NBD protocol (fixed newstyle negotiation, simple and structured replies,
 /// the `base:allocation` metadata context), as in the protocol document of the NBD project.
 enum NBD {
@@ -63,9 +64,7 @@ enum NBD {
     static let replyTypeBlockStatus: UInt16 = 5
     static let replyTypeError: UInt16 = (1 << 15) + 1
 
-    // The one metadata context: which ranges hold data.
-    static let allocationContext = "base:allocation"
-    static let allocationContextID: UInt32 = 1
+    // Block status flags of `base:allocation`.
     static let stateHole: UInt32 = 1 << 0
     static let stateZero: UInt32 = 1 << 1
 
@@ -81,6 +80,29 @@ enum NBD {
     static let maxPayload = 32 << 20
     /// The largest option payload accepted during negotiation.
     static let maxOptionLength = 64 << 10
+}
+
+/// The metadata contexts served, their ids being the raw values: `base:allocation` (where data
+/// lies) on every export, `snapvol:exceptions` (the chunks a snapshot holds itself: what changed
+/// on its origin since it was taken) on snapshot exports.
+enum NBDMetaContext: UInt32, CaseIterable, Sendable {
+    case allocation = 1
+    case exceptions = 2
+
+    var name: String { self == .allocation ? "base:allocation" : "snapvol:exceptions" }
+
+    /// The namespace, which a listing query may name alone.
+    var namespace: String { self == .allocation ? "base:" : "snapvol:" }
+
+    func applies(to volume: any Volume) -> Bool { self == .allocation || volume is Snapshot }
+
+    /// The block status flags of an extent: a hole that reads as zeros, or a chunk held.
+    func flags(marked: Bool) -> UInt32 {
+        switch self {
+        case .allocation: return marked ? 0 : NBD.stateHole | NBD.stateZero
+        case .exceptions: return marked ? 1 : 0
+        }
+    }
 }
 
 /// One parsed unit of client input.

@@ -3,7 +3,8 @@ import VolumeTargets
 
 /// Builds transmission replies: simple ones (a 16-byte header) and, once the client negotiated
 /// them, structured ones (a 20-byte chunk header and its payload). Every structured reply here
-/// is a single chunk flagged done.
+/// is a single chunk flagged done, but block status with several contexts: one chunk each, the
+/// last flagged done.
 ///
 /// Invariant: a reply to a read is structured whenever structured replies were negotiated, as
 /// the protocol requires, even when it reports an error.
@@ -33,26 +34,28 @@ enum NBDReply {
         return buffer
     }
 
-    /// The `base:allocation` extents of `map` (`NBD_REPLY_TYPE_BLOCK_STATUS`): data as 0, the
-    /// rest as a hole that reads as zeros; only the first extent if `onlyOne`.
-    static func blockStatus(_ handle: UInt64, _ map: DataMap, onlyOne: Bool, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// One context's extents of `map` (`NBD_REPLY_TYPE_BLOCK_STATUS`), flagged as the context
+    /// says; only the first extent if `onlyOne`. `done` on the last chunk of the reply only.
+    static func blockStatus(_ handle: UInt64, _ context: NBDMetaContext, _ map: RangeMap, onlyOne: Bool, done: Bool,
+                            _ allocator: ByteBufferAllocator) -> ByteBuffer {
         let extents = onlyOne ? Array(map.extents.prefix(1)) : map.extents
         let length = 4 + 8 * extents.count
-        var buffer = chunk(handle, type: NBD.replyTypeBlockStatus, payloadLength: length, allocator, extra: length)
-        buffer.writeInteger(NBD.allocationContextID)
+        var buffer = chunk(handle, type: NBD.replyTypeBlockStatus, payloadLength: length, allocator, extra: length, done: done)
+        buffer.writeInteger(context.rawValue)
         for extent in extents {
             buffer.writeInteger(UInt32(extent.length))
-            buffer.writeInteger(extent.isHole ? NBD.stateHole | NBD.stateZero : 0)
+            buffer.writeInteger(context.flags(marked: extent.marked))
         }
         return buffer
     }
 
-    /// A chunk header flagged done, with room for `extra` bytes of payload after it.
+    /// A chunk header (flagged done unless `done` is false), with room for `extra` bytes of
+    /// payload after it.
     private static func chunk(_ handle: UInt64, type: UInt16, payloadLength: Int, _ allocator: ByteBufferAllocator,
-                              extra: Int) -> ByteBuffer {
+                              extra: Int, done: Bool = true) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 20 + extra)
         buffer.writeInteger(NBD.structuredReplyMagic)
-        buffer.writeInteger(NBD.replyFlagDone)
+        buffer.writeInteger(done ? NBD.replyFlagDone : 0)
         buffer.writeInteger(type)
         buffer.writeInteger(handle)
         buffer.writeInteger(UInt32(payloadLength))

@@ -1,8 +1,8 @@
 import NIOCore
 import VolumeTargets
 
-/// Option haggling: export listing and selection, structured replies, and the
-/// `base:allocation` metadata context (the one context served).
+/// Option haggling: export listing and selection, structured replies, and metadata contexts
+/// (`NBDMetaContext`).
 extension NBDSessionHandler {
     func handleOption(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
         switch code {
@@ -64,9 +64,9 @@ extension NBDSessionHandler {
     }
 
     /// NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: an export name, then queries.
-    /// `base:allocation` (or, when listing, `base:` or no query at all) names the one context;
-    /// any other query matches nothing. Setting needs structured replies first, and replaces
-    /// what an earlier set chose.
+    /// A query names a context (`NBDMetaContext`) that applies to the export or, when listing,
+    /// its namespace; listing with no query lists them all. Setting needs structured replies
+    /// first, and replaces what an earlier set chose.
     private func handleMetaContext(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
         let setting = code == NBD.optSetMetaContext
         var input = ByteBuffer(bytes: data)
@@ -74,14 +74,19 @@ extension NBDSessionHandler {
             return replyOption(context, code, NBD.repErrInvalid)
         }
         if setting && !structuredReplies { return replyOption(context, code, NBD.repErrInvalid) }
-        guard exports.export(named: name) != nil else { return replyOption(context, code, NBD.repErrUnknown) }
-        let listed: Set<String> = setting ? [NBD.allocationContext] : [NBD.allocationContext, "base:"]
-        let selected = queries.isEmpty ? !setting : queries.contains { listed.contains($0) }
-        if setting { allocationContextExport = selected ? name : nil }
-        if selected {
+        guard let volume = exports.export(named: name) else { return replyOption(context, code, NBD.repErrUnknown) }
+        let candidates = NBDMetaContext.allCases.filter { $0.applies(to: volume) }
+        let chosen = queries.isEmpty && !setting
+            ? candidates
+            : candidates.filter { candidate in queries.contains { $0 == candidate.name || (!setting && $0 == candidate.namespace) } }
+        if setting {
+            metaContextExport = name
+            selectedContexts = chosen
+        }
+        for metaContext in chosen {
             var payload = ByteBuffer()
-            payload.writeInteger(setting ? NBD.allocationContextID : 0)
-            payload.writeString(NBD.allocationContext)
+            payload.writeInteger(setting ? metaContext.rawValue : 0)
+            payload.writeString(metaContext.name)
             replyOption(context, code, NBD.repMetaContext, payload)
         }
         replyOption(context, code, NBD.repAck)
@@ -107,7 +112,7 @@ extension NBDSessionHandler {
     private func begin(_ name: String, _ volume: any Volume) {
         self.volume = volume
         readOnly = exports.isReadOnly(name)
-        allocationContextActive = structuredReplies && allocationContextExport == name
+        activeContexts = structuredReplies && metaContextExport == name ? selectedContexts : []
         phase.value = .transmission
     }
 

@@ -27,10 +27,12 @@ final class NBDSessionHandler: ChannelInboundHandler {
     var readOnly = false
     /// Whether the client asked for structured replies (`NBD_OPT_STRUCTURED_REPLY`).
     var structuredReplies = false
-    /// The export the client selected `base:allocation` for (`NBD_OPT_SET_META_CONTEXT`).
-    var allocationContextExport: String?
-    /// Whether BLOCK_STATUS answers: the context was selected for the export in use.
-    var allocationContextActive = false
+    /// The export the client last selected metadata contexts for (`NBD_OPT_SET_META_CONTEXT`),
+    /// and those contexts.
+    var metaContextExport: String?
+    var selectedContexts: [NBDMetaContext] = []
+    /// The contexts BLOCK_STATUS answers for: those selected for the export in use.
+    var activeContexts: [NBDMetaContext] = []
     private var taskExecutor: EventLoopTaskExecutor?
     private var inFlight = 0
     private var closing = false
@@ -96,8 +98,9 @@ final class NBDSessionHandler: ChannelInboundHandler {
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let allocator = context.channel.allocator
+        let contexts = activeContexts
         Task(executorPreference: executor(for: eventLoop)) {
-            let outcome = await NBDCommand.perform(request, on: volume, allocator: allocator)
+            let outcome = await NBDCommand.perform(request, on: volume, contexts: contexts, allocator: allocator)
             // The task runs on the loop (its executor), so the reply usually goes out at once.
             if eventLoop.inEventLoop {
                 handler.value.finish(boundContext.value, request, outcome)
@@ -127,7 +130,7 @@ final class NBDSessionHandler: ChannelInboundHandler {
         case NBD.cmdFlush:
             return nil
         case NBD.cmdBlockStatus:
-            if !allocationContextActive || request.length == 0 || overflow || end > volume.size { return NBD.errInvalid }
+            if activeContexts.isEmpty || request.length == 0 || overflow || end > volume.size { return NBD.errInvalid }
         default:
             return NBD.errInvalid
         }
@@ -143,9 +146,13 @@ final class NBDSessionHandler: ChannelInboundHandler {
             send(context, NBDReply.readData(request.handle, offset: request.offset, length: data.readableBytes, allocator), data)
         case .done(let data):
             send(context, NBDReply.simple(request.handle, error: 0, allocator), data)
-        case .map(let map):
+        case .maps(let maps):
             let onlyOne = request.flags & NBD.cmdFlagReqOne != 0
-            send(context, NBDReply.blockStatus(request.handle, map, onlyOne: onlyOne, allocator))
+            for (index, (metaContext, map)) in maps.enumerated() {
+                let done = index == maps.count - 1
+                let chunk = NBDReply.blockStatus(request.handle, metaContext, map, onlyOne: onlyOne, done: done, allocator)
+                if done { send(context, chunk) } else { context.write(wrapOutboundOut(chunk), promise: nil) }
+            }
         case .failed(let error):
             replyError(context, request, error)
         }

@@ -11,9 +11,10 @@ public protocol Volume: AnyObject, Sendable {
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
     /// Makes every completed write durable.
     func flush() async throws
-    /// Where the data of `length` bytes at `offset` lies (see `DataMap`); the map may cover
-    /// only a prefix of the range. Throws like `read` for a range outside the volume.
-    func dataMap(offset: UInt64, length: UInt64) async throws -> DataMap
+    /// Where the data of `length` bytes at `offset` lies: outside the map's ranges the volume
+    /// reads as zeros, and a range may be marked where the volume cannot tell (marking is always
+    /// true). The map may cover only a prefix. Throws like `read` outside the volume.
+    func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap
 }
 
 extension Origin: Volume {}
@@ -29,9 +30,9 @@ extension Volume {
     }
 
     /// Every byte may hold data: true of any volume, for those that cannot tell.
-    public func dataMap(offset: UInt64, length: UInt64) async throws -> DataMap {
+    public func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
         try checkRange(offset: offset, length: length)
-        return .allData(offset, offset + length)
+        return .whole(offset, offset + length)
     }
 
     /// Reads `count` bytes into a new array (for commands and tests, not hot paths).

@@ -98,7 +98,11 @@ final class ControlSessionHandler: ChannelInboundHandler {
         let controller = self.controller
         Task {
             let status = await ForwardedCommand.run(request, controller: controller, send: send)
-            send(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(bitPattern: status).bigEndian) { Array($0) }))
+            let exit = ControlProtocol.frame(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(bitPattern: status).bigEndian) { Array($0) }))
+            // Writes complete in order: once the exit frame is written, so is all output. Closing
+            // before that dropped what the socket had not taken yet (a forwarded `io read` of
+            // more than about 200 KiB to standard output was cut short).
+            try? await channel.writeAndFlush(ByteBuffer(bytes: exit)).get()
             try? await channel.close()
         }
     }

@@ -130,7 +130,7 @@ func copy(_ volume: any Volume, offset: UInt64, length: UInt64, to sink: OutputS
     while done < length {
         let map = try await volume.dataMap(offset: offset + done, length: length - done)
         for extent in map.extents {
-            if extent.isHole, let skip = sink.skip {
+            if !extent.marked, let skip = sink.skip {
                 try skip(extent.length)
             } else {
                 try await copyBytes(volume, offset: offset + done, length: extent.length, through: buffer, to: sink)

@@ -35,6 +35,17 @@ import TestSupport
         server.stop()
     }
 
+    /// Output larger than the socket takes at once arrives whole (it was cut short at about
+    /// 200 KiB when the server closed the connection before its writes had drained).
+    @Test func largeOutputArrivesWhole() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        let read = try pool.ok("io", "read", "data", "0", "4M").stdout
+        #expect(read.count == 4 << 20)
+        #expect(read.allSatisfy { $0 == 0x11 })
+        server.stop()
+    }
+
     @Test func transientSnapshotsLiveInTheServer() throws {
         let pool = try Self.pool()
         let server = try ServeProcess(pool: pool)

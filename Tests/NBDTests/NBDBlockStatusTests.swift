@@ -20,9 +20,10 @@ struct NBDBlockStatusTests {
         return pool
     }
 
-    /// (offset, length, is a hole) for each line of `nbdinfo --map`.
-    static func map(_ uri: String) throws -> [[UInt64]] {
-        try Shell.check(["nbdinfo", "--map", uri]).text.split(separator: "\n").map { line in
+    /// (offset, length, flags) for each line of `nbdinfo --map`, of `base:allocation` unless
+    /// another context is named.
+    static func map(_ uri: String, context: String? = nil) throws -> [[UInt64]] {
+        try Shell.check(["nbdinfo", context.map { "--map=\($0)" } ?? "--map", uri]).text.split(separator: "\n").map { line in
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             return [UInt64(fields[0])!, UInt64(fields[1])!, UInt64(fields[2])!]
         }
@@ -47,6 +48,36 @@ struct NBDBlockStatusTests {
         expected.replaceSubrange(0..<(1 << 20), with: repeatElement(0x41, count: 1 << 20))
         expected.replaceSubrange((16 << 20)..<(16 << 20) + 65536, with: repeatElement(0x42, count: 65536))
         #expect(sameBytes([UInt8](FileManager.default.contents(atPath: pool.file("snap.img"))!), expected))
+        #expect(server.stop() == 0)
+    }
+
+    /// An incremental backup: a full copy of snapshot `snap`, then writes to the origin, then a
+    /// second snapshot; the chunks `snapvol:exceptions` names on `snap`, read from the second
+    /// snapshot, turn the first copy into the second. The origin has no such context.
+    @Test func exceptionsContextDrivesAnIncrementalBackup() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        try Shell.check(["nbdcopy", server.uri("snap"), pool.file("backup.img")])
+        var backup = [UInt8](FileManager.default.contents(atPath: pool.file("backup.img"))!)
+        var commands: [String] = []
+        for _ in 0..<12 {
+            let length = Int.random(in: 1...64, using: &generator) * 4096
+            let offset = Int.random(in: 0...((32 << 20) - length) / 4096, using: &generator) * 4096
+            commands.append("write -P \(Int.random(in: 1...255, using: &generator)) \(offset) \(length)")
+        }
+        try Shell.check(["qemu-io", "-f", "raw"] + commands.flatMap { ["-c", $0] } + ["-c", "flush", server.uri("data")])
+        try pool.ok("snapshot", "create", "next", "--origin", "data", "--cow", pool.file("next.cow"), "--chunk-size", "64K")
+
+        let changed = try Self.map(server.uri("snap"), context: "snapvol:exceptions").filter { $0[2] == 1 }
+        #expect(!changed.isEmpty)
+        for extent in changed {
+            let read = try pool.ok("io", "read", "next", "\(extent[0])", "\(extent[1])").stdout
+            backup.replaceSubrange(Int(extent[0])..<Int(extent[0] + extent[1]), with: read)
+        }
+        try Shell.check(["nbdcopy", server.uri("next"), pool.file("next.img")])
+        #expect(sameBytes(backup, [UInt8](FileManager.default.contents(atPath: pool.file("next.img"))!)), "seed \(generator.seed)")
+        #expect(try Shell.run(["nbdinfo", "--map=snapvol:exceptions", server.uri("data")]).status != 0)
         #expect(server.stop() == 0)
     }
 

@@ -6,22 +6,23 @@ import VolumeTargets
 
 @Suite struct DataMapTests {
     @Test func rangesAreClippedMergedAndListedWithTheHolesBetween() {
-        let map = DataMap(start: 100, end: 1000, data: [900..<2000, 0..<150, 140..<200, 200..<300, 500..<600])
-        #expect(map.data == [100..<300, 500..<600, 900..<1000])
+        let map = RangeMap(start: 100, end: 1000, ranges: [900..<2000, 0..<150, 140..<200, 200..<300, 500..<600])
+        #expect(map.ranges == [100..<300, 500..<600, 900..<1000])
         #expect(map.extents.map(\.length) == [200, 200, 100, 300, 100])
-        #expect(map.extents.map(\.isHole) == [false, true, false, true, false])
-        #expect(DataMap(start: 0, end: 10, data: []).extents.map(\.isHole) == [true])
-        #expect(DataMap.allData(5, 9).data == [5..<9])
+        #expect(map.extents.map(\.marked) == [true, false, true, false, true])
+        #expect(RangeMap(start: 0, end: 10, ranges: []).extents.map(\.marked) == [false])
+        #expect(RangeMap.whole(5, 9).ranges == [5..<9])
     }
 
     /// Origin and snapshot on sparse files, written at random (seeded) in whole 4 KiB blocks of
     /// non-zero bytes, so the reference model is the set of blocks written: every range a map
     /// calls a hole holds none of them and reads as zeros (its first and last blocks, read
-    /// back), and every block written is data.
+    /// back), and every block written is data. The snapshot's exception map names the blocks
+    /// written since it was taken.
     @Test func holesReadAsZerosAndWrittenRangesAreData() async throws {
         var generator = SeededGenerator.fromEnvironment()
         let dir = try TemporaryDirectory()
-        let blocks = 10_240   // 40 MiB: at 4K chunks more than one map's worth (Origin.dataMapChunks)
+        let blocks = 10_240   // 40 MiB: at 4K chunks more than one map's worth (Origin.mapChunks)
         let origin = Origin(name: "origin", device: try FileBlockDevice.create(path: dir.file("origin.img"), size: UInt64(blocks * 4096)),
                             writeBack: true)
         var written = Set<Int>()
@@ -41,11 +42,23 @@ import VolumeTargets
         let cow = try FileBlockDevice.create(path: dir.file("snap.cow"), size: UInt64(blocks * 4096 * 2))
         let snapshot = try await origin.snapshot("snap", chunkBytes: 4096, cow: cow)
         let writtenBeforeSnapshot = written
+        let writesBeforeSnapshot = writes.count
         // Half of these overwrite earlier data, so the snapshot holds copies of data, not only of holes.
         for index in 0..<20 {
             try await writeOrigin(index.isMultiple(of: 2) ? writes.randomElement(using: &generator)! : randomBlocks(&generator), &generator)
         }
         try await origin.flush()
+
+        // The snapshot holds exactly the 4 KiB chunks written on the origin since it was taken.
+        let changed = Set(writes[writesBeforeSnapshot...].flatMap { $0 })
+        var held: [Range<UInt64>] = []
+        var offset: UInt64 = 0
+        while offset < snapshot.size {
+            let map = try await snapshot.exceptionMap(offset: offset, length: snapshot.size - offset)
+            held += map.ranges
+            offset = map.end
+        }
+        #expect(Set(held.flatMap { Int($0.lowerBound / 4096)..<Int($0.upperBound / 4096) }) == changed, "seed \(generator.seed)")
 
         for (volume, model) in [(origin as any Volume, written), (snapshot, writtenBeforeSnapshot)] {
             let maps = try await wholeMap(of: volume)
@@ -53,13 +66,13 @@ import VolumeTargets
             for map in maps {
                 var cursor = map.start
                 for extent in map.extents {
-                    if extent.isHole {
+                    if !extent.marked {
                         try await expectHole(volume, cursor..<cursor + extent.length, model, seed: generator.seed)
                     }
                     cursor += extent.length
                 }
             }
-            let data = maps.flatMap(\.data)
+            let data = maps.flatMap(\.ranges)
             for block in model {
                 let range = UInt64(block * 4096)..<UInt64(block * 4096 + 4096)
                 #expect(data.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound },
@@ -78,8 +91,8 @@ import VolumeTargets
     }
 
     /// Asks for the whole volume until the maps cover it (a map may cover only a prefix).
-    private func wholeMap(of volume: any Volume) async throws -> [DataMap] {
-        var maps: [DataMap] = []
+    private func wholeMap(of volume: any Volume) async throws -> [RangeMap] {
+        var maps: [RangeMap] = []
         var offset: UInt64 = 0
         while offset < volume.size {
             let map = try await volume.dataMap(offset: offset, length: volume.size - offset)

@@ -1,0 +1,101 @@
+import BlockDevices
+import ExceptionMachinery
+
+extension Origin {
+    /// Chunks a snapshot's map routes under one lock acquisition at most: the lookups hold the
+    /// origin's lock (at the 76 ns a lookup measured in a randomly written table, 8,192 take
+    /// about 0.6 ms), so a longer span gets a map of its prefix and the client asks again.
+    static let mapChunks = 8192
+
+    /// The origin's data map: the device's holes, once the queued writes overlapping the span
+    /// (acknowledged, maybe not on the device yet) are there. While a merge runs, all data.
+    public func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
+        try checkRange(offset: offset, length: length)
+        let span = offset..<offset + length
+        let (merging, queued) = await enterGate { ($0.merge != nil, $0.writeBack.blockers(of: span)) }
+        defer { leaveGate() }
+        for write in queued { await write.wait() }
+        if merging { return .whole(span.lowerBound, span.upperBound) }
+        return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: try device.dataExtents(in: span))
+    }
+
+    /// A snapshot's data map: chunks it holds (or is copying) are data, the others are the
+    /// origin's holes and data. No origin chunk is tracked: an origin write landing meanwhile
+    /// first copies the chunk into the snapshot, holes as zeros, so a hole seen before it stays
+    /// true of the snapshot, and data seen after it is always true.
+    func snapshotDataMap(_ snapshot: Snapshot, offset: UInt64, length: UInt64) async throws -> RangeMap {
+        let span = try mapSpan(snapshot, offset: offset, length: length)
+        let merging = await enterGate()
+        defer { leaveGate() }
+        if merging { return .whole(span.lowerBound, span.upperBound) }
+        let (held, onOrigin) = try routeSpan(snapshot, span)
+        var data = held
+        for range in onOrigin { data += try device.dataExtents(in: range) }
+        return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: data)
+    }
+
+    /// The chunks a snapshot holds itself: copied before an origin write changed them, or
+    /// written to the snapshot. The rest it still shares with the origin: unchanged since the
+    /// snapshot joined it. A chunk whose exception is not in memory (a bounded table) counts as
+    /// held, so the map may say more than the truth, never less.
+    func snapshotExceptionMap(_ snapshot: Snapshot, offset: UInt64, length: UInt64) async throws -> RangeMap {
+        let span = try mapSpan(snapshot, offset: offset, length: length)
+        await enterGate()
+        defer { leaveGate() }
+        return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: try routeSpan(snapshot, span).held)
+    }
+
+    /// The span a snapshot's map covers: `length` bytes at `offset`, cut at `mapChunks` chunks.
+    private func mapSpan(_ snapshot: Snapshot, offset: UInt64, length: UInt64) throws -> Range<UInt64> {
+        try snapshot.checkRange(offset: offset, length: length)
+        let geometry = snapshot.geometry
+        let firstChunkStart = geometry.offset(of: geometry.chunk(containing: offset))
+        return offset..<min(offset + length, firstChunkStart + UInt64(Self.mapChunks * geometry.chunkBytes))
+    }
+
+    /// Under the lock: the parts of `span` the snapshot holds itself (or whose exception is
+    /// pending or not in memory), and the parts it reads from the origin, both merged.
+    private func routeSpan(_ snapshot: Snapshot, _ span: Range<UInt64>) throws -> (held: [Range<UInt64>], onOrigin: [Range<UInt64>]) {
+        let geometry = snapshot.geometry
+        return try state.withLock { state throws(VolumeError) in
+            let routed = try state.tables.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) in
+                try Self.requireUsable(tables.condition, snapshot)
+                var held: [Range<UInt64>] = [], onOrigin: [Range<UInt64>] = []
+                for piece in geometry.pieces(offset: span.lowerBound, length: Int(span.count)) {
+                    let start = piece.offset(at: piece.chunk, in: geometry)
+                    let pieceRange = start..<start + UInt64(piece.length)
+                    if case .device(.origin, _) = Self.route(piece, in: &tables, geometry, resolved: nil) {
+                        Self.append(pieceRange, to: &onOrigin)
+                    } else {
+                        Self.append(pieceRange, to: &held)
+                    }
+                }
+                return (held, onOrigin)
+            }
+            guard let routed else { throw VolumeError.inactive(volume: snapshot.name) }
+            return routed
+        }
+    }
+
+    /// Appends `range`, joining it to the last range if they touch.
+    private static func append(_ range: Range<UInt64>, to ranges: inout [Range<UInt64>]) {
+        if let last = ranges.last, last.upperBound == range.lowerBound {
+            ranges[ranges.count - 1] = last.lowerBound..<range.upperBound
+        } else {
+            ranges.append(range)
+        }
+    }
+}
+
+extension Snapshot {
+    public func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
+        try await origin.snapshotDataMap(self, offset: offset, length: length)
+    }
+
+    /// Which chunks of `length` bytes at `offset` the snapshot holds itself (see
+    /// `Origin.snapshotExceptionMap`): what changed on the origin since the snapshot, for an
+    /// incremental backup. Covers at most 8,192 chunks per call.
+    public func exceptionMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
+        try await origin.snapshotExceptionMap(self, offset: offset, length: length)
+    }
+}
