@@ -60,6 +60,7 @@ enum NBD {
     // Structured replies.
     static let structuredReplyMagic: UInt32 = 0x668E_33EF
     static let replyFlagDone: UInt16 = 1 << 0
+    static let replyTypeNone: UInt16 = 0
     static let replyTypeOffsetData: UInt16 = 1
     static let replyTypeBlockStatus: UInt16 = 5
     static let replyTypeError: UInt16 = (1 << 15) + 1

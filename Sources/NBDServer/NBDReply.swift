@@ -26,6 +26,12 @@ enum NBDReply {
         return buffer
     }
 
+    /// A chunk with nothing to say but that the reply is done (`NBD_REPLY_TYPE_NONE`): the reply
+    /// to a read of no bytes, since a data chunk must carry at least one.
+    static func none(_ handle: UInt64, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        chunk(handle, type: NBD.replyTypeNone, payloadLength: 0, allocator, extra: 0)
+    }
+
     /// A structured error (`NBD_REPLY_TYPE_ERROR`), without a message.
     static func error(_ handle: UInt64, _ error: UInt32, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = chunk(handle, type: NBD.replyTypeError, payloadLength: 6, allocator, extra: 6)

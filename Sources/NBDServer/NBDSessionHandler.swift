@@ -142,6 +142,8 @@ final class NBDSessionHandler: ChannelInboundHandler {
         guard phase.value != .closed else { return }
         let allocator = context.channel.allocator
         switch outcome {
+        case .done(let data?) where structuredReplies && data.readableBytes == 0:
+            send(context, NBDReply.none(request.handle, allocator))
         case .done(let data?) where structuredReplies:
             send(context, NBDReply.readData(request.handle, offset: request.offset, length: data.readableBytes, allocator), data)
         case .done(let data):

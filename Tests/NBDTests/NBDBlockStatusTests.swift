@@ -105,6 +105,9 @@ struct NBDBlockStatusTests {
         client.send(request(type: 0, handle: 12, offset: 16 << 20, length: 4096))
         #expect(client.receive(20) == chunkHeader(type: 1, handle: 12, length: 8 + 4096))
         #expect(client.receive(8 + 4096) == bigEndian(UInt64(16 << 20)) + [UInt8](repeating: 0x42, count: 4096))
+        // A read of no bytes: a NONE chunk (a data chunk carries at least one byte).
+        client.send(request(type: 0, handle: 16, offset: 0, length: 0))
+        #expect(client.receive(20) == chunkHeader(type: 0, handle: 16, length: 0))
         // A read past the end: a structured error (EINVAL, no message), never a simple reply.
         client.send(request(type: 0, handle: 13, offset: 32 << 20, length: 4096))
         #expect(client.receive(26) == chunkHeader(type: 0x8001, handle: 13, length: 6) + bigEndian(UInt32(22)) + bigEndian(UInt16(0)))
