@@ -7,6 +7,9 @@ import Foundation
 struct CommandEnvironment: Sendable {
     var stdout: @Sendable (Data) -> Void
     var stderr: @Sendable (Data) -> Void
+    /// Waits until the output written so far has left this process (for a forwarded command,
+    /// until the socket took it), so a long output never piles up in memory.
+    var drainOutput: @Sendable () async -> Void = {}
     /// The controller of the process that owns the pool, when this command runs inside it.
     var controller: Controller?
     var workingDirectory: String

@@ -89,6 +89,8 @@ final class ControlSessionHandler: ChannelInboundHandler {
         let send: @Sendable (UInt8, Data) -> Void = { kind, payload in
             channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.frame(kind, payload)), promise: nil)
         }
+        // Writes complete in order: an empty one completes once everything before it is written.
+        let drain: @Sendable () async -> Void = { try? await channel.writeAndFlush(ByteBuffer()).get() }
         guard let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line)) else {
             send(ControlProtocol.stderr, Data("snapvol: error: malformed control request\n".utf8))
             send(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(2).bigEndian) { Array($0) }))
@@ -97,7 +99,7 @@ final class ControlSessionHandler: ChannelInboundHandler {
         }
         let controller = self.controller
         Task {
-            let status = await ForwardedCommand.run(request, controller: controller, send: send)
+            let status = await ForwardedCommand.run(request, controller: controller, send: send, drain: drain)
             let exit = ControlProtocol.frame(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(bitPattern: status).bigEndian) { Array($0) }))
             // Writes complete in order: once the exit frame is written, so is all output. Closing
             // before that dropped what the socket had not taken yet (a forwarded `io read` of
@@ -110,9 +112,11 @@ final class ControlSessionHandler: ChannelInboundHandler {
 
 /// Runs a forwarded command line inside the server, with its output captured.
 enum ForwardedCommand {
-    static func run(_ request: ControlProtocol.Request, controller: Controller, send: @escaping @Sendable (UInt8, Data) -> Void) async -> Int32 {
+    static func run(_ request: ControlProtocol.Request, controller: Controller, send: @escaping @Sendable (UInt8, Data) -> Void,
+                    drain: @escaping @Sendable () async -> Void) async -> Int32 {
         let environment = CommandEnvironment(stdout: { send(ControlProtocol.stdout, $0) }, stderr: { send(ControlProtocol.stderr, $0) },
-                                             controller: controller, workingDirectory: request.cwd, interactive: false)
+                                             drainOutput: drain, controller: controller, workingDirectory: request.cwd,
+                                             interactive: false)
         return await CommandEnvironment.$current.withValue(environment) {
             do {
                 var command = try Snapvol.parseAsRoot(request.argv)

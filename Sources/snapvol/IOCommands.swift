@@ -101,13 +101,15 @@ struct OutputSink {
     let write: (Data) throws -> Void
     /// Moves `count` bytes on without writing them; nil where every byte must be written.
     let skip: ((UInt64) throws -> Void)?
+    /// Waits until what was written has left the process (standard output of a forwarded command).
+    var drain: @Sendable () async -> Void = {}
     let finish: () throws -> Void
 }
 
 func openOutput(_ path: String?) throws -> OutputSink {
     guard let path else {
-        let stdout = CommandEnvironment.current.stdout
-        return OutputSink(write: { stdout($0) }, skip: nil, finish: {})
+        let environment = CommandEnvironment.current
+        return OutputSink(write: { environment.stdout($0) }, skip: nil, drain: environment.drainOutput, finish: {})
     }
     let absolute = absolutePath(path)
     guard FileManager.default.createFile(atPath: absolute, contents: nil), let handle = FileHandle(forWritingAtPath: absolute) else {
@@ -151,6 +153,7 @@ private func copyBytes(_ volume: any Volume, offset: UInt64, length: UInt64, thr
         let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.mutableBytes[0..<count])
         try await volume.read(into: piece, at: offset + done)
         try sink.write(Data(UnsafeRawBufferPointer(piece)))
+        await sink.drain()
         done += UInt64(count)
     }
 }
