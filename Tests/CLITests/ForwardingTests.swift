@@ -47,8 +47,8 @@ import TestSupport
     }
 
     /// A long output read slowly is not held in the server: it writes on as the socket takes
-    /// it (256 MiB read by a client that waits a second first raised the server's peak RSS by
-    /// about the whole output before, 9 MiB after for 1 GiB).
+    /// it. Without that, this test's 256 MiB, read by a client that waits a second first, raised
+    /// the server's peak RSS by 272 MB (session 12); a 1 GiB read by 942 MB, 9 MB with it.
     @Test func longOutputDoesNotPileUpInTheServer() throws {
         let pool = try TestPool()
         try pool.ok("pool", "init")
