@@ -54,8 +54,8 @@ enum NBDCommand {
     private static func maps(_ request: NBDRequest, of volume: any Volume, _ contexts: [NBDMetaContext]) async throws
         -> [(NBDMetaContext, RangeMap)] {
         var maps: [(NBDMetaContext, RangeMap)] = []
+        let length = UInt64(request.length)
         for context in contexts {
-            let length = UInt64(request.length)
             switch (context, volume) {
             case (.allocation, _): maps.append((context, try await volume.dataMap(offset: request.offset, length: length)))
             case (.exceptions, let snapshot as Snapshot):
