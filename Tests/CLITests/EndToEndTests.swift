@@ -85,7 +85,8 @@ import TestSupport
     }
 
     /// A sparse origin and its snapshot dump as sparse images holding the same bytes; a range
-    /// read to standard output is written out whole, holes as zeros.
+    /// read to standard output is written out whole, holes as zeros; `io map` lists the data,
+    /// and the chunks the snapshot holds.
     @Test func dumpsOfASparseVolumeAreSparse() throws {
         let pool = try TestPool()
         try pool.ok("pool", "init")
@@ -109,6 +110,16 @@ import TestSupport
         }
         let read = try pool.ok("io", "read", "s", "\((32 << 20) - 4096)", "8K").stdout
         #expect([UInt8](read) == [UInt8](repeating: 0, count: 4096) + [UInt8](repeating: 0x42, count: 4096))
+
+        // `io map`: data and holes of both; the one chunk the snapshot holds (copied at 32M).
+        let mib = 1 << 20
+        let dataAndHoles = "0 \(mib) data\n\(mib) \(31 * mib) hole\n\(32 * mib) 65536 data\n\(32 * mib + 65536) \(32 * mib - 65536) hole\n"
+        #expect(try pool.ok("io", "map", "vm").text == dataAndHoles)
+        #expect(try pool.ok("io", "map", "s").text == dataAndHoles)
+        #expect(try pool.ok("io", "map", "s", "--exceptions").text
+                == "0 \(32 * mib) shared\n\(32 * mib) 65536 held\n\(32 * mib + 65536) \(32 * mib - 65536) shared\n")
+        let refused = try pool.run("io", "map", "vm", "--exceptions")
+        #expect(refused.status == 1 && refused.stderr == "snapvol: error: 'vm' is not a snapshot: --exceptions lists a snapshot's chunks\n")
     }
 
     @Test func extendGrowsTheCowAndDefaultsFollowTheIssue() throws {
