@@ -28,21 +28,20 @@ extension Origin {
         let merging = await enterGate()
         defer { leaveGate() }
         if merging { return .whole(span.lowerBound, span.upperBound) }
-        let (held, onOrigin) = try routeSpan(snapshot, span)
+        let (held, onOrigin) = try await routeSpan(snapshot, span)
         var data = held
         for range in onOrigin { data += try device.dataExtents(in: range) }
         return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: data)
     }
 
     /// The chunks a snapshot holds itself: copied before an origin write changed them, or
-    /// written to the snapshot. The rest it still shares with the origin: unchanged since the
-    /// snapshot joined it. A chunk whose exception is not in memory (a bounded table) counts as
-    /// held, so the map may say more than the truth, never less.
+    /// written to the snapshot (or being so). The rest it still shares with the origin:
+    /// unchanged since the snapshot joined it.
     func snapshotExceptionMap(_ snapshot: Snapshot, offset: UInt64, length: UInt64) async throws -> RangeMap {
         let span = try mapSpan(snapshot, offset: offset, length: length)
         await enterGate()
         defer { leaveGate() }
-        return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: try routeSpan(snapshot, span).held)
+        return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: try await routeSpan(snapshot, span).held)
     }
 
     /// The span a snapshot's map covers: `length` bytes at `offset`, cut at `mapChunks` chunks.
@@ -53,27 +52,35 @@ extension Origin {
         return offset..<min(offset + length, firstChunkStart + UInt64(Self.mapChunks * geometry.chunkBytes))
     }
 
-    /// Under the lock: the parts of `span` the snapshot holds itself (or whose exception is
-    /// pending or not in memory), and the parts it reads from the origin, both merged.
-    private func routeSpan(_ snapshot: Snapshot, _ span: Range<UInt64>) throws -> (held: [Range<UInt64>], onOrigin: [Range<UInt64>]) {
+    /// The parts of `span` the snapshot holds itself (its exception is completed or pending),
+    /// and the parts it reads from the origin, both merged. Routed under the lock as a read
+    /// would be; an exception not in memory (a bounded table) is read back from the store's
+    /// metadata between two lock acquisitions, as a read does.
+    private func routeSpan(_ snapshot: Snapshot, _ span: Range<UInt64>) async throws -> (held: [Range<UInt64>], onOrigin: [Range<UInt64>]) {
         let geometry = snapshot.geometry
-        return try state.withLock { state throws(VolumeError) in
-            let routed = try state.tables.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) in
-                try Self.requireUsable(tables.condition, snapshot)
-                var held: [Range<UInt64>] = [], onOrigin: [Range<UInt64>] = []
-                for piece in geometry.pieces(offset: span.lowerBound, length: Int(span.count)) {
-                    let start = piece.offset(at: piece.chunk, in: geometry)
-                    let pieceRange = start..<start + UInt64(piece.length)
-                    if case .device(.origin, _) = Self.route(piece, in: &tables, geometry, resolved: nil) {
-                        Self.append(pieceRange, to: &onOrigin)
-                    } else {
-                        Self.append(pieceRange, to: &held)
+        var pieces = geometry.pieces(offset: span.lowerBound, length: Int(span.count))
+        var held: [Range<UInt64>] = [], onOrigin: [Range<UInt64>] = []
+        var resolved: ExceptionCache.Resolution?
+        while true {
+            let unloaded = try state.withLock { state throws(VolumeError) -> ChunkIndex?? in
+                try state.tables.withTables(ObjectIdentifier(snapshot)) { tables throws(VolumeError) -> ChunkIndex? in
+                    try Self.requireUsable(tables.condition, snapshot)
+                    while let piece = pieces.current {
+                        let start = piece.offset(at: piece.chunk, in: geometry)
+                        let pieceRange = start..<start + UInt64(piece.length)
+                        switch Self.route(piece, in: &tables, geometry, resolved: resolved) {
+                        case .stop(.unloaded(let chunk)): return chunk
+                        case .device(.origin, _): Self.append(pieceRange, to: &onOrigin)
+                        default: Self.append(pieceRange, to: &held)
+                        }
+                        pieces.advance(past: piece)
                     }
+                    return nil
                 }
-                return (held, onOrigin)
             }
-            guard let routed else { throw VolumeError.inactive(volume: snapshot.name) }
-            return routed
+            guard let unloaded else { throw VolumeError.inactive(volume: snapshot.name) }
+            guard let chunk = unloaded else { return (held, onOrigin) }
+            resolved = try await resolve(snapshot, chunk)
         }
     }
 

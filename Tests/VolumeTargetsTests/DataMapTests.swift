@@ -18,8 +18,9 @@ import VolumeTargets
     /// non-zero bytes, so the reference model is the set of blocks written: every range a map
     /// calls a hole holds none of them and reads as zeros (its first and last blocks, read
     /// back), and every block written is data. The snapshot's exception map names the blocks
-    /// written since it was taken.
-    @Test func holesReadAsZerosAndWrittenRangesAreData() async throws {
+    /// written since it was taken, exactly, also when its table is bounded and mostly evicted.
+    @Test(arguments: [false, true])
+    func holesReadAsZerosAndWrittenRangesAreData(boundedTable: Bool) async throws {
         var generator = SeededGenerator.fromEnvironment()
         let dir = try TemporaryDirectory()
         let blocks = 10_240   // 40 MiB: at 4K chunks more than one map's worth (Origin.mapChunks)
@@ -40,7 +41,10 @@ import VolumeTargets
         }
         for _ in 0..<20 { try await writeOrigin(randomBlocks(&generator), &generator) }
         let cow = try FileBlockDevice.create(path: dir.file("snap.cow"), size: UInt64(blocks * 4096 * 2))
-        let snapshot = try await origin.snapshot("snap", chunkBytes: 4096, cow: cow)
+        // Bounded: a 2 KiB table of 4-chunk buckets, so most lookups find their bucket evicted.
+        let store = try await PersistentExceptionStore.format(cow, geometry: try ChunkGeometry(chunkBytes: 4096))
+        let snapshot = try await origin.attach(name: "snap", store: store,
+                                               cacheBudget: boundedTable ? ExceptionCache.Budget(bytes: 2048, bucketShift: 2) : nil)
         let writtenBeforeSnapshot = written
         let writesBeforeSnapshot = writes.count
         // Half of these overwrite earlier data, so the snapshot holds copies of data, not only of holes.
