@@ -202,6 +202,11 @@ public final class FaultInjectingDevice: ResizableDevice {
         base.prefetch(offset: offset, length: length)
     }
 
+    /// The wrapped device's: where data lies is not an I/O (lseek touches no medium).
+    public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] {
+        try base.dataExtents(in: range)
+    }
+
     public func resize(to newSize: UInt64) async throws {
         let refuse = state.withLock { $0.failResize || $0.gone }
         if refuse { throw DeviceError.system(operation: "resize", device: name, errno: .noSpace) }

@@ -47,9 +47,7 @@ extension Origin {
     /// The span a snapshot's map covers: `length` bytes at `offset`, cut at `mapChunks` chunks.
     private func mapSpan(_ snapshot: Snapshot, offset: UInt64, length: UInt64) throws -> Range<UInt64> {
         try snapshot.checkRange(offset: offset, length: length)
-        let geometry = snapshot.geometry
-        let firstChunkStart = geometry.offset(of: geometry.chunk(containing: offset))
-        return offset..<min(offset + length, firstChunkStart + UInt64(Self.mapChunks * geometry.chunkBytes))
+        return snapshot.geometry.mapSpan(offset: offset, length: length)
     }
 
     /// The parts of `span` the snapshot holds itself (its exception is completed or pending),
@@ -91,6 +89,15 @@ extension Origin {
         } else {
             ranges.append(range)
         }
+    }
+}
+
+extension ChunkGeometry {
+    /// `length` bytes at `offset`, cut after `Origin.mapChunks` chunks: what one map covers
+    /// when each chunk is looked up under a lock.
+    func mapSpan(offset: UInt64, length: UInt64) -> Range<UInt64> {
+        let firstChunkStart = self.offset(of: chunk(containing: offset))
+        return offset..<min(offset + length, firstChunkStart + UInt64(Origin.mapChunks * chunkBytes))
     }
 }
 

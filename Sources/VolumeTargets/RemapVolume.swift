@@ -102,6 +102,21 @@ public final class RemapVolume: Volume {
         try await store.device.flush()
     }
 
+    /// The data device's data and holes, with every chunk remapped (or being remapped) to the
+    /// spare area as data; at most `Origin.mapChunks` chunks per map.
+    public func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
+        try checkRange(offset: offset, length: length)
+        let span = geometry.mapSpan(offset: offset, length: length)
+        let remapped = state.withLock { state in
+            geometry.pieces(offset: span.lowerBound, length: Int(span.count)).compactMap { piece -> Range<UInt64>? in
+                if case .absent = state.exceptions.lookup(piece.chunk) { return nil }
+                let start = piece.offset(at: piece.chunk, in: geometry)
+                return start..<start + UInt64(piece.length)
+            }
+        }
+        return RangeMap(start: span.lowerBound, end: span.upperBound, ranges: try data.dataExtents(in: span) + remapped)
+    }
+
     /// Remaps `chunk` now, copying what of it is still readable (unreadable sectors become zeros).
     /// Returns false if it was already remapped.
     @discardableResult

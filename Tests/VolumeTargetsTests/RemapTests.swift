@@ -32,6 +32,21 @@ import VolumeTargets
         #expect(try await volume.readBytes(at: 8192, count: 4096) == expected)
     }
 
+    /// On a sparse data file: written chunks and remapped ones are data (a remapped hole too:
+    /// its copy lives in the spare area), the rest holes.
+    @Test func dataMapShowsTheDataFilesHolesAndTheRemappedChunks() async throws {
+        let dir = try TemporaryDirectory()
+        let data = FaultInjectingDevice(wrapping: try FileBlockDevice.create(path: dir.file("data.img"), size: 1 << 20))
+        let volume = try await Self.volume(data: data, spare: MemoryBlockDevice(name: "spare", size: 64 << 10))
+        try await volume.writeBytes(pattern(0x11, 8192), at: 65536)
+        #expect(try await volume.remap(chunk: 100))
+        let map = try await volume.dataMap(offset: 0, length: 1 << 20)
+        #expect(map.end == 1 << 20)
+        let written: Range<UInt64> = 65536..<73728, remapped: Range<UInt64> = 409_600..<413_696   // chunk 100
+        #expect(map.ranges == [written, remapped])
+        #expect(try await volume.readBytes(at: 100 * 4096, count: 4096) == pattern(0, 4096))
+    }
+
     @Test func failedReadReportsTheErrorAndTheNextWriteRemaps() async throws {
         let data = FaultInjectingDevice(wrapping: patternedDevice("data", size: 64 << 10))
         let volume = try await Self.volume(data: data, spare: MemoryBlockDevice(size: 64 << 10))
