@@ -98,7 +98,7 @@ final class NBDSessionHandler: ChannelInboundHandler {
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let allocator = context.channel.allocator
-        let contexts = activeContexts
+        let contexts = request.type == NBD.cmdBlockStatus ? activeContexts : []
         Task(executorPreference: executor(for: eventLoop)) {
             let outcome = await NBDCommand.perform(request, on: volume, contexts: contexts, allocator: allocator)
             // The task runs on the loop (its executor), so the reply usually goes out at once.

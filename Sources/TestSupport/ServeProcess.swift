@@ -101,3 +101,8 @@ public final class RawSocket {
 public func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.bigEndian) { Array($0) }
 }
+
+/// A string as NBD sends names and queries: a 32-bit big-endian length, then its UTF-8 bytes.
+public func lengthPrefixed(_ text: String) -> [UInt8] {
+    bigEndian(UInt32(text.utf8.count)) + Array(text.utf8)
+}

@@ -90,10 +90,10 @@ struct NBDBlockStatusTests {
         client.send(option(8, []))
         #expect(client.receive(20) == optionReply(8, type: 1, length: 0))
         let context = Array("base:allocation".utf8)
-        client.send(option(10, name("data") + bigEndian(UInt32(1)) + bigEndian(UInt32(context.count)) + context))
+        client.send(option(10, lengthPrefixed("data") + bigEndian(UInt32(1)) + bigEndian(UInt32(context.count)) + context))
         #expect(client.receive(20 + 4 + context.count) == optionReply(10, type: 4, length: 4 + context.count) + bigEndian(UInt32(1)) + context)
         #expect(client.receive(20) == optionReply(10, type: 1, length: 0))
-        client.send(option(7, name("data") + bigEndian(UInt16(0))))
+        client.send(option(7, lengthPrefixed("data") + bigEndian(UInt16(0))))
         #expect(client.receive(86).count == 86)
 
         // BLOCK_STATUS: one chunk, done, context 1, the six extents.
@@ -116,7 +116,7 @@ struct NBDBlockStatusTests {
         let plain = try RawSocket(path: server.socket)
         _ = plain.receive(18)
         plain.send(bigEndian(UInt32(3)))
-        plain.send(option(7, name("data") + bigEndian(UInt16(0))))
+        plain.send(option(7, lengthPrefixed("data") + bigEndian(UInt16(0))))
         _ = plain.receive(86)
         plain.send(request(type: 7, handle: 14, offset: 0, length: 4096))
         #expect(plain.receive(16) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(22)) + bigEndian(UInt64(14)))
@@ -133,8 +133,6 @@ struct NBDBlockStatusTests {
     private func optionReply(_ code: UInt32, type: UInt32, length: Int) -> [UInt8] {
         bigEndian(UInt64(0x0003_E889_0455_65A9)) + bigEndian(code) + bigEndian(type) + bigEndian(UInt32(length))
     }
-
-    private func name(_ text: String) -> [UInt8] { bigEndian(UInt32(text.utf8.count)) + Array(text.utf8) }
 
     private func request(type: UInt16, handle: UInt64, offset: UInt64, length: UInt32) -> [UInt8] {
         bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(type) + bigEndian(handle) + bigEndian(offset) + bigEndian(length)

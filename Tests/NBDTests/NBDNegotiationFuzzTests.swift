@@ -39,12 +39,12 @@ import VolumeTargets
                 let other = [UInt32(0), 3, 4, 5, 11, 12, 20].randomElement(using: &generator)!
                 let code = [UInt32(6), 8, 9, 10, 10, other].randomElement(using: &generator)!
                 let (payload, wellFormed) = Self.payload(for: code, using: &generator)
-                try channel.writeInbound(ByteBuffer(bytes: Self.be(UInt64(0x4948_4156_454F_5054)) + Self.be(code) + Self.be(UInt32(payload.count)) + payload))
+                try channel.writeInbound(ByteBuffer(bytes: bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code) + bigEndian(UInt32(payload.count)) + payload))
                 let replies = try Self.replies(channel)
                 #expect(!replies.isEmpty && replies.allSatisfy { $0.code == code }, "option \(code); seed \(generator.seed)")
                 if code == 8 && payload.isEmpty { structured = true }
                 if code == 10 && wellFormed.map({ $0.export == "snap" && $0.queries.contains("snapvol:exceptions") }) == true && structured {
-                    #expect(replies.contains { $0.type == 4 && $0.payload.starts(with: Self.be(UInt32(2))) }, "seed \(generator.seed)")
+                    #expect(replies.contains { $0.type == 4 && $0.payload.starts(with: bigEndian(UInt32(2))) }, "seed \(generator.seed)")
                     contextsGranted += 1
                 }
                 if code == 10 && !structured { #expect(replies.map(\.type) == [(1 << 31) + 3], "seed \(generator.seed)") }
@@ -62,7 +62,7 @@ import VolumeTargets
         try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 10809)).wait()
         _ = try channel.readOutbound(as: ByteBuffer.self)   // the greeting
-        try channel.writeInbound(ByteBuffer(bytes: be(UInt32(3))))
+        try channel.writeInbound(ByteBuffer(bytes: bigEndian(UInt32(3))))
         return channel
     }
 
@@ -94,8 +94,8 @@ import VolumeTargets
         var bytes: [UInt8]
         switch code {
         case 8: bytes = []
-        case 9, 10: bytes = name(export) + be(UInt32(queries.count)) + queries.flatMap(name)
-        default: bytes = name(export) + be(UInt16(0))
+        case 9, 10: bytes = lengthPrefixed(export) + bigEndian(UInt32(queries.count)) + queries.flatMap(lengthPrefixed)
+        default: bytes = lengthPrefixed(export) + bigEndian(UInt16(0))
         }
         switch Int.random(in: 0..<4, using: &generator) {
         case 0, 1: return (bytes, (export, queries))
@@ -108,7 +108,4 @@ import VolumeTargets
         }
     }
 
-    static func name(_ text: String) -> [UInt8] { be(UInt32(text.utf8.count)) + Array(text.utf8) }
-
-    static func be<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
 }
