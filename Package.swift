@@ -70,7 +70,7 @@ let package = Package(
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
-        .target(name: "TestSupport", resources: [.copy("Fixtures")]),
+        .target(name: "TestSupport", dependencies: ["CSnapvolSys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
         .testTarget(name: "BlockDevicesTests", dependencies: ["BlockDevices", "TestSupport"]),
         .testTarget(name: "ExceptionMachineryTests", dependencies: ["ExceptionMachinery", "TestSupport"]),

@@ -18,6 +18,10 @@ int snapvol_o_direct(void) { return O_DIRECT; }
 
 int snapvol_seek_data(void) { return SEEK_DATA; }
 
+int snapvol_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
 int snapvol_seek_hole(void) { return SEEK_HOLE; }
 
 int snapvol_fdatasync(int fd) {

@@ -1,3 +1,4 @@
+import CSnapvolSys
 import Foundation
 
 /// Runs external programs for tests (losetup, gzip, the snapvol binary).
@@ -40,7 +41,10 @@ public enum Shell {
 
     /// Runs a command that may leave a daemon behind (tmux starting its server), with
     /// posix_spawn and waitpid: Foundation's Process waits for descriptors the daemon inherits.
-    /// Its output goes to /dev/null. Throws unless it exits 0.
+    /// Its output goes to /dev/null, and it inherits no other descriptor: a tmux server (and
+    /// the `sleep 60` its panes end with) holding the pipes of a concurrent `run` kept that run
+    /// from seeing their end for a minute, which made terminal tests wait or time out (session
+    /// 12). Throws unless it exits 0.
     public static func runDetached(_ arguments: [String]) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -48,6 +52,7 @@ public enum Shell {
         for fd in [Int32(0), 1, 2] {
             posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
         }
+        _ = snapvol_spawn_close_from(&actions, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0

@@ -1,6 +1,7 @@
 #ifndef CSNAPVOLSYS_H
 #define CSNAPVOLSYS_H
 
+#include <spawn.h>
 #include <stdint.h>
 
 /// Size in bytes of the block device open on `fd` (BLKGETSIZE64).
@@ -18,6 +19,10 @@ int snapvol_o_direct(void);
 /// and FreeBSD; Glibc defines them under _GNU_SOURCE).
 int snapvol_seek_data(void);
 int snapvol_seek_hole(void);
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34, declared only under _GNU_SOURCE):
+/// the spawned program gets no descriptor from `from` on. Returns 0 or the errno value.
+int snapvol_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 
 /// fdatasync(2); returns 0 or the errno value.
 int snapvol_fdatasync(int fd);
