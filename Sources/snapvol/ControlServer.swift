@@ -19,6 +19,11 @@ enum ControlProtocol {
         var cwd: String
     }
 
+    /// The `x` frame carrying a command's exit status.
+    static func exitFrame(_ status: Int32) -> Data {
+        frame(exit, Data(withUnsafeBytes(of: UInt32(bitPattern: status).bigEndian) { Array($0) }))
+    }
+
     static func frame(_ kind: UInt8, _ payload: Data) -> Data {
         var data = Data([kind])
         withUnsafeBytes(of: UInt32(payload.count).bigEndian) { data.append(contentsOf: $0) }
@@ -93,18 +98,17 @@ final class ControlSessionHandler: ChannelInboundHandler {
         let drain: @Sendable () async -> Void = { try? await channel.writeAndFlush(ByteBuffer()).get() }
         guard let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line)) else {
             send(ControlProtocol.stderr, Data("snapvol: error: malformed control request\n".utf8))
-            send(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(2).bigEndian) { Array($0) }))
+            channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(2)), promise: nil)
             context.close(promise: nil)
             return
         }
         let controller = self.controller
         Task {
             let status = await ForwardedCommand.run(request, controller: controller, send: send, drain: drain)
-            let exit = ControlProtocol.frame(ControlProtocol.exit, Data(withUnsafeBytes(of: UInt32(bitPattern: status).bigEndian) { Array($0) }))
             // Writes complete in order: once the exit frame is written, so is all output. Closing
             // before that dropped what the socket had not taken yet (a forwarded `io read` of
             // more than about 200 KiB to standard output was cut short).
-            try? await channel.writeAndFlush(ByteBuffer(bytes: exit)).get()
+            try? await channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(status))).get()
             try? await channel.close()
         }
     }

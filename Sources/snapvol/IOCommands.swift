@@ -130,7 +130,9 @@ func copy(_ volume: any Volume, offset: UInt64, length: UInt64, to sink: OutputS
     let buffer = AlignedBuffer(count: IOCommand.step)
     var done: UInt64 = 0
     while done < length {
-        let map = try await volume.dataMap(offset: offset + done, length: length - done)
+        // A sink that must write every byte reads holes too: no map to ask for.
+        let map = sink.skip == nil ? RangeMap.whole(offset + done, offset + length)
+                                   : try await volume.dataMap(offset: offset + done, length: length - done)
         for extent in map.extents {
             if !extent.marked, let skip = sink.skip {
                 try skip(extent.length)
