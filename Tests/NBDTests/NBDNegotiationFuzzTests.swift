@@ -31,27 +31,46 @@ import VolumeTargets
         var generator = SeededGenerator.fromEnvironment()
         let exports = try await Exports()
         var contextsGranted = 0
-        for _ in 0..<NBDDecoderFuzzTests.runs / 5 {
+        for session in 0..<NBDDecoderFuzzTests.runs / 5 {
             let channel = try Self.negotiatingChannel(exports)
             var structured = false
+            if session.isMultiple(of: 2) {   // half the sessions start with structured replies on
+                try Self.send(8, [], to: channel)
+                #expect(try Self.replies(channel).map(\.type) == [1])
+                structured = true
+            }
             for _ in 0..<Int.random(in: 1...6, using: &generator) {
                 // Not GO, EXPORT_NAME or ABORT: they end the haggling.
                 let other = [UInt32(0), 3, 4, 5, 11, 12, 20].randomElement(using: &generator)!
                 let code = [UInt32(6), 8, 9, 10, 10, other].randomElement(using: &generator)!
                 let (payload, wellFormed) = Self.payload(for: code, using: &generator)
-                try channel.writeInbound(ByteBuffer(bytes: bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code) + bigEndian(UInt32(payload.count)) + payload))
+                try Self.send(code, payload, to: channel)
                 let replies = try Self.replies(channel)
                 #expect(!replies.isEmpty && replies.allSatisfy { $0.code == code }, "option \(code); seed \(generator.seed)")
                 if code == 8 && payload.isEmpty { structured = true }
                 if code == 10 && wellFormed.map({ $0.export == "snap" && $0.queries.contains("snapvol:exceptions") }) == true && structured {
                     #expect(replies.contains { $0.type == 4 && $0.payload.starts(with: bigEndian(UInt32(2))) }, "seed \(generator.seed)")
-                    contextsGranted += 1
                 }
                 if code == 10 && !structured { #expect(replies.map(\.type) == [(1 << 31) + 3], "seed \(generator.seed)") }
+            }
+            // Whatever came before, the session still answers a well-formed request rightly.
+            let query = lengthPrefixed("snap") + bigEndian(UInt32(1)) + lengthPrefixed("snapvol:exceptions")
+            try Self.send(10, query, to: channel)
+            let replies = try Self.replies(channel)
+            if structured {
+                #expect(replies.map(\.type) == [4, 1] && replies[0].payload.starts(with: bigEndian(UInt32(2))), "seed \(generator.seed)")
+                contextsGranted += 1
+            } else {
+                #expect(replies.map(\.type) == [(1 << 31) + 3], "seed \(generator.seed)")
             }
             _ = try? channel.finish()
         }
         #expect(contextsGranted > 0, "seed \(generator.seed)")
+    }
+
+    static func send(_ code: UInt32, _ payload: [UInt8], to channel: EmbeddedChannel) throws {
+        try channel.writeInbound(ByteBuffer(bytes: bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code)
+                                                   + bigEndian(UInt32(payload.count)) + payload))
     }
 
     /// A channel past the greeting and the client flags, in option haggling.
