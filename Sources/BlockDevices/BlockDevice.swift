@@ -38,6 +38,11 @@ public protocol BlockDevice: AnyObject, Sendable {
     /// other byte of it reads as zeros (a hole of a sparse file). Reporting a range as data is
     /// always true, so a device that cannot tell reports all of `range`.
     func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>]
+    /// Deallocates `range`, which then reads as zeros: a hole of a sparse file, or a block
+    /// device's range zeroed by discarding it. Returns false, having changed nothing, where the
+    /// device cannot do that without writing the zeros itself; the caller writes them then. Like a
+    /// write, durable after the next `flush`, and refused on a read-only device.
+    func deallocate(_ range: Range<UInt64>) async throws -> Bool
 }
 
 /// A device whose size can change (a regular file, memory): used to extend a COW store.
@@ -55,6 +60,8 @@ extension BlockDevice {
     public func prefetch(offset: UInt64, length: Int) {}
 
     public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] { range.isEmpty ? [] : [range] }
+
+    public func deallocate(_ range: Range<UInt64>) async throws -> Bool { false }
 
     /// Throws `outOfRange` unless `[offset, offset+length)` lies inside the device.
     public func checkRange(offset: UInt64, length: Int) throws {

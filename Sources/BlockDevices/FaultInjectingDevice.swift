@@ -172,12 +172,30 @@ public final class FaultInjectingDevice: ResizableDevice {
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         try await admit(.write, offset: offset, length: buffer.count)
         defer { finishOperation() }
-        let tracking = state.withLock { $0.unflushed != nil }
-        if tracking {
-            let before = try await base.readBytes(at: offset, count: buffer.count)
-            state.withLock { $0.unflushed?.append(UnflushedWrite(offset: offset, before: before, after: Array(buffer))) }
-        }
+        let before = try await bytesBeforeWrite(at: offset, count: buffer.count)
         try await base.write(buffer, at: offset)
+        track(before, after: Array(buffer), at: offset)
+    }
+
+    /// Ruled like a write; a power cut may lose it like one (it then reads as before, partly).
+    public func deallocate(_ range: Range<UInt64>) async throws -> Bool {
+        try await admit(.write, offset: range.lowerBound, length: range.count)
+        defer { finishOperation() }
+        let before = try await bytesBeforeWrite(at: range.lowerBound, count: range.count)
+        guard try await base.deallocate(range) else { return false }
+        track(before, after: [UInt8](repeating: 0, count: range.count), at: range.lowerBound)
+        return true
+    }
+
+    /// The bytes a write is about to replace, while unflushed writes are tracked.
+    private func bytesBeforeWrite(at offset: UInt64, count: Int) async throws -> [UInt8]? {
+        guard state.withLock({ $0.unflushed != nil }) else { return nil }
+        return try await base.readBytes(at: offset, count: count)
+    }
+
+    private func track(_ before: [UInt8]?, after: [UInt8], at offset: UInt64) {
+        guard let before else { return }
+        state.withLock { $0.unflushed?.append(UnflushedWrite(offset: offset, before: before, after: after)) }
     }
 
     public func flush() async throws {

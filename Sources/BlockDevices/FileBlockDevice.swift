@@ -18,13 +18,18 @@ public final class FileBlockDevice: ResizableDevice {
     public let kind: Kind
     public let alignment: Int
     public let isReadOnly: Bool
+    /// The logical sector size of a block device (512 for a regular file): a block device
+    /// deallocates whole sectors only.
+    public let sectorBytes: Int
     private let descriptor: FileDescriptor
     private let currentSize: Atomic<UInt64>
 
     public var size: UInt64 { currentSize.load(ordering: .acquiring) }
 
-    private init(name: String, kind: Kind, descriptor: FileDescriptor, size: UInt64, alignment: Int, readOnly: Bool) {
+    private init(name: String, kind: Kind, descriptor: FileDescriptor, size: UInt64, sector: Int = 512, alignment: Int,
+                 readOnly: Bool) {
         self.name = name
+        self.sectorBytes = sector
         self.kind = kind
         self.descriptor = descriptor
         self.currentSize = Atomic(size)
@@ -48,7 +53,7 @@ public final class FileBlockDevice: ResizableDevice {
         }
         do {
             let (size, sector) = try measure(fd, kind: kind, path: path)
-            return FileBlockDevice(name: path, kind: kind, descriptor: fd, size: size,
+            return FileBlockDevice(name: path, kind: kind, descriptor: fd, size: size, sector: sector,
                                    alignment: direct ? max(sector, 512) : 1, readOnly: readOnly)
         } catch {
             try? fd.close()
@@ -161,6 +166,26 @@ public final class FileBlockDevice: ResizableDevice {
             cursor = end
         }
         return extents
+    }
+
+    /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`. A regular file gets a hole (blocks the range only
+    /// partly covers are zeroed in place). A block device zeroes whole sectors by discarding
+    /// them, never by writing zeros (the kernel's `BLKDEV_ZERO_NOFALLBACK`); a range not aligned
+    /// to its sectors, or a device or file system without support, answers false.
+    public func deallocate(_ range: Range<UInt64>) async throws -> Bool {
+        if isReadOnly { throw DeviceError.readOnly(device: name) }
+        try checkRange(offset: range.lowerBound, length: range.count)
+        if range.isEmpty { return true }
+        if kind == .blockDevice && (range.lowerBound | range.upperBound) % UInt64(sectorBytes) != 0 { return false }
+        let descriptor = descriptor.rawValue
+        let result = try await BlockingCalls.run {
+            snapvol_punch_hole(descriptor, range.lowerBound, range.upperBound - range.lowerBound)
+        }
+        switch Errno(rawValue: result) {
+        case Errno(rawValue: 0): return true
+        case .notSupported, .notSupportedOnSocket: return false
+        case let errno: throw DeviceError.system(operation: "fallocate(PUNCH_HOLE)", device: name, errno: errno)
+        }
     }
 
     private static let nextData = FileDescriptor.SeekOrigin(rawValue: snapvol_seek_data())

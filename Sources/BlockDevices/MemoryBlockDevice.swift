@@ -45,6 +45,15 @@ public final class MemoryBlockDevice: ResizableDevice {
 
     public func flush() async throws {}
 
+    /// Zeroes the range: memory has no holes, but reads afterwards are what a hole reads.
+    public func deallocate(_ range: Range<UInt64>) async throws -> Bool {
+        try checkRange(offset: range.lowerBound, length: range.count)
+        storage.withLock { bytes in
+            bytes.replaceSubrange(Int(range.lowerBound)..<Int(range.upperBound), with: repeatElement(0, count: range.count))
+        }
+        return true
+    }
+
     public func resize(to newSize: UInt64) async throws {
         storage.withLock { bytes in
             if Int(newSize) < bytes.count {

@@ -2,6 +2,7 @@
 #include "CSnapvolSys.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -32,4 +33,12 @@ int snapvol_fdatasync(int fd) {
 
 int snapvol_start_writeback(int fd, uint64_t offset, uint64_t length) {
     return sync_file_range(fd, (off64_t)offset, (off64_t)length, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : errno;
+}
+
+int snapvol_punch_hole(int fd, uint64_t offset, uint64_t length) {
+    int r;
+    do {
+        r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+    } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
 }

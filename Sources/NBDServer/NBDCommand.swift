@@ -14,8 +14,6 @@ enum NBDCommand {
         case failed(UInt32)
     }
 
-    static let zeroStep = 1 << 20
-
     static func perform(_ request: NBDRequest, on volume: any Volume, contexts: [NBDMetaContext],
                         allocator: ByteBufferAllocator) async -> Outcome {
         do {
@@ -25,7 +23,10 @@ enum NBDCommand {
             case NBD.cmdWrite:
                 try await write(request.payload, at: request.offset, to: volume)
             case NBD.cmdWriteZeroes:
-                try await writeZeroes(request, to: volume)
+                try await volume.writeZeroes(offset: request.offset, length: UInt64(request.length),
+                                             mayDeallocate: request.flags & NBD.cmdFlagNoHole == 0)
+            case NBD.cmdTrim:
+                _ = try await volume.discard(offset: request.offset, length: UInt64(request.length))
             case NBD.cmdFlush:
                 try await volume.flush()
                 return .done(nil)
@@ -72,18 +73,6 @@ enum NBDCommand {
         let (bytes, storage) = payload.withUnsafeReadableBytesWithStorageManagement { ($0, $1.retain()) }
         defer { storage.release() }
         try await volume.write(bytes, at: offset)
-    }
-
-    private static func writeZeroes(_ request: NBDRequest, to volume: any Volume) async throws {
-        try await withPooledBuffer(min(zeroStep, Int(request.length))) { zeroes in
-            zeroes.mutableBytes.initializeMemory(as: UInt8.self, repeating: 0)
-            var done: UInt64 = 0
-            while done < UInt64(request.length) {
-                let count = Int(min(UInt64(zeroes.count), UInt64(request.length) - done))
-                try await volume.write(UnsafeRawBufferPointer(rebasing: zeroes.bytes[0..<count]), at: request.offset + done)
-                done += UInt64(count)
-            }
-        }
     }
 
     /// Lends `body` a pooled buffer of `count` bytes, given back when it returns or throws.

@@ -43,6 +43,7 @@ enum NBD {
     static let readOnly: UInt16 = 1 << 1
     static let sendFlush: UInt16 = 1 << 2
     static let sendFUA: UInt16 = 1 << 3
+    static let sendTrim: UInt16 = 1 << 5
     static let sendWriteZeroes: UInt16 = 1 << 6
     static let canMultiConn: UInt16 = 1 << 8
 
@@ -51,9 +52,12 @@ enum NBD {
     static let cmdWrite: UInt16 = 1
     static let cmdDisconnect: UInt16 = 2
     static let cmdFlush: UInt16 = 3
+    static let cmdTrim: UInt16 = 4
     static let cmdWriteZeroes: UInt16 = 6
     static let cmdBlockStatus: UInt16 = 7
     static let cmdFlagFUA: UInt16 = 1 << 0
+    /// WRITE_ZEROES: write the zeros, do not deallocate.
+    static let cmdFlagNoHole: UInt16 = 1 << 1
     /// BLOCK_STATUS: one extent is enough.
     static let cmdFlagReqOne: UInt16 = 1 << 3
 

@@ -117,7 +117,7 @@ extension NBDSessionHandler {
     }
 
     private func transmissionFlags(_ name: String) -> UInt16 {
-        var flags = NBD.hasFlags | NBD.sendFlush | NBD.sendFUA | NBD.sendWriteZeroes | NBD.canMultiConn
+        var flags = NBD.hasFlags | NBD.sendFlush | NBD.sendFUA | NBD.sendTrim | NBD.sendWriteZeroes | NBD.canMultiConn
         if exports.isReadOnly(name) { flags |= NBD.readOnly }
         return flags
     }

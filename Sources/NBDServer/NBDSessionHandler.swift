@@ -124,7 +124,7 @@ final class NBDSessionHandler: ChannelInboundHandler {
         switch request.type {
         case NBD.cmdRead:
             if request.length > NBD.maxPayload || overflow || end > volume.size { return NBD.errInvalid }
-        case NBD.cmdWrite, NBD.cmdWriteZeroes:
+        case NBD.cmdWrite, NBD.cmdWriteZeroes, NBD.cmdTrim:
             if readOnly { return NBD.errPerm }
             if overflow || end > volume.size { return NBD.errNoSpace }
         case NBD.cmdFlush:

@@ -46,4 +46,16 @@ public struct RangeMap: Sendable, Equatable {
         if cursor < end { extents.append((end - cursor, false)) }
         return extents
     }
+
+    /// The parts of `start..<end` outside every range, in order.
+    public var gaps: [Range<UInt64>] {
+        var gaps: [Range<UInt64>] = []
+        var cursor = start
+        for range in ranges {
+            if range.lowerBound > cursor { gaps.append(cursor..<range.lowerBound) }
+            cursor = range.upperBound
+        }
+        if cursor < end { gaps.append(cursor..<end) }
+        return gaps
+    }
 }

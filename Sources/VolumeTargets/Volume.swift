@@ -15,7 +15,18 @@ public protocol Volume: AnyObject, Sendable {
     /// reads as zeros, and a range may be marked where the volume cannot tell (marking is always
     /// true). The map may cover only a prefix. Throws like `read` outside the volume.
     func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap
+    /// A hint that `length` bytes at `offset` are no longer needed (TRIM): until written again
+    /// they may read as their old contents or as zeros. Returns the bytes given back to the
+    /// device (deallocated, reading as zeros). Throws like `write` outside the volume.
+    func discard(offset: UInt64, length: UInt64) async throws -> UInt64
+    /// Writes zeros over `length` bytes at `offset`; where `mayDeallocate`, parts the volume can
+    /// give back to its device are deallocated instead of written. Returns the bytes deallocated.
+    @discardableResult
+    func writeZeroes(offset: UInt64, length: UInt64, mayDeallocate: Bool) async throws -> UInt64
 }
+
+/// The largest write `writeZeroBytes` sends.
+let zeroStep = 1 << 20
 
 extension Origin: Volume {}
 extension Snapshot: Volume {}
@@ -33,6 +44,34 @@ extension Volume {
     public func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
         try checkRange(offset: offset, length: length)
         return .whole(offset, offset + length)
+    }
+
+    /// Gives nothing back: a volume that cannot tell what its device may drop keeps it all.
+    public func discard(offset: UInt64, length: UInt64) async throws -> UInt64 {
+        try checkRange(offset: offset, length: length)
+        return 0
+    }
+
+    /// Writes the zeros, whatever `mayDeallocate` says.
+    @discardableResult
+    public func writeZeroes(offset: UInt64, length: UInt64, mayDeallocate: Bool) async throws -> UInt64 {
+        try checkRange(offset: offset, length: length)
+        try await writeZeroBytes(offset..<offset + length)
+        return 0
+    }
+
+    /// Writes zeros over `range` with ordinary writes, at most `zeroStep` bytes each.
+    func writeZeroBytes(_ range: Range<UInt64>) async throws {
+        guard !range.isEmpty else { return }
+        let zeroes = BufferPool.shared.take(Int(min(UInt64(zeroStep), UInt64(range.count))))
+        defer { zeroes.release() }
+        zeroes.mutableBytes.initializeMemory(as: UInt8.self, repeating: 0)
+        var cursor = range.lowerBound
+        while cursor < range.upperBound {
+            let count = Int(min(UInt64(zeroes.count), range.upperBound - cursor))
+            try await write(UnsafeRawBufferPointer(rebasing: zeroes.bytes[0..<count]), at: cursor)
+            cursor += UInt64(count)
+        }
     }
 
     /// Reads `count` bytes into a new array (for commands and tests, not hot paths).

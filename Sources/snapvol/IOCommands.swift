@@ -6,7 +6,7 @@ import VolumeTargets
 
 struct IOCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "io", abstract: "Read and write volumes directly.", subcommands: [Write.self, Read.self, Dump.self, Map.self])
+        commandName: "io", abstract: "Read and write volumes directly.", subcommands: [Write.self, Read.self, Dump.self, Map.self, Discard.self])
 
     static let step = 1 << 20
 

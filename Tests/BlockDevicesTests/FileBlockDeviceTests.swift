@@ -31,6 +31,25 @@ import TestSupport
         #expect(try MemoryBlockDevice(name: "m", size: 8192).dataExtents(in: 0..<8192) == [0..<8192])
     }
 
+    /// A punched range becomes a hole that reads as zeros; blocks it only partly covers keep
+    /// their other bytes.
+    @Test func deallocateLeavesAHoleThatReadsAsZeros() async throws {
+        let dir = try TemporaryDirectory()
+        let device = try FileBlockDevice.create(path: dir.file("punch.img"), size: 1 << 20)
+        try await device.writeBytes([UInt8](repeating: 0x33, count: 1 << 20), at: 0)
+        #expect(try await device.deallocate(65536..<196608))
+        #expect(try await device.deallocate(300_000..<300_100))
+        try await device.flush()
+        #expect(try device.dataExtents(in: 0..<(1 << 20)) == [0..<65536, 196608..<(1 << 20)])
+        #expect(try await device.readBytes(at: 65536, count: 131072) == [UInt8](repeating: 0, count: 131072))
+        let ragged = try await device.readBytes(at: 299_999, count: 102)
+        #expect(ragged == [0x33] + [UInt8](repeating: 0, count: 100) + [0x33])
+        await #expect(throws: DeviceError.self) { try await device.deallocate(0..<(2 << 20)) }
+        let readOnly = try FileBlockDevice.open(path: dir.file("punch.img"), readOnly: true)
+        await #expect(throws: DeviceError.readOnly(device: dir.file("punch.img"))) { try await readOnly.deallocate(0..<4096) }
+        #expect(try await device.readBytes(at: 0, count: 4) == [0x33, 0x33, 0x33, 0x33])
+    }
+
     @Test func accessPastTheEndIsRefusedWithTheDeviceNamed() async throws {
         let dir = try TemporaryDirectory()
         let device = try FileBlockDevice.create(path: dir.file("b.img"), size: 8192)
@@ -112,6 +131,24 @@ struct LoopDeviceTests {
         let error = #expect(throws: DeviceError.self) { try FileBlockDevice.open(path: loop.path) }
         #expect(error?.errno == .resourceBusy)
         _ = first
+    }
+
+    /// A block device zeroes whole sectors by discarding them (the loop driver punches its
+    /// backing file); a range not aligned to sectors is refused without a change.
+    @Test func deallocateZeroesWholeSectorsOfABlockDevice() async throws {
+        let dir = try TemporaryDirectory()
+        let loop = try LoopDevice(backingFile: dir.file("discard.img"), size: 4 << 20)
+        defer { loop.detach() }
+        let device = try FileBlockDevice.open(path: loop.path)
+        try await device.writeBytes([UInt8](repeating: 0x5A, count: 4 << 20), at: 0)
+        try await device.flush()
+        #expect(try await device.deallocate(1000..<5000) == false)
+        #expect(try await device.readBytes(at: 1000, count: 4000) == [UInt8](repeating: 0x5A, count: 4000))
+        #expect(try await device.deallocate((1 << 20)..<(3 << 20)))
+        try await device.flush()
+        #expect(try await device.readBytes(at: 1 << 20, count: 2 << 20) == [UInt8](repeating: 0, count: 2 << 20))
+        #expect(try await device.readBytes(at: (1 << 20) - 4, count: 4) == [0x5A, 0x5A, 0x5A, 0x5A])
+        #expect(try await device.readBytes(at: 3 << 20, count: 4) == [0x5A, 0x5A, 0x5A, 0x5A])
     }
 
     @Test func directIOOnABlockDevice() async throws {

@@ -122,6 +122,31 @@ import TestSupport
         #expect(refused.status == 1 && refused.stderr == "snapvol: error: 'vm' is not a snapshot: --exceptions lists a snapshot's chunks\n")
     }
 
+    /// `io discard`: the origin gives back what the snapshot does not share (a hole in its
+    /// file), `--zero` zeroes the rest by copying first, the snapshot never changes, and a range
+    /// past the end is refused with nothing changed.
+    @Test func discardFreesUnsharedChunksAndZeroCopiesShared() throws {
+        let pool = try TestPool()
+        let mib = 1 << 20
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "16M")
+        try pool.ok("io", "write", "vm", "0", "8M", "--pattern", "0x41")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--chunk-size", "64K", "--cow-size", "16M")
+        try pool.ok("io", "write", "vm", "2M", "1M", "--pattern", "0x42")
+        let refused = try pool.run("io", "discard", "vm", "15M", "2M")
+        #expect(refused.status == 1 && refused.stderr == "snapvol: error: vm: 2097152 bytes at offset 15728640 reach past the end (size 16777216)\n")
+        #expect(try pool.ok("io", "discard", "vm", "0", "16M").text
+                == "discarded 16777216 bytes: \(mib) deallocated, \(15 * mib) kept (shared with a snapshot, or the device cannot deallocate)\n")
+        #expect(try pool.ok("io", "map", "vm").text == "0 \(2 * mib) data\n\(2 * mib) \(mib) hole\n\(3 * mib) \(5 * mib) data\n\(8 * mib) \(8 * mib) hole\n")
+        #expect(try pool.ok("io", "discard", "s", "0", "1M").text == "discarded \(mib) bytes: none deallocated (a snapshot's COW chunks stay allocated)\n")
+        #expect(try pool.ok("io", "discard", "vm", "1M", "2M", "--zero").text == "zeroed \(2 * mib) bytes: \(mib) deallocated, \(mib) written\n")
+        #expect([UInt8](try pool.ok("io", "read", "vm", "1M", "2M").stdout) == [UInt8](repeating: 0, count: 2 * mib))
+        var snapshotImage = [UInt8](repeating: 0, count: 16 * mib)
+        snapshotImage.replaceSubrange(0..<8 * mib, with: repeatElement(0x41, count: 8 * mib))
+        #expect(sameBytes([UInt8](try pool.ok("io", "read", "s", "0", "16M").stdout), snapshotImage))
+        #expect(try pool.ok("io", "map", "s", "--exceptions").text == "0 \(mib) shared\n\(mib) \(2 * mib) held\n\(3 * mib) \(13 * mib) shared\n")
+    }
+
     @Test func extendGrowsTheCowAndDefaultsFollowTheIssue() throws {
         let pool = try TestPool()
         try pool.ok("pool", "init")

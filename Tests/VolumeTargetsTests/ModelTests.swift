@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 import VolumeTargets
 
-/// Model-based randomized test: random origin writes, snapshot reads and writes, snapshot
+/// Model-based randomized test: random origin writes, discards and zeroings, snapshot reads and writes, snapshot
 /// creation and deletion, reloads from disk and merges, compared after every step with a
 /// reference model in which each snapshot is a plain byte copy of the origin when taken.
 @Suite struct ModelTests {
@@ -98,7 +98,9 @@ struct ModelWorld {
     mutating func randomStep() async throws -> String {
         let roll = Int.random(in: 0..<100, using: &generator)
         switch roll {
-        case 0..<40: return try await originWrite()
+        case 0..<32: return try await originWrite()
+        case 32..<36: return try await originDiscard()
+        case 36..<40: return try await originZero()
         case 40..<55 where !members.isEmpty: return try await snapshotWrite()
         case 55..<70 where !members.isEmpty: return try await snapshotRead()
         case 70..<82 where members.count < 4: return try await createSnapshot()
@@ -115,6 +117,32 @@ struct ModelWorld {
         try await origin.writeBytes(bytes, at: offset)
         originImage.replaceSubrange(Int(offset)..<Int(offset) + length, with: bytes)
         return "origin write \(length)@\(offset)"
+    }
+
+    /// A discard leaves each byte as it was or zero (zero wherever no snapshot exists); the
+    /// model takes what the origin reads afterwards. Snapshots must not change at all.
+    mutating func originDiscard() async throws -> String {
+        let (offset, length) = randomRange()
+        let freed = try await origin.discard(offset: offset, length: UInt64(length))
+        let after = try await origin.readBytes(at: offset, count: length)
+        let before = originImage[Int(offset)..<Int(offset) + length]
+        if zip(before, after).contains(where: { old, new in new != old && new != 0 }) {
+            Issue.record("discard \(length)@\(offset) left bytes that are neither old nor zero; seed \(generator.seed)")
+        }
+        if members.isEmpty && (freed != UInt64(length) || after.contains { $0 != 0 }) {
+            Issue.record("discard \(length)@\(offset) without snapshots freed \(freed) bytes; seed \(generator.seed)")
+        }
+        originImage.replaceSubrange(Int(offset)..<Int(offset) + length, with: after)
+        return "origin discard \(length)@\(offset) freed \(freed)"
+    }
+
+    mutating func originZero() async throws -> String {
+        let (offset, length) = randomRange()
+        let deallocate = Bool.random(using: &generator)
+        let freed = try await origin.writeZeroes(offset: offset, length: UInt64(length), mayDeallocate: deallocate)
+        if !deallocate && freed != 0 { Issue.record("zeroing without deallocation freed \(freed) bytes; seed \(generator.seed)") }
+        originImage.replaceSubrange(Int(offset)..<Int(offset) + length, with: repeatElement(0, count: length))
+        return "origin zero \(length)@\(offset)\(deallocate ? " deallocating" : "") freed \(freed)"
     }
 
     mutating func snapshotWrite() async throws -> String {

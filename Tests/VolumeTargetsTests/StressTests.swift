@@ -7,7 +7,7 @@ import TestSupport
 import VolumeTargets
 
 /// Concurrency stress: writer and reader tasks on overlapping chunks of one origin with 1 and 8
-/// snapshots (created while the writers run). Devices add random small delays so that copies,
+/// snapshots (created while the writers run); some writes are discards and zeroings. Devices add random small delays so that copies,
 /// commits and reads interleave differently on every run. Afterwards every snapshot must equal
 /// the origin image at its creation; a deadline turns a deadlock into a failure.
 @Suite struct StressTests {
@@ -40,12 +40,20 @@ import VolumeTargets
                             let offset = UInt64.random(in: 0..<UInt64(size - 3 * chunkBytes), using: &generator)
                             let length = Int.random(in: 1...(2 * chunkBytes), using: &generator)
                             let value = UInt8.random(in: 0...255, using: &generator)
+                            // One request in eight discards, one zeroes (deallocating or not).
+                            let kind = Int.random(in: 0..<8, using: &generator), deallocate = Bool.random(using: &generator)
                             // Do not run far ahead of the snapshot creations (the scheduler may
                             // otherwise finish every write before the creator task starts).
                             while taken.all.count < snapshotCount && writes.value >= threshold(taken.all.count) + 40 {
                                 await dispatchPause(for: .microseconds(100))
                             }
-                            try await originLock.shared { try await origin.writeBytes(pattern(value, length), at: offset) }
+                            try await originLock.shared {
+                                switch kind {
+                                case 0: _ = try await origin.discard(offset: offset, length: UInt64(length))
+                                case 1: try await origin.writeZeroes(offset: offset, length: UInt64(length), mayDeallocate: deallocate)
+                                default: try await origin.writeBytes(pattern(value, length), at: offset)
+                                }
+                            }
                             writes.increment()
                         }
                     }

@@ -31,4 +31,9 @@ int snapvol_fdatasync(int fd);
 /// without waiting for it. Returns 0 or the errno value.
 int snapvol_start_writeback(int fd, uint64_t offset, uint64_t length);
 
+/// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: deallocates the range, which
+/// then reads as zeros (a regular file's hole; on a block device, zeroed without a fallback to
+/// writing zeros). Returns 0 or the errno value.
+int snapvol_punch_hole(int fd, uint64_t offset, uint64_t length);
+
 #endif
