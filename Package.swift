@@ -9,7 +9,7 @@ import PackageDescription
 //   VolumeTargets      policies: origin, snapshot, merge
 //   Benchmarks         `snapvol bench`: raw I/O and the engine on the same files, medians, ratios
 //   Controller         pool registry and lock, activation, commands, status model
-//   NBDServer          the NBD protocol server (SwiftNIO) exporting volumes
+//   NBDServer          the NBD protocol server (SwiftNIO, TLS through swift-nio-ssl) exporting volumes
 //   CNcursesw          system library: ncursesw, with inline wrappers for its macros
 //   TerminalUI         the TUI: view model, renderer, curses screen, themes
 //   snapvol            the command line (front end)
@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .target(name: "CSnapvolSys"),
@@ -59,7 +60,8 @@ let package = Package(
         .target(
             name: "NBDServer",
             dependencies: ["VolumeTargets", "BlockDevices",
-                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOTLS", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .systemLibrary(name: "CNcursesw"),
         .target(name: "TerminalUI", dependencies: ["Controller", "CNcursesw"]),

@@ -3,7 +3,9 @@ import NIOCore
 /// Which part of the protocol the connection is in; shared by the decoder and the session
 /// handler on the channel's event loop.
 final class NBDPhase {
-    enum Value { case clientFlags, options, transmission, closed }
+    /// `startingTLS`: STARTTLS was answered and the handshake has not completed; a byte
+    /// decoded then was sent in the clear after STARTTLS, and ends the connection.
+    enum Value { case clientFlags, options, startingTLS, transmission, closed }
     var value = Value.clientFlags
 }
 
@@ -25,6 +27,8 @@ struct NBDDecoder: ByteToMessageDecoder {
             return .continue
         case .options:
             return decodeOption(context: context, buffer: &buffer)
+        case .startingTLS:
+            return buffer.readableBytes == 0 ? .needMoreData : reject("bytes in the clear after STARTTLS", context, &buffer)
         case .transmission:
             return decodeRequest(context: context, buffer: &buffer)
         }

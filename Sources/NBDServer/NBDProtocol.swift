@@ -1,7 +1,7 @@
 import NIOCore
 import VolumeTargets
-/// Constants of the NBD protocol (fixed newstyle negotiation, simple and structured replies,
-/// the `base:allocation` metadata context), as in the protocol document of the NBD project.
+/// Constants of the NBD protocol (fixed newstyle negotiation, STARTTLS, simple and structured
+/// replies, the `base:allocation` metadata context), as in the protocol document of the NBD project.
 enum NBD {
     static let initMagic: UInt64 = 0x4E42_444D_4147_4943          // "NBDMAGIC"
     static let optionMagic: UInt64 = 0x4948_4156_454F_5054        // "IHAVEOPT"
@@ -19,6 +19,7 @@ enum NBD {
     static let optExportName: UInt32 = 1
     static let optAbort: UInt32 = 2
     static let optList: UInt32 = 3
+    static let optStartTLS: UInt32 = 5
     static let optInfo: UInt32 = 6
     static let optGo: UInt32 = 7
     static let optStructuredReply: UInt32 = 8
@@ -31,6 +32,7 @@ enum NBD {
     static let repInfo: UInt32 = 3
     static let repMetaContext: UInt32 = 4
     static let repErrUnsupported: UInt32 = (1 << 31) + 1
+    static let repErrTLSRequired: UInt32 = (1 << 31) + 5
     static let repErrInvalid: UInt32 = (1 << 31) + 3
     static let repErrUnknown: UInt32 = (1 << 31) + 6
     static let repErrTooBig: UInt32 = (1 << 31) + 9

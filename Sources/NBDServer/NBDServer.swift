@@ -14,11 +14,12 @@ public enum NBDListenAddress: Sendable, CustomStringConvertible {
         }
     }
 
-    /// The URI a client uses for export `name` (as qemu and libnbd write it).
-    public func uri(for name: String) -> String {
+    /// The URI a client uses for export `name` (as qemu and libnbd write it; `nbds` with TLS).
+    public func uri(for name: String, tls: Bool = false) -> String {
+        let scheme = tls ? "nbds" : "nbd"
         switch self {
-        case .unix(let path): return "nbd+unix:///\(name)?socket=\(path)"
-        case let .tcp(host, port): return "nbd://\(host):\(port)/\(name)"
+        case .unix(let path): return "\(scheme)+unix:///\(name)?socket=\(path)"
+        case let .tcp(host, port): return "\(scheme)://\(host):\(port)/\(name)"
         }
     }
 }
@@ -40,7 +41,8 @@ public final class NBDServer: Sendable {
         self.address = address
     }
 
-    public static func start(exports: any NBDExports, at address: NBDListenAddress) async throws -> NBDServer {
+    /// - Parameter tls: require TLS on every connection, with these credentials.
+    public static func start(exports: any NBDExports, at address: NBDListenAddress, tls: NBDTLS? = nil) async throws -> NBDServer {
         // One loop per core: each connection's requests run on its loop (`EventLoopTaskExecutor`).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let registry = SessionRegistry()
@@ -56,7 +58,7 @@ public final class NBDServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let phase = NBDPhase()
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder(phase: phase)))
-                    try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports))
+                    try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports, tls: tls))
                 }
             }
         let listener: any Channel

@@ -1,10 +1,16 @@
 import NIOCore
+import NIOSSL
 import VolumeTargets
 
-/// Option haggling: export listing and selection, structured replies, and metadata contexts
-/// (`NBDMetaContext`).
+/// Option haggling: STARTTLS, export listing and selection, structured replies, and metadata
+/// contexts (`NBDMetaContext`).
 extension NBDSessionHandler {
     func handleOption(_ context: ChannelHandlerContext, _ code: UInt32, _ data: [UInt8]) {
+        if code == NBD.optStartTLS { return startTLS(context, data) }
+        if tls != nil && !tlsActive && code != NBD.optAbort {
+            // TLS is required: the old EXPORT_NAME has no error reply, so it ends the session.
+            return code == NBD.optExportName ? close(context) : replyOption(context, code, NBD.repErrTLSRequired)
+        }
         switch code {
         case NBD.optAbort:
             replyOption(context, code, NBD.repAck)
@@ -37,6 +43,21 @@ extension NBDSessionHandler {
             handleMetaContext(context, code, data)
         default:
             replyOption(context, code, NBD.repErrUnsupported)
+        }
+    }
+
+    /// NBD_OPT_STARTTLS: acknowledged in the clear, then the TLS handler goes in front of the
+    /// decoder; until its handshake completes, any byte that arrives (sent in the clear after
+    /// STARTTLS) ends the session (`NBDPhase.startingTLS`).
+    private func startTLS(_ context: ChannelHandlerContext, _ data: [UInt8]) {
+        guard let tls else { return replyOption(context, NBD.optStartTLS, NBD.repErrUnsupported) }
+        guard data.isEmpty, !tlsActive else { return replyOption(context, NBD.optStartTLS, NBD.repErrInvalid) }
+        replyOption(context, NBD.optStartTLS, NBD.repAck)
+        do {
+            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context), position: .first)
+            phase.value = .startingTLS
+        } catch {
+            close(context)
         }
     }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOTLS
 import VolumeTargets
 
 /// What the server exports: volumes by name.
@@ -12,7 +13,7 @@ public protocol NBDExports: Sendable {
 /// A request for the session to finish its in-flight requests and close (server shutdown).
 struct NBDShutdown {}
 
-/// One client connection: the handshake (fixed newstyle), option haggling (in
+/// One client connection: the handshake (fixed newstyle), option haggling with STARTTLS (in
 /// `NBDSessionHandler+Negotiation.swift`) and transmission. Requests run as tasks, many at
 /// once; replies go out as they complete (out of order), structured if the client asked.
 /// Lives on the channel's event loop; its state is touched only there.
@@ -22,6 +23,9 @@ final class NBDSessionHandler: ChannelInboundHandler {
 
     let phase: NBDPhase
     let exports: any NBDExports
+    /// TLS, required on this connection when set (`NBDTLS`); `tlsActive` once its handshake is done.
+    let tls: NBDTLS?
+    var tlsActive = false
     var noZeroes = false
     var volume: (any Volume)?
     var readOnly = false
@@ -37,9 +41,10 @@ final class NBDSessionHandler: ChannelInboundHandler {
     private var inFlight = 0
     private var closing = false
 
-    init(phase: NBDPhase, exports: any NBDExports) {
+    init(phase: NBDPhase, exports: any NBDExports, tls: NBDTLS? = nil) {
         self.phase = phase
         self.exports = exports
+        self.tls = tls
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -70,6 +75,9 @@ final class NBDSessionHandler: ChannelInboundHandler {
         if event is NBDShutdown {
             closing = true
             if inFlight == 0 { close(context) }
+        } else if case TLSUserEvent.handshakeCompleted = event, phase.value == .startingTLS {
+            tlsActive = true
+            phase.value = .options
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -19,17 +19,22 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Grow by this percent of the COW's size.") var autoextendPercent: Double = 20
     @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).")
     var defaultExport: String?
+    @Option(help: "Require TLS (NBD STARTTLS) on every connection, with this PEM certificate chain (needs --tls-key).")
+    var tlsCertificate: String?
+    @Option(help: "The PEM private key of --tls-certificate.") var tlsKey: String?
+    @Option(help: "Also require a client certificate issued by this PEM CA (mutual TLS).") var tlsClientCa: String?
 
     func run() async throws {
         try await guarded {
             let address = try listenAddress()
+            let tls = try tlsCredentials()
             let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             try await options.withController("snapvol serve") { controller in
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
                 }
                 let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
-                let server = try await NBDServer.start(exports: exports, at: address)
+                let server = try await NBDServer.start(exports: exports, at: address, tls: tls)
                 if case .unix(let path) = address { chmod(path, 0o600) }
                 // The control socket is up before the notice: a script that waits for "serving"
                 // and then runs `snapvol status` must find its command forwarded, not the pool locked.
@@ -41,7 +46,8 @@ struct ServeCommand: AsyncParsableCommand {
                     throw error
                 }
                 let names = exports.exportNames
-                printNotice("serving \(names.count) volume(s) on \(address)" + (names.first.map { ", e.g. \(address.uri(for: $0))" } ?? ""))
+                let example = names.first.map { ", e.g. \(address.uri(for: $0, tls: tls != nil))" } ?? ""
+                printNotice("serving \(names.count) volume(s) on \(address)\(tls == nil ? "" : " (TLS required)")" + example)
                 let watcher = Task { [policy] in await Self.watch(controller, policy: policy) }
                 await ShutdownSignal.wait()
                 watcher.cancel()
@@ -84,6 +90,20 @@ struct ServeCommand: AsyncParsableCommand {
                 }
             }
             try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// The TLS credentials, checked before anything else starts; nil without `--tls-certificate`.
+    func tlsCredentials() throws -> NBDTLS? {
+        guard let tlsCertificate else {
+            if tlsKey != nil || tlsClientCa != nil { throw ControllerError.refused("--tls-key and --tls-client-ca need --tls-certificate") }
+            return nil
+        }
+        guard let tlsKey else { throw ControllerError.refused("--tls-certificate needs --tls-key") }
+        do {
+            return try NBDTLS(certificate: absolutePath(tlsCertificate), key: absolutePath(tlsKey), clientCA: tlsClientCa.map(absolutePath))
+        } catch {
+            throw ControllerError.refused(error.description)
         }
     }
 

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOSSL
+
+/// TLS for the NBD server (`NBD_OPT_STARTTLS`): the server's certificate chain and key, and
+/// optionally the CA client certificates must chain to. A server given one requires TLS on every
+/// connection: before the handshake only STARTTLS and ABORT are answered (others get
+/// `NBD_REP_ERR_TLS_REQD`, the old EXPORT_NAME a closed connection), as qemu-nbd with TLS
+/// credentials does.
+///
+/// Invariant: `context` was built from these files when the value was made; a file that is
+/// missing or not PEM was refused then, with its path in the error.
+public struct NBDTLS: Sendable {
+    public let certificatePath: String
+    public let keyPath: String
+    public let clientCAPath: String?
+    let context: NIOSSLContext
+
+    public init(certificate: String, key: String, clientCA: String? = nil) throws(NBDTLSError) {
+        certificatePath = certificate
+        keyPath = key
+        clientCAPath = clientCA
+        let chain = try Self.load(certificate, "certificate") { try NIOSSLCertificate.fromPEMFile($0) }
+        if chain.isEmpty { throw NBDTLSError(path: certificate, what: "certificate", reason: "no PEM certificate in it") }
+        let privateKey = try Self.load(key, "private key") { try NIOSSLPrivateKey(file: $0, format: .pem) }
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
+                                                                    privateKey: .privateKey(privateKey))
+        configuration.minimumTLSVersion = .tlsv12
+        if let clientCA {
+            let roots = try Self.load(clientCA, "client CA") { try NIOSSLCertificate.fromPEMFile($0) }
+            if roots.isEmpty { throw NBDTLSError(path: clientCA, what: "client CA", reason: "no PEM certificate in it") }
+            configuration.trustRoots = .certificates(roots)
+            configuration.certificateVerification = .noHostnameVerification
+        }
+        do {
+            context = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw NBDTLSError(path: key, what: "private key", reason: "cannot be used with the certificate \(certificate) (\(error))")
+        }
+    }
+
+    private static func load<T>(_ path: String, _ what: String, _ body: (String) throws -> T) throws(NBDTLSError) -> T {
+        if access(path, R_OK) != 0 {
+            throw NBDTLSError(path: path, what: what, reason: "cannot be read (\(String(cString: strerror(errno))))")
+        }
+        do {
+            return try body(path)
+        } catch {
+            throw NBDTLSError(path: path, what: what, reason: "not a readable PEM file (\(error))")
+        }
+    }
+}
+
+/// A TLS file that cannot be used; the description is one line naming it.
+public struct NBDTLSError: Error, CustomStringConvertible {
+    public let path: String
+    public let what: String
+    public let reason: String
+    public var description: String { "TLS \(what) \(path): \(reason)" }
+}
