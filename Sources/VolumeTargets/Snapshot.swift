@@ -9,12 +9,17 @@ import ExceptionMachinery
 /// it, plus whatever was written to the snapshot since.
 public final class Snapshot: Sendable {
     public let name: String
-    public unowned let origin: Origin
+    /// Strong: a handle a client still holds (an NBD session) after its snapshot was deleted
+    /// and its origin removed must answer `inactive`, not reach a freed origin (with `unowned`
+    /// such a read killed the server). The cycle through the origin's members is broken by
+    /// `detach`, which every deletion and merge runs; an origin is removed only without
+    /// snapshots. It also spares every I/O the atomic retain an `unowned` load costs.
+    public let origin: Origin
     public let store: any ExceptionStore
     /// The store's chunk geometry (kept here: reading it through the existential costs a call per I/O).
     let geometry: ChunkGeometry
     /// The snapshot's size: its origin's (kept here: the range check of every read would
-    /// otherwise go through the unowned reference to the origin).
+    /// otherwise go through the reference to the origin).
     public let size: UInt64
     public let counters = IOCounters()
 

@@ -125,6 +125,29 @@ struct NBDClientTests {
         #expect(list.contains("export=\"snap\""))
         #expect(server.stop() == 0)
     }
+
+    /// A client still connected to a snapshot that is deleted, and whose origin is then removed,
+    /// gets EIO for its reads; the server lives on (it once crashed here: the snapshot reached
+    /// its freed origin through an `unowned` reference).
+    @Test func aSessionOutlivingItsVolumesGetsErrorsNotACrash() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool)
+        let client = try RawSocket(path: server.socket)
+        _ = client.receive(18)
+        client.send(bigEndian(UInt32(3)))
+        let name = Array("snap".utf8)
+        client.send(bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(UInt32(7)) + bigEndian(UInt32(4 + name.count + 2))
+                    + bigEndian(UInt32(name.count)) + name + bigEndian(UInt16(0)))
+        #expect(client.receive(86).count == 86)
+        try pool.ok("snapshot", "delete", "snap")
+        try pool.ok("origin", "remove", "data")
+        client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(0)) + bigEndian(UInt64(5))
+                    + bigEndian(UInt64(0)) + bigEndian(UInt32(4096)))
+        #expect(client.receive(16) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(5)) + bigEndian(UInt64(5)))
+        #expect(server.isRunning)
+        try Shell.check(["nbdinfo", "--list", "nbd+unix:///?socket=\(server.socket)"])   // still answering
+        #expect(server.stop() == 0)
+    }
 }
 
 /// Serve's own duties beyond NBD: autoextend and TCP on loopback.
