@@ -97,6 +97,21 @@ public final class RawSocket {
     }
 }
 
+extension RawSocket {
+    /// A session on `export` in the transmission phase: the fixed newstyle handshake, then
+    /// NBD_OPT_GO. Returns the socket and the GO replies as read (86 bytes when the export
+    /// exists: its INFO, the block sizes' INFO, the ACK).
+    public static func transmitting(_ socket: String, export: String) throws -> (RawSocket, [UInt8]) {
+        let client = try RawSocket(path: socket)
+        _ = client.receive(18)
+        client.send(bigEndian(UInt32(3)))
+        let name = lengthPrefixed(export)
+        client.send(bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(UInt32(7)) + bigEndian(UInt32(name.count + 2)) + name
+                    + bigEndian(UInt16(0)))
+        return (client, client.receive(86))
+    }
+}
+
 /// Big-endian bytes of an integer, for building NBD messages by hand.
 public func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.bigEndian) { Array($0) }
