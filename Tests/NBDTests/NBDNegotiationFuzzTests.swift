@@ -73,12 +73,13 @@ import VolumeTargets
                                                    + bigEndian(UInt32(payload.count)) + payload))
     }
 
-    /// A channel past the greeting and the client flags, in option haggling.
-    static func negotiatingChannel(_ exports: Exports) throws -> EmbeddedChannel {
+    /// A channel past the greeting and the client flags, in option haggling (requiring TLS
+    /// with `tls`).
+    static func negotiatingChannel(_ exports: Exports, tls: NBDTLS? = nil) throws -> EmbeddedChannel {
         let phase = NBDPhase()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder(phase: phase)))
-        try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports))
+        try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports, tls: tls))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 10809)).wait()
         _ = try channel.readOutbound(as: ByteBuffer.self)   // the greeting
         try channel.writeInbound(ByteBuffer(bytes: bigEndian(UInt32(3))))
