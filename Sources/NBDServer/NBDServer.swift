@@ -41,8 +41,12 @@ public final class NBDServer: Sendable {
         self.address = address
     }
 
-    /// - Parameter tls: require TLS on every connection, with these credentials.
-    public static func start(exports: any NBDExports, at address: NBDListenAddress, tls: NBDTLS? = nil) async throws -> NBDServer {
+    /// - Parameters:
+    ///   - tls: require TLS on every connection, with these credentials.
+    ///   - handshakeLimit: disconnect a client that has not reached transmission in this time
+    ///     (nil: never), as qemu-nbd's `--handshake-limit`.
+    public static func start(exports: any NBDExports, at address: NBDListenAddress, tls: NBDTLS? = nil,
+                             handshakeLimit: TimeAmount? = .seconds(10)) async throws -> NBDServer {
         // One loop per core: each connection's requests run on its loop (`EventLoopTaskExecutor`).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let registry = SessionRegistry()
@@ -58,7 +62,8 @@ public final class NBDServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let phase = NBDPhase()
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder(phase: phase)))
-                    try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports, tls: tls))
+                    try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports, tls: tls,
+                                                                                       handshakeLimit: handshakeLimit))
                 }
             }
         let listener: any Channel

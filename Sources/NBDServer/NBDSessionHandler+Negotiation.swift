@@ -135,6 +135,7 @@ extension NBDSessionHandler {
         readOnly = exports.isReadOnly(name)
         activeContexts = structuredReplies && metaContextExport == name ? selectedContexts : []
         phase.value = .transmission
+        handshakeTimer?.cancel()
     }
 
     private func transmissionFlags(_ name: String) -> UInt16 {

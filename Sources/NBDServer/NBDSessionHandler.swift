@@ -26,6 +26,10 @@ final class NBDSessionHandler: ChannelInboundHandler {
     /// TLS, required on this connection when set (`NBDTLS`); `tlsActive` once its handshake is done.
     let tls: NBDTLS?
     var tlsActive = false
+    /// How long a client may take to reach transmission (nil: for ever), and the timer that
+    /// closes the session when it runs out (cancelled once transmission begins).
+    let handshakeLimit: TimeAmount?
+    var handshakeTimer: Scheduled<Void>?
     var noZeroes = false
     var volume: (any Volume)?
     var readOnly = false
@@ -41,10 +45,11 @@ final class NBDSessionHandler: ChannelInboundHandler {
     private var inFlight = 0
     private var closing = false
 
-    init(phase: NBDPhase, exports: any NBDExports, tls: NBDTLS? = nil) {
+    init(phase: NBDPhase, exports: any NBDExports, tls: NBDTLS? = nil, handshakeLimit: TimeAmount? = nil) {
         self.phase = phase
         self.exports = exports
         self.tls = tls
+        self.handshakeLimit = handshakeLimit
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -53,7 +58,26 @@ final class NBDSessionHandler: ChannelInboundHandler {
         buffer.writeInteger(NBD.optionMagic)
         buffer.writeInteger(NBD.flagFixedNewstyle | NBD.flagNoZeroes)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        startHandshakeTimer(context)
         context.fireChannelActive()
+    }
+
+    /// A client that has not reached transmission within `handshakeLimit` is disconnected, so
+    /// idle or stalled handshakes (a TLS one never begun, say) cannot pile up.
+    private func startHandshakeTimer(_ context: ChannelHandlerContext) {
+        guard let handshakeLimit else { return }
+        let phase = NIOLoopBound(phase, eventLoop: context.eventLoop)
+        let channel = context.channel
+        handshakeTimer = context.eventLoop.scheduleTask(in: handshakeLimit) {
+            guard phase.value.value != .transmission, phase.value.value != .closed else { return }
+            phase.value.value = .closed
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

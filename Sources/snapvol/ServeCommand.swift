@@ -3,6 +3,7 @@ import Controller
 import Dispatch
 import Foundation
 import NBDServer
+import NIOCore
 import Synchronization
 import VolumeTargets
 
@@ -23,18 +24,24 @@ struct ServeCommand: AsyncParsableCommand {
     var tlsCertificate: String?
     @Option(help: "The PEM private key of --tls-certificate.") var tlsKey: String?
     @Option(help: "Also require a client certificate issued by this PEM CA (mutual TLS).") var tlsClientCa: String?
+    @Option(help: "Disconnect a client that has not finished its handshake in this many seconds (0: never).")
+    var handshakeLimit: Int = 10
 
     func run() async throws {
         try await guarded {
             let address = try listenAddress()
             let tls = try tlsCredentials()
+            guard handshakeLimit >= 0, handshakeLimit <= 86_400 else {
+                throw ControllerError.refused("invalid --handshake-limit \(handshakeLimit): seconds from 0 (never) to 86400")
+            }
+            let limit: TimeAmount? = handshakeLimit == 0 ? nil : .seconds(Int64(handshakeLimit))
             let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             try await options.withController("snapvol serve") { controller in
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
                 }
                 let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
-                let server = try await NBDServer.start(exports: exports, at: address, tls: tls)
+                let server = try await NBDServer.start(exports: exports, at: address, tls: tls, handshakeLimit: limit)
                 if case .unix(let path) = address { chmod(path, 0o600) }
                 // The control socket is up before the notice: a script that waits for "serving"
                 // and then runs `snapvol status` must find its command forwarded, not the pool locked.

@@ -120,6 +120,27 @@ struct NBDClientTests {
         #expect(server.stop() == 0)
     }
 
+    /// `--handshake-limit`: a client that stalls in the handshake is disconnected once it runs
+    /// out; one that reached transmission may idle past it.
+    @Test func stalledHandshakesAreCutOff() throws {
+        let pool = try Self.pool()
+        let refused = try pool.run("serve", "--handshake-limit=-1")
+        #expect(refused.status == 1 && refused.stderr == "snapvol: error: invalid --handshake-limit -1: seconds from 0 (never) to 86400\n")
+        let server = try ServeProcess(pool: pool, extra: ["--handshake-limit", "1"])
+        let (client, replies) = try RawSocket.transmitting(server.socket, export: "data")
+        #expect(replies.count == 86)
+        let stalled = try RawSocket(path: server.socket)
+        #expect(stalled.receive(18).count == 18)
+        let start = Date()
+        #expect(stalled.closedByPeer())
+        #expect(Date().timeIntervalSince(start) < 4)
+        client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(0)) + bigEndian(UInt64(3))
+                    + bigEndian(UInt64(0)) + bigEndian(UInt32(512)))
+        #expect(client.receive(16 + 512) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(0)) + bigEndian(UInt64(3))
+                + [UInt8](repeating: 0x11, count: 512))
+        #expect(server.stop() == 0)
+    }
+
     /// A client still connected to a snapshot that is deleted, and whose origin is then removed,
     /// gets EIO for its reads; the server lives on (it once crashed here: the snapshot reached
     /// its freed origin through an `unowned` reference).
