@@ -46,7 +46,9 @@ extension Controller {
             guard snapshots.isEmpty else { throw ControllerError.originHasSnapshots(origin: name, snapshots: snapshots) }
             registry.origins.remove(at: index)
             try save(registry)
-            state.withLock { _ = $0.live.removeValue(forKey: name) }
+            let removed = state.withLock { $0.live.removeValue(forKey: name) }
+            // A client that still holds it (an NBD session) gets errors from now on.
+            await removed?.origin?.retire()
         }
     }
 

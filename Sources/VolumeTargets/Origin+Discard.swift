@@ -39,7 +39,7 @@ extension Origin {
         var freed: [Range<UInt64>] = []
         var cursor = range.lowerBound
         while cursor < range.upperBound {
-            let (unshared, next) = await enterGate { state in
+            let (unshared, next) = try await enterOwnGate { state in
                 state.merge == nil ? Self.unsharedParts(&state, cursor..<range.upperBound) : ([], range.upperBound)
             }
             defer { leaveGate() }

@@ -12,7 +12,7 @@ extension Origin {
     public func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
         try checkRange(offset: offset, length: length)
         let span = offset..<offset + length
-        let (merging, queued) = await enterGate { ($0.merge != nil, $0.writeBack.blockers(of: span)) }
+        let (merging, queued) = try await enterOwnGate { ($0.merge != nil, $0.writeBack.blockers(of: span)) }
         defer { leaveGate() }
         for write in queued { await write.wait() }
         if merging { return .whole(span.lowerBound, span.upperBound) }

@@ -48,6 +48,8 @@ struct OriginState {
     var reads = ReadTracker()
     var writeBack = WriteBackQueue()
     var merge: MergeState?
+    /// Removed from its pool (`retire`): its own I/O is refused from then on.
+    var retired = false
 }
 
 /// The origin volume: owns its device, the list of its snapshots, and the queue of origin
@@ -140,7 +142,7 @@ public final class Origin: Sendable {
         try checkRange(offset: offset, length: UInt64(buffer.count))
         let range = offset..<offset + UInt64(buffer.count)
         // A read sees every write acknowledged before it: queued ones it overlaps are waited for.
-        let (merging, queued) = await enterGate { ($0.merge != nil, $0.writeBack.blockers(of: range)) }
+        let (merging, queued) = try await enterOwnGate { ($0.merge != nil, $0.writeBack.blockers(of: range)) }
         defer { leaveGate() }
         for write in queued { await write.wait() }
         if merging {
@@ -153,7 +155,7 @@ public final class Origin: Sendable {
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         try checkRange(offset: offset, length: UInt64(buffer.count))
-        let (merging, direct) = await enterGate(writing: offset..<offset + UInt64(buffer.count))
+        let (merging, direct) = try await enterGate(writing: offset..<offset + UInt64(buffer.count))
         defer { leaveGate() }
         if direct {
             try await device.write(buffer, at: offset)
@@ -169,6 +171,7 @@ public final class Origin: Sendable {
 
     /// Makes every completed (and every queued) origin write durable.
     public func flush() async throws {
+        if state.withLock({ $0.retired }) { throw retiredError }
         for blocker in state.withLock({ $0.writeBack.blockers(of: nil) }) { await blocker.wait() }
         if let failure = state.withLock({ state -> (any Error)? in
             defer { state.writeBack.failure = nil }
@@ -196,11 +199,32 @@ public final class Origin: Sendable {
     /// `enterGate` for an origin write, also telling (under the same lock acquisition) whether
     /// the write may go straight to the device: write-back on, no merge, every snapshot holds
     /// its chunks, no snapshot read or queued write overlaps it.
-    func enterGate(writing range: Range<UInt64>) async -> (merging: Bool, direct: Bool) {
-        await enterGate { state in
+    func enterGate(writing range: Range<UInt64>) async throws -> (merging: Bool, direct: Bool) {
+        try await enterOwnGate { state in
             let merging = state.merge != nil
             return (merging, writeBack && !merging && Self.isDirect(&state, range))
         }
+    }
+
+    /// `enterGate` for the origin's own I/O (not its snapshots'): refused, and left at once,
+    /// once the origin is retired.
+    func enterOwnGate<T>(_ inspect: (inout OriginState) -> T) async throws -> T {
+        let admitted: T? = await enterGate { state in state.retired ? nil : inspect(&state) }
+        guard let admitted else {
+            leaveGate()
+            throw retiredError
+        }
+        return admitted
+    }
+
+    private var retiredError: VolumeError { .refused(volume: name, reason: "origin was removed from its pool") }
+
+    /// Takes the origin out of service once the I/O in flight has drained: every later I/O of
+    /// its own fails. For an origin removed from its pool while a client (an NBD session) still
+    /// holds it: its writes must not reach a file that may be added again, under another origin
+    /// whose snapshots they would bypass.
+    public func retire() async {
+        await withGateClosed { state.withLock { $0.retired = true } }
     }
 
     /// Admits one I/O (waiting while the gate is closed) and evaluates `inspect` under the same

@@ -144,16 +144,25 @@ struct NBDClientTests {
     /// A client still connected to a snapshot that is deleted, and whose origin is then removed,
     /// gets EIO for its reads; the server lives on (it once crashed here: the snapshot reached
     /// its freed origin through an `unowned` reference).
+    /// A client of the removed origin gets EIO too, and its writes never reach the file: it may
+    /// be added again under another origin, whose snapshots they would bypass.
     @Test func aSessionOutlivingItsVolumesGetsErrorsNotACrash() throws {
         let pool = try Self.pool()
         let server = try ServeProcess(pool: pool)
         let (client, optionReplies) = try RawSocket.transmitting(server.socket, export: "snap")
         #expect(optionReplies.count == 86)
+        let (originClient, originReplies) = try RawSocket.transmitting(server.socket, export: "data")
+        #expect(originReplies.count == 86)
         try pool.ok("snapshot", "delete", "snap")
         try pool.ok("origin", "remove", "data")
         client.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(0)) + bigEndian(UInt64(5))
                     + bigEndian(UInt64(0)) + bigEndian(UInt32(4096)))
         #expect(client.receive(16) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(5)) + bigEndian(UInt64(5)))
+        originClient.send(bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(UInt16(1)) + bigEndian(UInt64(6))
+                          + bigEndian(UInt64(0)) + bigEndian(UInt32(512)) + [UInt8](repeating: 0x77, count: 512))
+        #expect(originClient.receive(16) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(5)) + bigEndian(UInt64(6)))
+        let file = try FileHandle(forReadingFrom: URL(fileURLWithPath: pool.file("data.img")))
+        #expect([UInt8](file.readData(ofLength: 512)) == [UInt8](repeating: 0x11, count: 512))
         #expect(server.isRunning)
         try Shell.check(["nbdinfo", "--list", "nbd+unix:///?socket=\(server.socket)"])   // still answering
         #expect(server.stop() == 0)

@@ -47,6 +47,22 @@ import VolumeTargets
         for snapshot in snapshots { #expect(snapshot.status.exceptions == 1) }
     }
 
+    /// A retired origin (removed from its pool) refuses its own I/O, and its device keeps what
+    /// it held; I/O in flight when it retires finishes first.
+    @Test func aRetiredOriginRefusesItsIO() async throws {
+        let device = MemoryBlockDevice(name: "origin", size: 1 << 20)
+        let origin = Origin(name: "origin", device: device, writeBack: true)
+        try await origin.writeBytes(pattern(0x31, 4096), at: 0)
+        await origin.retire()
+        let refused = VolumeError.refused(volume: "origin", reason: "origin was removed from its pool")
+        await #expect(throws: refused) { try await origin.writeBytes(pattern(0x32, 4096), at: 0) }
+        await #expect(throws: refused) { _ = try await origin.readBytes(at: 0, count: 4096) }
+        await #expect(throws: refused) { try await origin.flush() }
+        await #expect(throws: refused) { _ = try await origin.discard(offset: 0, length: 4096) }
+        await #expect(throws: refused) { _ = try await origin.dataMap(offset: 0, length: 4096) }
+        #expect(Array(device.contents[0..<4096]) == pattern(0x31, 4096))
+    }
+
     @Test func offsetsPastTheEndAreRefused() async throws {
         let origin = Origin(name: "origin", device: patternedDevice(size: 65536))
         let snapshot = try await origin.snapshot("snap")
