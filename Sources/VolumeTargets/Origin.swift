@@ -65,7 +65,8 @@ struct OriginState {
 /// - one origin read feeds the copies of every snapshot (of the same chunk size) that needs it;
 /// - in write-back mode, a write that must wait for copies is acknowledged once queued; it
 ///   reaches the device in acceptance order with overlapping writes, reads of its range wait
-///   for it, and `flush` waits for it (and reports its failure).
+///   for it, and `flush` waits for it (and reports its failure);
+/// - once retired (removed from its pool), its own I/O never reaches the device again.
 public final class Origin: Sendable {
     public let name: String
     public let device: any BlockDevice
@@ -196,9 +197,9 @@ public final class Origin: Sendable {
         await enterGate { $0.merge != nil }
     }
 
-    /// `enterGate` for an origin write, also telling (under the same lock acquisition) whether
-    /// the write may go straight to the device: write-back on, no merge, every snapshot holds
-    /// its chunks, no snapshot read or queued write overlaps it.
+    /// `enterGate` for an origin write (refused once the origin is retired), also telling under
+    /// the same lock acquisition whether the write may go straight to the device: write-back on,
+    /// no merge, every snapshot holds its chunks, no snapshot read or queued write overlaps it.
     func enterGate(writing range: Range<UInt64>) async throws -> (merging: Bool, direct: Bool) {
         try await enterOwnGate { state in
             let merging = state.merge != nil
