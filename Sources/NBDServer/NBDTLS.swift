@@ -9,18 +9,12 @@ import NIOSSL
 /// `NBD_REP_ERR_TLS_REQD`, the old EXPORT_NAME a closed connection), as qemu-nbd with TLS
 /// credentials does.
 ///
-/// Invariant: `context` was built from these files when the value was made; a file that is
+/// Invariant: `context` was built from the files given when the value was made; a file that is
 /// missing or not PEM was refused then, with its path in the error.
 public struct NBDTLS: Sendable {
-    public let certificatePath: String
-    public let keyPath: String
-    public let clientCAPath: String?
     let context: NIOSSLContext
 
     public init(certificate: String, key: String, clientCA: String? = nil) throws(NBDTLSError) {
-        certificatePath = certificate
-        keyPath = key
-        clientCAPath = clientCA
         let chain = try Self.load(certificate, "certificate") { try NIOSSLCertificate.fromPEMFile($0) }
         if chain.isEmpty { throw NBDTLSError(path: certificate, what: "certificate", reason: "no PEM certificate in it") }
         let privateKey = try Self.load(key, "private key") { try NIOSSLPrivateKey(file: $0, format: .pem) }

@@ -51,7 +51,8 @@ extension Origin {
 
     /// Under the lock: the parts of a prefix of `range` that `isDirect` admits, examined in
     /// steps of the smallest chunk among the snapshots (aligned to it: one lookup per snapshot
-    /// each), merged; and the end of that prefix, as long as `discardLookups` lookups allow.
+    /// each), merged (`RangeMap`); and the end of that prefix, as long as `discardLookups`
+    /// lookups allow.
     static func unsharedParts(_ state: inout OriginState, _ range: Range<UInt64>) -> ([Range<UInt64>], next: UInt64) {
         let chunkSizes = state.members.compactMap { state.tables[ObjectIdentifier($0)]?.geometry.chunkBytes }
         let step = chunkSizes.min().map(UInt64.init) ?? stepWithoutSnapshots
@@ -60,16 +61,10 @@ extension Origin {
         var cursor = range.lowerBound
         while cursor < range.upperBound && steps > 0 {
             let piece = cursor..<min(range.upperBound, (cursor / step + 1) * step)
-            if isDirect(&state, piece) {
-                if let last = parts.last, last.upperBound == piece.lowerBound {
-                    parts[parts.count - 1] = last.lowerBound..<piece.upperBound
-                } else {
-                    parts.append(piece)
-                }
-            }
+            if isDirect(&state, piece) { parts.append(piece) }
             cursor = piece.upperBound
             steps -= 1
         }
-        return (parts, cursor)
+        return (RangeMap(start: range.lowerBound, end: cursor, ranges: parts).ranges, cursor)
     }
 }

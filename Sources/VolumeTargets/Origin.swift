@@ -172,8 +172,9 @@ public final class Origin: Sendable {
 
     /// Makes every completed (and every queued) origin write durable.
     public func flush() async throws {
-        if state.withLock({ $0.retired }) { throw retiredError }
-        for blocker in state.withLock({ $0.writeBack.blockers(of: nil) }) { await blocker.wait() }
+        let (retired, blockers) = state.withLock { ($0.retired, $0.writeBack.blockers(of: nil)) }
+        if retired { throw retiredError }
+        for blocker in blockers { await blocker.wait() }
         if let failure = state.withLock({ state -> (any Error)? in
             defer { state.writeBack.failure = nil }
             return state.writeBack.failure
