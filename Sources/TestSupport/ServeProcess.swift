@@ -105,19 +105,7 @@ extension RawSocket {
         let client = try RawSocket(path: socket)
         _ = client.receive(18)
         client.send(bigEndian(UInt32(3)))
-        let name = lengthPrefixed(export)
-        client.send(bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(UInt32(7)) + bigEndian(UInt32(name.count + 2)) + name
-                    + bigEndian(UInt16(0)))
+        client.send(NBDWire.go(export))
         return (client, client.receive(86))
     }
-}
-
-/// Big-endian bytes of an integer, for building NBD messages by hand.
-public func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-    withUnsafeBytes(of: value.bigEndian) { Array($0) }
-}
-
-/// A string as NBD sends names and queries: a 32-bit big-endian length, then its UTF-8 bytes.
-public func lengthPrefixed(_ text: String) -> [UInt8] {
-    bigEndian(UInt32(text.utf8.count)) + Array(text.utf8)
 }

@@ -87,55 +87,40 @@ struct NBDBlockStatusTests {
         let client = try RawSocket(path: server.socket)
         #expect(client.receive(18).count == 18)
         client.send(bigEndian(UInt32(3)))
-        client.send(option(8, []))
-        #expect(client.receive(20) == optionReply(8, type: 1, length: 0))
+        client.send(NBDWire.option(8, []))
+        #expect(client.receive(20) == NBDWire.optionReply(8, type: 1, length: 0))
         let context = Array("base:allocation".utf8)
-        client.send(option(10, lengthPrefixed("data") + bigEndian(UInt32(1)) + bigEndian(UInt32(context.count)) + context))
-        #expect(client.receive(20 + 4 + context.count) == optionReply(10, type: 4, length: 4 + context.count) + bigEndian(UInt32(1)) + context)
-        #expect(client.receive(20) == optionReply(10, type: 1, length: 0))
-        client.send(option(7, lengthPrefixed("data") + bigEndian(UInt16(0))))
+        client.send(NBDWire.option(10, lengthPrefixed("data") + bigEndian(UInt32(1)) + bigEndian(UInt32(context.count)) + context))
+        #expect(client.receive(20 + 4 + context.count) == NBDWire.optionReply(10, type: 4, length: 4 + context.count) + bigEndian(UInt32(1)) + context)
+        #expect(client.receive(20) == NBDWire.optionReply(10, type: 1, length: 0))
+        client.send(NBDWire.go("data"))
         #expect(client.receive(86).count == 86)
 
         // BLOCK_STATUS: one chunk, done, context 1, the six extents.
-        client.send(request(type: 7, handle: 11, offset: 0, length: 32 << 20))
+        client.send(NBDWire.request(type: 7, handle: 11, offset: 0, length: 32 << 20))
         #expect(client.receive(20) == chunkHeader(type: 5, handle: 11, length: 4 + 8 * Self.extents.count))
         #expect(client.receive(4 + 8 * Self.extents.count)
                 == bigEndian(UInt32(1)) + Self.extents.flatMap { bigEndian(UInt32($0[1])) + bigEndian(UInt32($0[2])) })
         // READ: the data as one OFFSET_DATA chunk.
-        client.send(request(type: 0, handle: 12, offset: 16 << 20, length: 4096))
+        client.send(NBDWire.request(type: 0, handle: 12, offset: 16 << 20, length: 4096))
         #expect(client.receive(20) == chunkHeader(type: 1, handle: 12, length: 8 + 4096))
         #expect(client.receive(8 + 4096) == bigEndian(UInt64(16 << 20)) + [UInt8](repeating: 0x42, count: 4096))
         // A read of no bytes: a NONE chunk (a data chunk carries at least one byte).
-        client.send(request(type: 0, handle: 16, offset: 0, length: 0))
+        client.send(NBDWire.request(type: 0, handle: 16, offset: 0, length: 0))
         #expect(client.receive(20) == chunkHeader(type: 0, handle: 16, length: 0))
         // A read past the end: a structured error (EINVAL, no message), never a simple reply.
-        client.send(request(type: 0, handle: 13, offset: 32 << 20, length: 4096))
+        client.send(NBDWire.request(type: 0, handle: 13, offset: 32 << 20, length: 4096))
         #expect(client.receive(26) == chunkHeader(type: 0x8001, handle: 13, length: 6) + bigEndian(UInt32(22)) + bigEndian(UInt16(0)))
 
         // Without the context selected, BLOCK_STATUS is refused (EINVAL) and the session goes on.
-        let plain = try RawSocket(path: server.socket)
-        _ = plain.receive(18)
-        plain.send(bigEndian(UInt32(3)))
-        plain.send(option(7, lengthPrefixed("data") + bigEndian(UInt16(0))))
-        _ = plain.receive(86)
-        plain.send(request(type: 7, handle: 14, offset: 0, length: 4096))
-        #expect(plain.receive(16) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(22)) + bigEndian(UInt64(14)))
-        plain.send(request(type: 0, handle: 15, offset: 0, length: 512))
-        #expect(plain.receive(16 + 512) == bigEndian(UInt32(0x6744_6698)) + bigEndian(UInt32(0)) + bigEndian(UInt64(15))
+        let (plain, replies) = try RawSocket.transmitting(server.socket, export: "data")
+        #expect(replies.count == 86)
+        plain.send(NBDWire.request(type: 7, handle: 14, offset: 0, length: 4096))
+        #expect(plain.receive(16) == NBDWire.simpleReply(error: 22, handle: 14))
+        plain.send(NBDWire.request(type: 0, handle: 15, offset: 0, length: 512))
+        #expect(plain.receive(16 + 512) == NBDWire.simpleReply(error: 0, handle: 15)
                 + [UInt8](repeating: 0x41, count: 512))
         #expect(server.stop() == 0)
-    }
-
-    private func option(_ code: UInt32, _ data: [UInt8]) -> [UInt8] {
-        bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code) + bigEndian(UInt32(data.count)) + data
-    }
-
-    private func optionReply(_ code: UInt32, type: UInt32, length: Int) -> [UInt8] {
-        bigEndian(UInt64(0x0003_E889_0455_65A9)) + bigEndian(code) + bigEndian(type) + bigEndian(UInt32(length))
-    }
-
-    private func request(type: UInt16, handle: UInt64, offset: UInt64, length: UInt32) -> [UInt8] {
-        bigEndian(UInt32(0x2560_9513)) + bigEndian(UInt16(0)) + bigEndian(type) + bigEndian(handle) + bigEndian(offset) + bigEndian(length)
     }
 
     private func chunkHeader(type: UInt16, handle: UInt64, length: Int) -> [UInt8] {

@@ -69,8 +69,7 @@ import VolumeTargets
     }
 
     static func send(_ code: UInt32, _ payload: [UInt8], to channel: EmbeddedChannel) throws {
-        try channel.writeInbound(ByteBuffer(bytes: bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code)
-                                                   + bigEndian(UInt32(payload.count)) + payload))
+        try channel.writeInbound(ByteBuffer(bytes: NBDWire.option(code, payload)))
     }
 
     /// A channel past the greeting and the client flags, in option haggling (requiring TLS

@@ -37,12 +37,11 @@ struct NBDTLSNegotiationFuzzTests {
             case 1:   // STARTTLS with a payload is invalid, and changes nothing
                 try NBDNegotiationFuzzTests.send(5, [UInt8.random(in: 0...255, using: &generator)], to: channel)
                 #expect(try NBDNegotiationFuzzTests.replies(channel).map(\.type) == [(1 << 31) + 3], "seed \(generator.seed)")
-                try NBDNegotiationFuzzTests.send(7, lengthPrefixed("data") + bigEndian(UInt16(0)), to: channel)
+                try channel.writeInbound(ByteBuffer(bytes: NBDWire.go("data")))
                 #expect(try NBDNegotiationFuzzTests.replies(channel).map(\.type) == [Self.tlsRequired], "seed \(generator.seed)")
             default:  // STARTTLS, then bytes in the clear (a GO riding behind it): acknowledged, then the end
-                let go = bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(UInt32(7)) + bigEndian(UInt32(10))
-                    + lengthPrefixed("data") + bigEndian(UInt16(0))
-                let start = bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(UInt32(5)) + bigEndian(UInt32(0))
+                let go = NBDWire.go("data")
+                let start = NBDWire.option(5, [])
                 let cut = Int.random(in: 1...go.count, using: &generator)
                 try channel.writeInbound(ByteBuffer(bytes: start + go.prefix(cut)))
                 let replies = try NBDNegotiationFuzzTests.replies(channel)

@@ -68,22 +68,22 @@ struct NBDTLSTests {
     @Test func optionsBeforeTLSAreRefusedAndCleartextAfterStartTLSCloses() throws {
         let (pool, tls) = try pool()
         let server = try serve(pool, tls)
-        let go = option(7, lengthPrefixed("data") + bigEndian(UInt16(0)))
+        let go = NBDWire.go("data")
         let client = try RawSocket(path: server.socket)
         #expect(client.receive(18).count == 18)
         client.send(bigEndian(UInt32(3)))
         client.send(go)
-        #expect(client.receive(20) == optionReply(7, type: (1 << 31) + 5))
-        client.send(option(3, []))
-        #expect(client.receive(20) == optionReply(3, type: (1 << 31) + 5))
-        client.send(option(5, []) + go)
-        #expect(client.receive(20) == optionReply(5, type: 1))
+        #expect(client.receive(20) == NBDWire.optionReply(7, type: (1 << 31) + 5))
+        client.send(NBDWire.option(3, []))
+        #expect(client.receive(20) == NBDWire.optionReply(3, type: (1 << 31) + 5))
+        client.send(NBDWire.option(5, []) + go)
+        #expect(client.receive(20) == NBDWire.optionReply(5, type: 1))
         #expect(client.closedByPeer())
         // The old EXPORT_NAME has no error reply: the connection ends.
         let old = try RawSocket(path: server.socket)
         _ = old.receive(18)
         old.send(bigEndian(UInt32(3)))
-        old.send(option(1, Array("data".utf8)))
+        old.send(NBDWire.option(1, Array("data".utf8)))
         #expect(old.closedByPeer())
         #expect(server.stop() == 0)
     }
@@ -98,13 +98,5 @@ struct NBDTLSTests {
         let alone = try pool.run("serve", "--tls-key", tls.serverKey)
         #expect(alone.status == 1 && alone.stderr == "snapvol: error: --tls-key and --tls-client-ca need --tls-certificate\n")
         for result in [mismatched, missing, alone] { #expect(result.stderr.split(separator: "\n").count == 1) }
-    }
-
-    private func option(_ code: UInt32, _ data: [UInt8]) -> [UInt8] {
-        bigEndian(UInt64(0x4948_4156_454F_5054)) + bigEndian(code) + bigEndian(UInt32(data.count)) + data
-    }
-
-    private func optionReply(_ code: UInt32, type: UInt32) -> [UInt8] {
-        bigEndian(UInt64(0x0003_E889_0455_65A9)) + bigEndian(code) + bigEndian(type) + bigEndian(UInt32(0))
     }
 }
