@@ -21,6 +21,24 @@ public enum SnapvolBinary {
     }
 }
 
+extension TestPool {
+    /// A new pool holding a sparse origin `origin` (file `ORIGIN.img`) of `size` bytes with two
+    /// runs of data, 1 MiB of 0x41 at 0 and 64 KiB of 0x42 at `second`; then a snapshot
+    /// `snapshot` of it (file `SNAPSHOT.cow`, 64 KiB chunks); then `changed.length` bytes of 0x43
+    /// written to the origin at `changed.offset`.
+    public static func sparseOriginWithSnapshot(origin: String, snapshot: String, size: Int, second: Int,
+                                                changed: (offset: Int, length: Int)) throws -> TestPool {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", origin, "--path", pool.file("\(origin).img"), "--size", "\(size)")
+        try pool.ok("io", "write", origin, "0", "1M", "--pattern", "0x41")
+        try pool.ok("io", "write", origin, "\(second)", "64K", "--pattern", "0x42")
+        try pool.ok("snapshot", "create", snapshot, "--origin", origin, "--cow", pool.file("\(snapshot).cow"), "--chunk-size", "64K")
+        try pool.ok("io", "write", origin, "\(changed.offset)", "\(changed.length)", "--pattern", "0x43")
+        return pool
+    }
+}
+
 /// A pool in a temp directory with helpers to run commands against it.
 public final class TestPool: Sendable {
     public let dir: TemporaryDirectory

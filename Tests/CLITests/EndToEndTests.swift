@@ -88,13 +88,8 @@ import TestSupport
     /// read to standard output is written out whole, holes as zeros; `io map` lists the data,
     /// and the chunks the snapshot holds.
     @Test func dumpsOfASparseVolumeAreSparse() throws {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "64M")
-        try pool.ok("io", "write", "vm", "0", "1M", "--pattern", "0x41")
-        try pool.ok("io", "write", "vm", "32M", "64K", "--pattern", "0x42")
-        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--chunk-size", "64K")
-        try pool.ok("io", "write", "vm", "32M", "4K", "--pattern", "0x43")
+        let pool = try TestPool.sparseOriginWithSnapshot(origin: "vm", snapshot: "s", size: Self.originSize, second: 32 << 20,
+                                                         changed: (32 << 20, 4096))
         var image = [UInt8](repeating: 0, count: Self.originSize)
         image.replaceSubrange(0..<(1 << 20), with: repeatElement(0x41, count: 1 << 20))
         image.replaceSubrange((32 << 20)..<(32 << 20) + 65536, with: repeatElement(0x42, count: 65536))

@@ -10,14 +10,8 @@ struct NBDBlockStatusTests {
     /// a snapshot `snap` at 64 KiB chunks, then 64 KiB of 0x43 written to the origin at 24 MiB
     /// (a hole there: the snapshot's copy of it is zeros).
     static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
-        try pool.ok("io", "write", "data", "0", "1M", "--pattern", "0x41")
-        try pool.ok("io", "write", "data", "16M", "64K", "--pattern", "0x42")
-        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--chunk-size", "64K")
-        try pool.ok("io", "write", "data", "24M", "64K", "--pattern", "0x43")
-        return pool
+        try TestPool.sparseOriginWithSnapshot(origin: "data", snapshot: "snap", size: 32 << 20, second: 16 << 20,
+                                              changed: (24 << 20, 65536))
     }
 
     /// (offset, length, flags) for each line of `nbdinfo --map`, of `base:allocation` unless
