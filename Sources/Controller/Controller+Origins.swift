@@ -33,8 +33,9 @@ extension Controller {
         }
     }
 
-    /// Unregisters an origin with no snapshots. Its device or file is left as it is.
-    public func removeOrigin(name: String) async throws {
+    /// Unregisters an origin with no snapshots. Its device or file is left as it is. Refused
+    /// while a client holds it open, unless `force`, which disconnects those clients first.
+    public func removeOrigin(name: String, force: Bool = false) async throws {
         try await command {
             var registry = self.registry
             guard let index = registry.origins.firstIndex(where: { $0.name == name }) else {
@@ -44,11 +45,13 @@ extension Controller {
             }
             let snapshots = registry.origins[index].snapshots.map(\.name)
             guard snapshots.isEmpty else { throw ControllerError.originHasSnapshots(origin: name, snapshots: snapshots) }
-            registry.origins.remove(at: index)
-            try save(registry)
-            let removed = state.withLock { $0.live.removeValue(forKey: name) }
-            // A client that still holds it (an NBD session) gets errors from now on.
-            await removed?.origin?.retire()
+            try await removing([name], force: force) {
+                registry.origins.remove(at: index)
+                try save(registry)
+                let removed = state.withLock { $0.live.removeValue(forKey: name) }
+                // A client still finishing a request gets errors from now on.
+                await removed?.origin?.retire()
+            }
         }
     }
 

@@ -128,8 +128,9 @@ extension Controller {
         }
     }
 
-    /// Detaches and unregisters a snapshot; deletes its COW file if snapvol created it.
-    public func deleteSnapshot(name: String) async throws {
+    /// Detaches and unregisters a snapshot; deletes its COW file if snapvol created it. Refused
+    /// while a client holds it open, unless `force`, which disconnects those clients first.
+    public func deleteSnapshot(name: String, force: Bool = false) async throws {
         try await command {
             var registry = self.registry
             guard let (originRecord, record) = registry.snapshot(named: name) else {
@@ -138,11 +139,13 @@ extension Controller {
                     : ControllerError.unknownSnapshot(name)
             }
             if record.merging { throw ControllerError.refused("snapshot '\(name)' is being merged: run 'snapshot merge \(name)' to finish") }
-            let snapshot = state.withLock { $0.live[originRecord.name]?.snapshots[name] }
-            if let snapshot { await snapshot.origin.detach(snapshot) }
-            let index = registry.origins.firstIndex { $0.name == originRecord.name }!
-            registry.origins[index].snapshots.removeAll { $0.name == name }
-            try save(registry)
+            try await removing([name], force: force) {
+                let snapshot = state.withLock { $0.live[originRecord.name]?.snapshots[name] }
+                if let snapshot { await snapshot.origin.detach(snapshot) }
+                let index = registry.origins.firstIndex { $0.name == originRecord.name }!
+                registry.origins[index].snapshots.removeAll { $0.name == name }
+                try save(registry)
+            }
             state.withLock { state in
                 state.live[originRecord.name]?.snapshots[name] = nil
                 state.live[originRecord.name]?.snapshotProblems[name] = nil
@@ -153,8 +156,10 @@ extension Controller {
     }
 
     /// Rolls the origin back to the snapshot and consumes it. The registry marks the merge first,
-    /// so a merge interrupted by a crash resumes when run again.
-    public func mergeSnapshot(name: String) async throws {
+    /// so a merge interrupted by a crash resumes when run again. Refused while a client holds the
+    /// snapshot open, unless `force`, which disconnects those clients first (the origin's clients
+    /// stay: they see it roll back, as with dm-snapshot's merge).
+    public func mergeSnapshot(name: String, force: Bool = false) async throws {
         try await command {
             var registry = self.registry
             guard let (originRecord, record) = registry.snapshot(named: name) else { throw ControllerError.unknownSnapshot(name) }
@@ -171,14 +176,16 @@ extension Controller {
             }
             let originIndex = registry.origins.firstIndex { $0.name == originRecord.name }!
             let snapshotIndex = registry.origins[originIndex].snapshots.firstIndex { $0.name == name }!
-            if !record.merging {
-                registry.origins[originIndex].snapshots[snapshotIndex].merging = true
+            try await removing([name], force: force) {
+                if !record.merging {
+                    registry.origins[originIndex].snapshots[snapshotIndex].merging = true
+                    try save(registry)
+                }
+                events.record("\(name): merge started")
+                try await snapshot.origin.merge(snapshot)
+                registry.origins[originIndex].snapshots.remove(at: snapshotIndex)
                 try save(registry)
             }
-            events.record("\(name): merge started")
-            try await snapshot.origin.merge(snapshot)
-            registry.origins[originIndex].snapshots.remove(at: snapshotIndex)
-            try save(registry)
             state.withLock { $0.live[originRecord.name]?.snapshots[name] = nil }
             if record.ownsCow { try? FileManager.default.removeItem(atPath: record.cowPath) }
         }

@@ -13,22 +13,29 @@ extension Controller {
             let io = entry?.origin?.counters.snapshot ?? IOFigures()
             var snapshots: [SnapshotReport] = []
             for snapshotRecord in record.snapshots where name == nil || name == record.name || name == snapshotRecord.name {
+                var report: SnapshotReport
                 if let snapshot = entry?.snapshots[snapshotRecord.name] {
-                    snapshots.append(SnapshotReport(record: snapshotRecord, origin: record.name, status: snapshot.status))
+                    report = SnapshotReport(record: snapshotRecord, origin: record.name, status: snapshot.status)
                 } else {
                     let problem = entry?.snapshotProblems[snapshotRecord.name] ?? ("inactive", entry?.problem ?? "origin inactive")
-                    snapshots.append(SnapshotReport(record: snapshotRecord, origin: record.name, state: problem.state,
-                                                    reason: problem.reason, originSize: size))
+                    report = SnapshotReport(record: snapshotRecord, origin: record.name, state: problem.state,
+                                            reason: problem.reason, originSize: size)
                 }
+                report.clients = claims.clients(of: snapshotRecord.name)
+                snapshots.append(report)
             }
             if let name, name != record.name, snapshots.isEmpty { continue }
-            origins.append(OriginStatus(name: record.name, path: record.path, size: size,
-                                        state: entry?.origin == nil ? "inactive" : "active", reason: entry?.problem,
-                                        readBytes: io.readBytes, writeBytes: io.writeBytes, queued: entry?.origin?.queuedWrites,
-                                        snapshots: snapshots))
+            var report = OriginStatus(name: record.name, path: record.path, size: size,
+                                      state: entry?.origin == nil ? "inactive" : "active", reason: entry?.problem,
+                                      readBytes: io.readBytes, writeBytes: io.writeBytes, queued: entry?.origin?.queuedWrites,
+                                      snapshots: snapshots)
+            report.clients = claims.clients(of: record.name)
+            origins.append(report)
         }
-        let remapReports = registry.remaps.filter { name == nil || $0.name == name }.map {
-            RemapReport(record: $0, volume: remaps[$0.name], problem: remapProblems[$0.name])
+        let remapReports = registry.remaps.filter { name == nil || $0.name == name }.map { record in
+            var report = RemapReport(record: record, volume: remaps[record.name], problem: remapProblems[record.name])
+            report.clients = claims.clients(of: record.name)
+            return report
         }
         return PoolStatus(pool: location.directory, origins: origins, remaps: remapReports)
     }

@@ -18,6 +18,8 @@ public final class Controller: Sendable {
     let state: Mutex<ControllerState>
     let commandSlot = AsyncSemaphore(limit: 1)
     public let events = EventJournal()
+    /// The volumes clients hold open (NBD sessions); removing one is refused while held.
+    public let claims = VolumeClaims()
 
     private init(location: PoolLocation, lock: PoolLock, registry: Registry) {
         self.location = location

@@ -21,6 +21,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case notResizable(String)
     case cannotShrink(path: String, current: UInt64, requested: UInt64)
     case inactiveVolume(name: String, reason: String)
+    case volumeInUse(name: String, clients: Int)
     case refused(String)
 
     public var description: String {
@@ -51,6 +52,9 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case let .cannotShrink(path, current, requested):
             return "\(path) is \(current) bytes: the new size \(requested) must be larger"
         case let .inactiveVolume(name, reason): return "volume '\(name)' is not active: \(reason)"
+        case let .volumeInUse(name, clients):
+            let who = clients == 1 ? "1 NBD client: disconnect it" : "\(clients) NBD clients: disconnect them"
+            return "volume '\(name)' is in use by \(who), or use --force to cut \(clients == 1 ? "it" : "them") off"
         case .refused(let text): return text
         }
     }

@@ -41,10 +41,12 @@ public struct OriginStatus: Codable, Sendable, Equatable {
     /// origin is not open in this process: a read-only observer cannot know).
     public var queuedWrites: Int?
     public var queuedBytes: UInt64?
+    /// NBD clients that have it open (nil when not known: read-only monitoring).
+    public var clients: Int?
     public var snapshots: [SnapshotReport]
 
     enum CodingKeys: String, CodingKey {
-        case name, path, size, state, reason, snapshots
+        case name, path, size, state, reason, snapshots, clients
         case readBytes = "read_bytes", writeBytes = "write_bytes", queuedWrites = "queued_writes", queuedBytes = "queued_bytes"
     }
 
@@ -83,9 +85,11 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     public var writeBytes: UInt64
     /// The in-memory exception table (nil when the snapshot is not active here).
     public var table: TableReport?
+    /// NBD clients that have it open (nil when not known: read-only monitoring).
+    public var clients: Int?
 
     enum CodingKeys: String, CodingKey {
-        case name, origin, persistent, exceptions, state, reason, table
+        case name, origin, persistent, exceptions, state, reason, table, clients
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
         case dmStatus = "dm_status", readBytes = "read_bytes", writeBytes = "write_bytes"
@@ -181,9 +185,11 @@ public struct RemapReport: Codable, Sendable, Equatable {
     public var fillPercent: Double
     public var state: String
     public var reason: String?
+    /// NBD clients that have it open (nil when not known: read-only monitoring).
+    public var clients: Int?
 
     enum CodingKeys: String, CodingKey {
-        case name, size, remapped, pending, marked, state, reason
+        case name, size, remapped, pending, marked, state, reason, clients
         case devicePath = "device_path", sparePath = "spare_path", chunkSize = "chunk_size"
         case spareUsedBytes = "spare_used_bytes", spareTotalBytes = "spare_total_bytes", fillPercent = "fill_percent"
     }

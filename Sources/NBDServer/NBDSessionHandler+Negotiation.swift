@@ -28,13 +28,13 @@ extension NBDSessionHandler {
             handleInfo(context, code, data)
         case NBD.optExportName:
             let name = String(decoding: data, as: UTF8.self)
-            guard let volume = exports.export(named: name) else { return close(context) }
+            guard let export = open(context, name) else { return close(context) }
             var buffer = context.channel.allocator.buffer(capacity: 10 + 124)
-            buffer.writeInteger(volume.size)
+            buffer.writeInteger(export.volume.size)
             buffer.writeInteger(transmissionFlags(name))
             if !noZeroes { buffer.writeRepeatingByte(0, count: 124) }
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-            begin(name, volume)
+            begin(name, export)
         case NBD.optStructuredReply:
             guard data.isEmpty else { return replyOption(context, code, NBD.repErrInvalid) }
             structuredReplies = true
@@ -68,12 +68,16 @@ extension NBDSessionHandler {
               let count = input.readInteger(as: UInt16.self), input.readableBytes == Int(count) * 2 else {
             return replyOption(context, code, NBD.repErrInvalid)
         }
-        guard let volume = exports.export(named: name) else { return replyOption(context, code, NBD.repErrUnknown) }
-        var export = ByteBuffer()
-        export.writeInteger(NBD.infoExport)
-        export.writeInteger(volume.size)
-        export.writeInteger(transmissionFlags(name))
-        replyOption(context, code, NBD.repInfo, export)
+        // GO opens the export before answering, so a volume being removed is refused here.
+        let opened = code == NBD.optGo ? open(context, name) : nil
+        guard let volume = code == NBD.optGo ? opened?.volume : exports.export(named: name) else {
+            return replyOption(context, code, NBD.repErrUnknown)
+        }
+        var info = ByteBuffer()
+        info.writeInteger(NBD.infoExport)
+        info.writeInteger(volume.size)
+        info.writeInteger(transmissionFlags(name))
+        replyOption(context, code, NBD.repInfo, info)
         var sizes = ByteBuffer()
         sizes.writeInteger(NBD.infoBlockSize)
         sizes.writeInteger(UInt32(1))
@@ -81,7 +85,13 @@ extension NBDSessionHandler {
         sizes.writeInteger(UInt32(NBD.maxPayload))
         replyOption(context, code, NBD.repInfo, sizes)
         replyOption(context, code, NBD.repAck)
-        if code == NBD.optGo { begin(name, volume) }
+        if let opened { begin(name, opened) }
+    }
+
+    /// Opens the export for this session; a forced removal of the volume closes the session.
+    private func open(_ context: ChannelHandlerContext, _ name: String) -> NBDOpenExport? {
+        let channel = context.channel
+        return exports.open(name) { channel.close(promise: nil) }
     }
 
     /// NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: an export name, then queries.
@@ -130,8 +140,9 @@ extension NBDSessionHandler {
         return input.readableBytes == 0 ? queries : nil
     }
 
-    private func begin(_ name: String, _ volume: any Volume) {
-        self.volume = volume
+    private func begin(_ name: String, _ export: NBDOpenExport) {
+        volume = export.volume
+        releaseExport = export.release
         readOnly = exports.isReadOnly(name)
         activeContexts = structuredReplies && metaContextExport == name ? selectedContexts : []
         phase.value = .transmission

@@ -5,9 +5,32 @@ import VolumeTargets
 /// What the server exports: volumes by name.
 public protocol NBDExports: Sendable {
     var exportNames: [String] { get }
+    /// The volume called `name`, to describe it (`NBD_OPT_INFO`, metadata contexts).
     func export(named name: String) -> (any Volume)?
+    /// Opens `name` for a session's transmission phase: nil if it cannot be had. `disconnect`
+    /// ends the session (the exports' owner calls it to free the volume by force); the session
+    /// releases what it opened when it ends.
+    func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport?
     /// Whether `name` is exported read-only.
     func isReadOnly(_ name: String) -> Bool
+}
+
+extension NBDExports {
+    /// Exports that track no sessions: the volume, with nothing to release.
+    public func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport? {
+        export(named: name).map { NBDOpenExport(volume: $0, release: {}) }
+    }
+}
+
+/// A volume a session has open. Invariant: `release` is called once the session is over.
+public struct NBDOpenExport: Sendable {
+    public let volume: any Volume
+    public let release: @Sendable () -> Void
+
+    public init(volume: any Volume, release: @escaping @Sendable () -> Void) {
+        self.volume = volume
+        self.release = release
+    }
 }
 
 /// A request for the session to finish its in-flight requests and close (server shutdown).
@@ -32,6 +55,8 @@ final class NBDSessionHandler: ChannelInboundHandler {
     var handshakeTimer: Scheduled<Void>?
     var noZeroes = false
     var volume: (any Volume)?
+    /// Lets go of the export in use (`NBDExports.open`), once the session ends.
+    var releaseExport: (@Sendable () -> Void)?
     var readOnly = false
     /// Whether the client asked for structured replies (`NBD_OPT_STRUCTURED_REPLY`).
     var structuredReplies = false
@@ -77,6 +102,9 @@ final class NBDSessionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
+        phase.value = .closed
+        releaseExport?()
+        releaseExport = nil
         context.fireChannelInactive()
     }
 

@@ -19,7 +19,8 @@ public final class MonitorApp {
 
     enum InputMode {
         case normal, help, filter, form
-        case confirm(action: String, target: String)
+        /// `force`: the snapshot had NBD clients when asked, and the user agreed to disconnect them.
+        case confirm(action: String, target: String, force: Bool)
         case extend(target: String, text: String)
     }
 
@@ -73,7 +74,7 @@ public final class MonitorApp {
         case .help: mode = .normal; view.showHelp = false
         case .filter: handleFilter(key)
         case .form: handleForm(key)
-        case .confirm(let action, let target): handleConfirm(key, action: action, target: target)
+        case let .confirm(action, target, force): handleConfirm(key, action: action, target: target, force: force)
         case .extend(let target, let text): handleExtend(key, target: target, text: text)
         }
         return true
@@ -121,10 +122,13 @@ public final class MonitorApp {
     private func askOnSnapshot(_ action: String) {
         if refuseIfReadOnly(action) { return }
         guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to \(action)", error: true) }
-        mode = .confirm(action: action, target: row.name)
-        view.prompt = action == "merge"
-            ? "Merge \(row.name) into \(row.origin)? The origin rolls back and \(row.name) is consumed. (y/N)"
-            : "Delete snapshot \(row.name)? (y/N)"
+        let clients = model.status?.snapshot(named: row.name)?.clients ?? 0
+        mode = .confirm(action: action, target: row.name, force: clients > 0)
+        let question = action == "merge"
+            ? "Merge \(row.name) into \(row.origin)? The origin rolls back and \(row.name) is consumed."
+            : "Delete snapshot \(row.name)?"
+        let warning = clients == 0 ? "" : clients == 1 ? " Its NBD client is disconnected." : " Its \(clients) NBD clients are disconnected."
+        view.prompt = question + warning + " (y/N)"
     }
 
     private func startExtend() {
@@ -170,16 +174,18 @@ public final class MonitorApp {
         view.form = form
     }
 
-    private func handleConfirm(_ key: Int32, action: String, target: String) {
+    private func handleConfirm(_ key: Int32, action: String, target: String, force: Bool) {
         finishPrompt()
         guard key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) else { return show("\(action) cancelled") }
         if action == "merge" {
             merging = (target, max(1, model.status?.snapshot(named: target)?.exceptions ?? 1))
             run("merging \(target)", done: "merged \(target) into its origin") { [source] in
-                try await source.mergeSnapshot(name: target)
+                try await source.mergeSnapshot(name: target, force: force)
             }
         } else {
-            run("deleting \(target)", done: "deleted snapshot \(target)") { [source] in try await source.deleteSnapshot(name: target) }
+            run("deleting \(target)", done: "deleted snapshot \(target)") { [source] in
+                try await source.deleteSnapshot(name: target, force: force)
+            }
         }
     }
 

@@ -11,8 +11,9 @@ public protocol PoolSource: Sendable {
     func recentEvents() -> [String]
     func chunkMap(snapshot: String, cells: Int) -> [Double]?
     func createSnapshot(_ request: SnapshotRequest) async throws
-    func deleteSnapshot(name: String) async throws
-    func mergeSnapshot(name: String) async throws
+    /// `force`: disconnect the NBD clients that have the snapshot open (refused otherwise).
+    func deleteSnapshot(name: String, force: Bool) async throws
+    func mergeSnapshot(name: String, force: Bool) async throws
     func extendSnapshot(name: String, cowSize: UInt64) async throws
 }
 
@@ -29,8 +30,8 @@ public struct ControllerSource: PoolSource {
     public func recentEvents() -> [String] { controller.events.recent.map { Self.stamp($0.time) + " " + $0.text } }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
     public func createSnapshot(_ request: SnapshotRequest) async throws { try await controller.createSnapshot(request) }
-    public func deleteSnapshot(name: String) async throws { try await controller.deleteSnapshot(name: name) }
-    public func mergeSnapshot(name: String) async throws { try await controller.mergeSnapshot(name: name) }
+    public func deleteSnapshot(name: String, force: Bool) async throws { try await controller.deleteSnapshot(name: name, force: force) }
+    public func mergeSnapshot(name: String, force: Bool) async throws { try await controller.mergeSnapshot(name: name, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
 
     static func stamp(_ date: Date) -> String {
@@ -53,8 +54,8 @@ public struct DiskSource: PoolSource {
     public func recentEvents() -> [String] { [] }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
     public func createSnapshot(_ request: SnapshotRequest) async throws { throw Self.refusal }
-    public func deleteSnapshot(name: String) async throws { throw Self.refusal }
-    public func mergeSnapshot(name: String) async throws { throw Self.refusal }
+    public func deleteSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
+    public func mergeSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")

@@ -136,14 +136,15 @@ public enum Renderer {
         if let report {
             lines.append("origin \(row.origin)   chunk \(Format.size(UInt64(report.chunkSize)))   exceptions \(report.exceptions)   pending copies \(report.pendingCopies)")
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
-            lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + "   dmsetup status: \(report.dmStatus)")
+            lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
             if let table = report.table { lines.append("exception table \(table.summary)") }
         } else if let remap = model.status?.remaps.first(where: { $0.name == row.name }) {
             lines.append("remap volume: data \(remap.devicePath)   chunk \(Format.size(UInt64(remap.chunkSize)))   remapped \(remap.remapped)   awaiting a write \(remap.marked)")
             lines.append("spare \(remap.sparePath)   used \(Format.size(remap.spareUsedBytes)) of \(Format.size(remap.spareTotalBytes)) (\(Format.percent(remap.fillPercent)))")
-            lines.append("state \(remap.state)" + (remap.reason.map { " (\($0))" } ?? ""))
+            lines.append("state \(remap.state)" + (remap.reason.map { " (\($0))" } ?? "") + clientsNote(remap.clients))
         } else {
-            lines.append("origin volume, \(Format.size(row.size)), state \(row.state)" + (row.reason.map { " (\($0))" } ?? ""))
+            let clients = model.status?.origins.first { $0.name == row.name }?.clients
+            lines.append("origin volume, \(Format.size(row.size)), state \(row.state)" + (row.reason.map { " (\($0))" } ?? "") + clientsNote(clients))
             lines.append("read \(Format.rate(row.readRate))   write \(Format.rate(row.writeRate))")
         }
         for (offset, line) in lines.enumerated() { screen.put(top + 1 + offset, 1, Format.cell(line, screen.columns - 2), .text) }
@@ -163,6 +164,12 @@ public enum Renderer {
             screen.put(next, 1, Format.cell(event, screen.columns - 2), .dim)
             next += 1
         }
+    }
+
+    /// ", open by N NBD clients", when any are.
+    static func clientsNote(_ clients: Int?) -> String {
+        guard let clients, clients > 0 else { return "" }
+        return clients == 1 ? ", open by 1 NBD client" : ", open by \(clients) NBD clients"
     }
 
     /// When a budget evicted parts of the exception table, the chunk map shows only the part in

@@ -42,13 +42,15 @@ struct OriginCommand: AsyncParsableCommand {
 
     struct Remove: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Unregister an origin (refused while it has snapshots). Its data is left untouched.")
+            abstract: "Unregister an origin (refused while it has snapshots). Its data is left untouched.",
+            discussion: "Refused while an NBD client of 'snapvol serve' has it open, unless --force.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The origin's name.") var name: String
+        @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
 
         func run() async throws {
             try await guarded {
-                try await options.withController("snapvol origin remove") { try await $0.removeOrigin(name: name) }
+                try await options.withController("snapvol origin remove") { try await $0.removeOrigin(name: name, force: force) }
                 emit("removed origin \(name)")
             }
         }

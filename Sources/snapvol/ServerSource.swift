@@ -40,7 +40,9 @@ struct ServerSource: PoolSource {
         _ = try run(arguments)
     }
 
-    func deleteSnapshot(name: String) async throws { _ = try run(["snapshot", "delete", name]) }
-    func mergeSnapshot(name: String) async throws { _ = try run(["snapshot", "merge", name, "--no-progress"]) }
+    func deleteSnapshot(name: String, force: Bool) async throws { _ = try run(["snapshot", "delete", name] + (force ? ["--force"] : [])) }
+    func mergeSnapshot(name: String, force: Bool) async throws {
+        _ = try run(["snapshot", "merge", name, "--no-progress"] + (force ? ["--force"] : []))
+    }
     func extendSnapshot(name: String, cowSize: UInt64) async throws { _ = try run(["snapshot", "extend", name, "--cow-size", "\(cowSize)"]) }
 }

@@ -64,13 +64,15 @@ struct SnapshotCommand: AsyncParsableCommand {
 
     struct Delete: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Delete a snapshot (its COW file too, if snapvol created it).")
+            abstract: "Delete a snapshot (its COW file too, if snapvol created it).",
+            discussion: "Refused while an NBD client of 'snapvol serve' has it open, unless --force.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The snapshot's name.") var name: String
+        @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
 
         func run() async throws {
             try await guarded {
-                try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshot(name: name) }
+                try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshot(name: name, force: force) }
                 emit("deleted snapshot \(name)")
             }
         }
@@ -79,10 +81,11 @@ struct SnapshotCommand: AsyncParsableCommand {
     struct Merge: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Roll the origin back to the snapshot; the snapshot is consumed.",
-            discussion: "Each step is durable: an interrupted merge resumes when run again.")
+            discussion: "Each step is durable: an interrupted merge resumes when run again. Refused while an NBD client of 'snapvol serve' has the snapshot open, unless --force; the origin's clients stay connected.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The snapshot's name.") var name: String
         @Flag(help: "Do not draw a progress bar.") var noProgress = false
+        @Flag(help: "Disconnect the NBD clients that have the snapshot open.") var force = false
 
         func run() async throws {
             try await guarded {
@@ -97,7 +100,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                         }
                     }
                     defer { watcher.cancel() }
-                    try await controller.mergeSnapshot(name: name)
+                    try await controller.mergeSnapshot(name: name, force: force)
                     bar.update(done: total, total: total)
                     bar.finish()
                 }

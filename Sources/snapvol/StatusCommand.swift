@@ -29,26 +29,33 @@ struct StatusCommand: AsyncParsableCommand, ForwardableCommand {
 /// The `lvs`-like table.
 enum StatusTable {
     static func render(_ status: PoolStatus) -> String {
-        var rows = [["NAME", "ORIGIN", "SIZE", "CHUNK", "EXCEPTIONS", "DATA%", "PENDING", "TABLE", "HIT%", "STATE"]]
+        var rows = [["NAME", "ORIGIN", "SIZE", "CHUNK", "EXCEPTIONS", "DATA%", "PENDING", "TABLE", "HIT%", "OPEN", "STATE"]]
         for origin in status.origins {
             // An origin's PENDING: its writes acknowledged and queued behind their copies.
             rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", origin.queuedWrites.map(String.init) ?? "",
-                         "", "", origin.state])
+                         "", "", open(origin.clients), origin.state])
             for snapshot in origin.snapshots {
                 rows.append(["  " + snapshot.name, origin.name, ByteSize.describe(origin.size),
                              ByteSize.describe(UInt64(snapshot.chunkSize)), "\(snapshot.exceptions)",
                              String(format: "%.2f", snapshot.fillPercent), "\(snapshot.pendingCopies)",
                              snapshot.table.map { ByteSize.describe(UInt64($0.residentBytes)) } ?? "-",
                              snapshot.table.map { String(format: "%.1f", $0.hitRate * 100) } ?? "-",
-                             snapshot.state + (snapshot.reason.map { " (\($0))" } ?? "")])
+                             open(snapshot.clients), snapshot.state + (snapshot.reason.map { " (\($0))" } ?? "")])
             }
         }
         for remap in status.remaps {
             rows.append([remap.name, "(remap)", ByteSize.describe(remap.size), ByteSize.describe(UInt64(remap.chunkSize)),
                          "\(remap.remapped)", String(format: "%.2f", remap.fillPercent), "\(remap.pending)", "-", "-",
-                         remap.state + (remap.reason.map { " (\($0))" } ?? "")])
+                         open(remap.clients), remap.state + (remap.reason.map { " (\($0))" } ?? "")])
         }
         if status.origins.isEmpty && status.remaps.isEmpty { return "no volumes in pool \(status.pool)" }
+        return aligned(rows)
+    }
+
+    /// OPEN: how many NBD clients have the volume open ("-" when not known).
+    private static func open(_ clients: Int?) -> String { clients.map(String.init) ?? "-" }
+
+    private static func aligned(_ rows: [[String]]) -> String {
         let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max()! }
         return rows.map { row in
             row.enumerated().map { column, cell in

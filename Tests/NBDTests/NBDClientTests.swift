@@ -136,28 +136,65 @@ struct NBDClientTests {
         #expect(server.stop() == 0)
     }
 
-    /// A client still connected to a snapshot that is deleted, and whose origin is then removed,
-    /// gets EIO for its reads; the server lives on (it once crashed here: the snapshot reached
-    /// its freed origin through an `unowned` reference).
-    /// A client of the removed origin gets EIO too, and its writes never reach the file: it may
-    /// be added again under another origin, whose snapshots they would bypass.
-    @Test func aSessionOutlivingItsVolumesGetsErrorsNotACrash() throws {
+    /// A volume an NBD client has open is not deleted or removed, as `dmsetup remove` refuses a
+    /// busy device: the command fails with one line, changes nothing, and `status` counts the
+    /// client. `--force` disconnects the client first. A client that leaves frees the volume.
+    @Test func aVolumeOpenByAClientIsRemovedOnlyWithForce() throws {
         let pool = try Self.pool()
         let server = try ServeProcess(pool: pool)
         let (client, optionReplies) = try RawSocket.transmitting(server.socket, export: "snap")
         #expect(optionReplies.count == 86)
-        let (originClient, originReplies) = try RawSocket.transmitting(server.socket, export: "data")
-        #expect(originReplies.count == 86)
-        try pool.ok("snapshot", "delete", "snap")
-        try pool.ok("origin", "remove", "data")
+        let refused = try pool.run("snapshot", "delete", "snap")
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "snapvol: error: volume 'snap' is in use by 1 NBD client: disconnect it, or use --force to cut it off\n")
+        #expect(FileManager.default.fileExists(atPath: pool.file("snap.cow")))
+        #expect(try pool.snapshotStatus("snap")?["clients"] as? Int == 1)
+        let table = try pool.ok("status").text.split(separator: "\n").map { $0.split(separator: " ") }
+        #expect(table[0].suffix(2) == ["OPEN", "STATE"])
+        #expect(table.first { $0.first == "snap" }?.suffix(2) == ["1", "active"])
         client.send(NBDWire.request(type: 0, handle: 5, offset: 0, length: 4096))
-        #expect(client.receive(16) == NBDWire.simpleReply(error: 5, handle: 5))
-        originClient.send(NBDWire.request(type: 1, handle: 6, offset: 0, length: 512) + [UInt8](repeating: 0x77, count: 512))
-        #expect(originClient.receive(16) == NBDWire.simpleReply(error: 5, handle: 6))
-        let file = try FileHandle(forReadingFrom: URL(fileURLWithPath: pool.file("data.img")))
-        #expect([UInt8](file.readData(ofLength: 512)) == [UInt8](repeating: 0x11, count: 512))
+        #expect(client.receive(16) == NBDWire.simpleReply(error: 0, handle: 5))
+        #expect(sameBytes(client.receive(4096), [UInt8](repeating: 0x11, count: 4096)))
+
+        try pool.ok("snapshot", "delete", "snap", "--force")
+        #expect(client.closedByPeer())
+        #expect(try pool.snapshotStatus("snap") == nil)
+
+        do {
+            let (originClient, _) = try RawSocket.transmitting(server.socket, export: "data")
+            #expect(try pool.run("origin", "remove", "data").status == 1)
+            #expect((try pool.status()["origins"] as? [[String: Any]])?.first?["clients"] as? Int == 1)
+            withExtendedLifetime(originClient) {}
+        }   // the client hangs up
+        let deadline = Date().addingTimeInterval(10)
+        while (try pool.status()["origins"] as? [[String: Any]])?.first?["clients"] as? Int != 0, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        try pool.ok("origin", "remove", "data")
         #expect(server.isRunning)
         try Shell.check(["nbdinfo", "--list", "nbd+unix:///?socket=\(server.socket)"])   // still answering
+        #expect(server.stop() == 0)
+    }
+
+    /// Merging a snapshot a client has open is refused likewise, before the merge is marked;
+    /// `--force` disconnects the snapshot's client only: the origin's client stays connected and
+    /// reads the rolled-back data.
+    @Test func aForcedMergeDisconnectsOnlyTheSnapshotsClients() throws {
+        let pool = try Self.pool()
+        try pool.ok("io", "write", "data", "0", "64K", "--pattern", "0x22")
+        let server = try ServeProcess(pool: pool)
+        let (snapshotClient, _) = try RawSocket.transmitting(server.socket, export: "snap")
+        let (originClient, _) = try RawSocket.transmitting(server.socket, export: "data")
+        let refused = try pool.run("snapshot", "merge", "snap", "--no-progress")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("volume 'snap' is in use by 1 NBD client"))
+        #expect(try pool.snapshotStatus("snap")?["state"] as? String == "active")
+        try pool.ok("snapshot", "merge", "snap", "--no-progress", "--force")
+        #expect(snapshotClient.closedByPeer())
+        #expect(try pool.snapshotStatus("snap") == nil)
+        originClient.send(NBDWire.request(type: 0, handle: 7, offset: 0, length: 4096))
+        #expect(originClient.receive(16) == NBDWire.simpleReply(error: 0, handle: 7))
+        #expect(sameBytes(originClient.receive(4096), [UInt8](repeating: 0x11, count: 4096)))
         #expect(server.stop() == 0)
     }
 }

@@ -186,6 +186,28 @@ struct AttachedTerminalTests {
         try session.waitFor(text: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("viaserver") != nil)
     }
+
+    /// A snapshot an NBD client has open: the detail pane says so, the delete prompt warns that
+    /// the client is disconnected, and confirming deletes it (`--force` through the server).
+    @Test func deletingASnapshotInUseWarnsAndDisconnectsItsClient() throws {
+        let pool = try TerminalTests.pool()
+        let server = try ServeProcess(pool: pool)
+        defer { server.stop() }
+        let (client, replies) = try RawSocket.transmitting(server.socket, export: "base")
+        #expect(replies.count == 86)
+        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("j")
+        try session.waitFor(text: "open by 1 NBD client")
+        try session.keys("d")
+        try session.waitFor(text: "Delete snapshot base? Its NBD client is disconnected. (y/N)")
+        try session.keys("y")
+        try session.waitFor(text: "deleted snapshot base")
+        try session.keys("q")
+        try session.waitFor(text: "SESSION-ENDED")
+        #expect(client.closedByPeer())
+        #expect(try pool.snapshotStatus("base") == nil)
+    }
 }
 
 /// Merging from the TUI: confirmation, a progress bar, then the snapshot is gone.
