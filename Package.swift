@@ -59,9 +59,10 @@ let package = Package(
         ),
         .target(
             name: "NBDServer",
-            dependencies: ["VolumeTargets", "BlockDevices",
+            dependencies: ["VolumeTargets", "BlockDevices", "CSnapvolSys",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOTLS", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")]
+                           .product(name: "NIOTLS", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "SystemPackage", package: "swift-system")]
         ),
         .systemLibrary(name: "CNcursesw"),
         .target(name: "TerminalUI", dependencies: ["Controller", "CNcursesw"]),

@@ -5,6 +5,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 int snapvol_block_device_size(int fd, uint64_t *size) {
@@ -42,3 +43,5 @@ int snapvol_punch_hole(int fd, uint64_t offset, uint64_t length) {
     } while (r != 0 && errno == EINTR);
     return r == 0 ? 0 : errno;
 }
+
+int snapvol_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }

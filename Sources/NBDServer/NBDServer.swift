@@ -30,11 +30,11 @@ public enum NBDListenAddress: Sendable, CustomStringConvertible {
 /// Invariant: every accepted connection is in `sessions` until its channel closes.
 public final class NBDServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
-    private let listener: any Channel
+    private let listener: NBDListener
     private let sessions: SessionRegistry
     public let address: NBDListenAddress
 
-    private init(group: MultiThreadedEventLoopGroup, listener: any Channel, sessions: SessionRegistry, address: NBDListenAddress) {
+    private init(group: MultiThreadedEventLoopGroup, listener: NBDListener, sessions: SessionRegistry, address: NBDListenAddress) {
         self.group = group
         self.listener = listener
         self.sessions = sessions
@@ -45,45 +45,46 @@ public final class NBDServer: Sendable {
     ///   - tls: require TLS on every connection, with these credentials.
     ///   - handshakeLimit: disconnect a client that has not reached transmission in this time
     ///     (nil: never), as qemu-nbd's `--handshake-limit`.
+    ///   - busyPoll: how long an event loop polls its sessions' sockets before it sleeps
+    ///     (`NBDBusyPoll`; nil: never).
     public static func start(exports: any NBDExports, at address: NBDListenAddress, tls: NBDTLS? = nil,
-                             handshakeLimit: TimeAmount? = .seconds(10)) async throws -> NBDServer {
+                             handshakeLimit: TimeAmount? = .seconds(10),
+                             busyPoll: Duration? = NBDServer.defaultBusyPoll) async throws -> NBDServer {
+        let listener = try NBDListener.open(address)
         // One loop per core: each connection's requests run on its loop (`EventLoopTaskExecutor`).
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let polls = Dictionary(uniqueKeysWithValues: busyPoll.map { limit in
+            group.makeIterator().map { (ObjectIdentifier($0), NBDBusyPoll(limit: limit)) }
+        } ?? [])
         let registry = SessionRegistry()
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 64)
-            // Socket reads of up to 2 MiB (NIO's default stops at 64 KiB): a 1 MiB write then
-            // arrives in a few reads instead of sixteen, each copied into the decoder's buffer.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048,
-                                                                                       maximum: 2 << 20))
-            .childChannelInitializer { channel in
-                registry.add(channel)
-                channel.closeFuture.whenComplete { _ in registry.remove(channel) }
-                return channel.eventLoop.makeCompletedFuture {
-                    let phase = NBDPhase()
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder(phase: phase)))
-                    try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports, tls: tls,
-                                                                                       handshakeLimit: handshakeLimit))
+        listener.start { descriptor in
+            let loop = group.next()
+            let socket = NBDSessionSocket(descriptor: descriptor, busyPoll: polls[ObjectIdentifier(loop)])
+            _ = ClientBootstrap(group: loop)
+                // Socket reads of up to 2 MiB (NIO's default stops at 64 KiB): a 1 MiB write then
+                // arrives in a few reads instead of sixteen, each copied into the decoder's buffer.
+                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 2 << 20))
+                .channelInitializer { channel in
+                    registry.add(channel)
+                    channel.closeFuture.whenComplete { _ in registry.remove(channel) }
+                    return channel.eventLoop.makeCompletedFuture {
+                        let phase = NBDPhase()
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder(phase: phase)))
+                        try channel.pipeline.syncOperations.addHandler(NBDSessionHandler(phase: phase, exports: exports, tls: tls,
+                                                                                           handshakeLimit: handshakeLimit, socket: socket))
+                    }
                 }
-            }
-        let listener: any Channel
-        do {
-            switch address {
-            case .unix(let path):
-                listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-            case let .tcp(host, port):
-                listener = try await bootstrap.bind(host: host, port: port).get()
-            }
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
+                .withConnectedSocket(descriptor)
         }
         return NBDServer(group: group, listener: listener, sessions: registry, address: address)
     }
 
+    /// 50 µs, the usual setting of Linux's `net.core.busy_poll`.
+    public static let defaultBusyPoll: Duration? = .microseconds(50)
+
     /// Stops accepting, lets every session finish its in-flight requests, then closes them.
     public func shutdown() async {
-        try? await listener.close()
+        listener.stop()
         let channels = sessions.all
         for channel in channels { channel.pipeline.fireUserInboundEventTriggered(NBDShutdown()) }
         for channel in channels { try? await channel.closeFuture.get() }

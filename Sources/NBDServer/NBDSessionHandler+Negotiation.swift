@@ -147,6 +147,11 @@ extension NBDSessionHandler {
         activeContexts = structuredReplies && metaContextExport == name ? selectedContexts : []
         phase.value = .transmission
         handshakeTimer?.cancel()
+        // Under TLS a request may sit decrypted in the TLS handler with nothing left on the socket.
+        if !tlsActive, let socket, let busyPoll = socket.busyPoll {
+            busyPoll.add(socket.descriptor)
+            busyPolled = true
+        }
     }
 
     private func transmissionFlags(_ name: String) -> UInt16 {

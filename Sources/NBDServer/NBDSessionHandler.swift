@@ -69,12 +69,17 @@ final class NBDSessionHandler: ChannelInboundHandler {
     private var taskExecutor: EventLoopTaskExecutor?
     private var inFlight = 0
     private var closing = false
+    /// The connection's socket; `busyPolled` while its loop polls it before sleeping.
+    let socket: NBDSessionSocket?
+    var busyPolled = false
 
-    init(phase: NBDPhase, exports: any NBDExports, tls: NBDTLS? = nil, handshakeLimit: TimeAmount? = nil) {
+    init(phase: NBDPhase, exports: any NBDExports, tls: NBDTLS? = nil, handshakeLimit: TimeAmount? = nil,
+         socket: NBDSessionSocket? = nil) {
         self.phase = phase
         self.exports = exports
         self.tls = tls
         self.handshakeLimit = handshakeLimit
+        self.socket = socket
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -105,6 +110,8 @@ final class NBDSessionHandler: ChannelInboundHandler {
         phase.value = .closed
         releaseExport?()
         releaseExport = nil
+        if busyPolled, let socket { socket.busyPoll?.remove(socket.descriptor) }
+        busyPolled = false
         context.fireChannelInactive()
     }
 
@@ -219,6 +226,11 @@ final class NBDSessionHandler: ChannelInboundHandler {
             replyError(context, request, error)
         }
         if closing && inFlight == 0 { close(context) }
+        // The last reply is out: wait here a moment for the client's next request (`NBDBusyPoll`).
+        // Not while part of it waits for the socket (a large read): the loop must send that first.
+        if inFlight == 0, busyPolled, (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 {
+            socket?.busyPoll?.pollBeforeSleeping()
+        }
     }
 
     /// An error reply: structured for the requests whose replies must be (a read, a block

@@ -26,6 +26,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Also require a client certificate issued by this PEM CA (mutual TLS).") var tlsClientCa: String?
     @Option(help: "Disconnect a client that has not finished its handshake in this many seconds (0: never).")
     var handshakeLimit: Int = 10
+    @Option(help: "Microseconds an event loop polls its clients' sockets before sleeping, after a reply (0: never; at most 1000).")
+    var busyPoll: Int = 50
 
     func run() async throws {
         try await guarded {
@@ -35,13 +37,17 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ControllerError.refused("invalid --handshake-limit \(handshakeLimit): seconds from 0 (never) to 86400")
             }
             let limit: TimeAmount? = handshakeLimit == 0 ? nil : .seconds(Int64(handshakeLimit))
+            guard busyPoll >= 0, busyPoll <= 1000 else {
+                throw ControllerError.refused("invalid --busy-poll \(busyPoll): microseconds from 0 (never) to 1000")
+            }
             let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             try await options.withController("snapvol serve") { controller in
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
                 }
                 let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
-                let server = try await NBDServer.start(exports: exports, at: address, tls: tls, handshakeLimit: limit)
+                let server = try await NBDServer.start(exports: exports, at: address, tls: tls, handshakeLimit: limit,
+                                                       busyPoll: busyPoll == 0 ? nil : .microseconds(busyPoll))
                 if case .unix(let path) = address { chmod(path, 0o600) }
                 // The control socket is up before the notice: a script that waits for "serving"
                 // and then runs `snapvol status` must find its command forwarded, not the pool locked.

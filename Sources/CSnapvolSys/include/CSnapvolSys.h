@@ -36,4 +36,8 @@ int snapvol_start_writeback(int fd, uint64_t offset, uint64_t length);
 /// writing zeros). Returns 0 or the errno value.
 int snapvol_punch_hole(int fd, uint64_t offset, uint64_t length);
 
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (declared only under _GNU_SOURCE): the new
+/// connection's descriptor, or -1 with errno set.
+int snapvol_accept(int fd);
+
 #endif

@@ -1,0 +1,44 @@
+import Glibc
+import Synchronization
+
+/// Busy polling before sleeping, for one event loop: once a session has answered its last
+/// request in flight, the loop polls its sessions' sockets (without blocking) for up to
+/// `limit` before it returns to `epoll_wait`. A client sending one request at a time sends the
+/// next within tens of microseconds; caught by the poll, it costs no sleep and no wake-up. On
+/// this VM (idle vCPUs halt at once) a wake-up is the largest cost of a small request: random
+/// 4K writes over NBD went from about 14,000 to 24,000 per second. The cost is at most `limit`
+/// of CPU per idle gap, and a loop's other work waits at most that long. Linux's
+/// `net.core.busy_poll` does the same for network sockets; 50 µs is its usual setting.
+///
+/// Invariant: `descriptors` are the sockets of this loop's sessions in transmission without TLS
+/// (TLS may hold a request already read from the socket, which the poll would not see). A
+/// descriptor removed late (its socket closed, its number reused) can only end a poll early.
+final class NBDBusyPoll: Sendable {
+    let limit: Duration
+    private let descriptors = Mutex<[Int32]>([])
+
+    init(limit: Duration) { self.limit = limit }
+
+    func add(_ descriptor: Int32) { descriptors.withLock { $0.append(descriptor) } }
+
+    func remove(_ descriptor: Int32) {
+        descriptors.withLock { list in list.firstIndex(of: descriptor).map { _ = list.remove(at: $0) } }
+    }
+
+    /// Returns once a socket of the loop is readable (or hung up), or `limit` has passed.
+    func pollBeforeSleeping() {
+        var polled = descriptors.withLock { $0.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
+        guard !polled.isEmpty else { return }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: limit)
+        repeat {
+            if poll(&polled, nfds_t(polled.count), 0) != 0 { return }
+        } while clock.now < deadline
+    }
+}
+
+/// A session's socket descriptor (owned by its channel) and its event loop's busy poll, if any.
+struct NBDSessionSocket: Sendable {
+    let descriptor: Int32
+    let busyPoll: NBDBusyPoll?
+}
