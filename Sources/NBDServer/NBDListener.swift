@@ -30,8 +30,8 @@ final class NBDListener: Sendable {
         self.socketFile = socketFile
     }
 
-    /// A socket bound to `address` and listening (a Unix socket file left by an earlier server
-    /// is replaced; any other file at the path is refused).
+    /// A socket bound to `address` and listening (a Unix socket is made mode 0600 before it
+    /// listens; a socket file left by an earlier server is replaced, any other file refused).
     static func open(_ address: NBDListenAddress, backlog: Int32 = 64) throws(NBDListenError) -> NBDListener {
         switch address {
         case .unix(let path): return try openUnix(path, backlog: backlog)
@@ -101,6 +101,8 @@ final class NBDListener: Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0 else { throw closing(descriptor, fail("bind")) }
+        // Owner only, before anyone can connect (nothing can until `listen`).
+        guard chmod(path, 0o600) == 0 else { throw closing(descriptor, fail("chmod")) }
         guard listen(descriptor, backlog) == 0 else { throw closing(descriptor, fail("listen")) }
         return NBDListener(descriptor: descriptor, socketFile: inode(of: path).map { (path, $0) })
     }

@@ -48,7 +48,6 @@ struct ServeCommand: AsyncParsableCommand {
                 let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
                 let server = try await NBDServer.start(exports: exports, at: address, tls: tls, handshakeLimit: limit,
                                                        busyPoll: busyPoll == 0 ? nil : .microseconds(busyPoll))
-                if case .unix(let path) = address { chmod(path, 0o600) }
                 // The control socket is up before the notice: a script that waits for "serving"
                 // and then runs `snapvol status` must find its command forwarded, not the pool locked.
                 let control: ControlServer

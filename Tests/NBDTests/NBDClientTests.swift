@@ -286,6 +286,8 @@ struct ServeDutiesTests {
         #expect(bound == 0 && FileManager.default.fileExists(atPath: socketPath))
         for _ in 0..<2 {   // the first replaces the stale socket; the second finds none (removed at shutdown)
             let server = try ServeProcess(pool: pool)
+            let mode = (try FileManager.default.attributesOfItem(atPath: server.socket)[.posixPermissions] as? Int) ?? 0
+            #expect(mode & 0o777 == 0o600)
             try Shell.check(["nbdinfo", "--size", server.uri("data")])
             #expect(server.stop() == 0)
             #expect(!FileManager.default.fileExists(atPath: server.socket))
