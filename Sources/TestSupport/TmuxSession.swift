@@ -24,6 +24,13 @@ public final class TmuxSession: Sendable {
     /// Sends tmux key names (`Enter`, `Escape`, `Down`, `F2`, `q`).
     public func keys(_ keys: String...) throws { try tmux(["send-keys", "-t", name] + keys) }
 
+    /// Sends `keys`, then waits for `text` on the screen.
+    @discardableResult
+    public func press(_ keys: String..., until text: String) throws -> String {
+        try tmux(["send-keys", "-t", name] + keys)
+        return try waitFor(text: text)
+    }
+
     /// Types `text` literally.
     public func type(_ text: String) throws { try tmux(["send-keys", "-t", name, "-l", text]) }
 

@@ -28,8 +28,7 @@ struct TerminalTests {
         #expect(first.contains("vm-disk"))
         let before = Self.exceptions(in: first, of: "before-upgrade") ?? 0
         try session.waitFor("exceptions growing", timeout: 20) { (Self.exceptions(in: $0, of: "before-upgrade") ?? 0) > before }
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("q", until: "SESSION-ENDED")
         #expect(try !session.alternateScreen(), "q restores the terminal")
     }
 
@@ -45,16 +44,13 @@ struct TerminalTests {
         let pool = try Self.pool()
         let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")
-        try session.keys("n")
-        try session.waitFor(text: "New snapshot")
+        try session.press("n", until: "New snapshot")
         try session.type("fromtui")
         try session.keys("Tab", "Tab", "Tab")
         try session.type("2M")
-        try session.keys("Enter")
-        try session.waitFor(text: "created snapshot fromtui")
+        try session.press("Enter", until: "created snapshot fromtui")
         try session.waitFor(text: "└ fromtui")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("q", until: "SESSION-ENDED")
         let status = try #require(try pool.snapshotStatus("fromtui"))
         #expect(status["cow_total_bytes"] as? Int == 2 << 20)
         #expect(status["cow_path"] as? String == "\(pool.path)/fromtui.cow")
@@ -69,12 +65,9 @@ struct TerminalTests {
         try session.waitFor(text: "'base' already exists")
         try session.keys("Tab", "Tab", "Tab")
         try session.type("8K")
-        try session.keys("Enter")
-        try session.waitFor(text: "too small")
-        try session.keys("Escape")
-        try session.waitFor(text: "cancelled")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("Enter", until: "too small")
+        try session.press("Escape", until: "cancelled")
+        try session.press("q", until: "SESSION-ENDED")
         let before = fingerprint([pool.dir.path])
         #expect(try pool.snapshotStatus("base") != nil)
         let origins = try pool.status()["origins"] as! [[String: Any]]
@@ -87,14 +80,10 @@ struct TerminalTests {
         let pool = try Self.pool()
         let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")
-        try session.keys("j", "d")
-        try session.waitFor(text: "Delete snapshot base? (y/N)")
-        try session.keys("n")
-        try session.waitFor(text: "delete cancelled")
-        try session.keys("d", "y")
-        try session.waitFor(text: "deleted snapshot base")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("j", "d", until: "Delete snapshot base? (y/N)")
+        try session.press("n", until: "delete cancelled")
+        try session.press("d", "y", until: "deleted snapshot base")
+        try session.press("q", until: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("base") == nil)
     }
 
@@ -110,14 +99,11 @@ struct TerminalTests {
         #expect(screen.contains("16"), "exceptions read from the COW on disk")
         try session.keys("j")
         for key in ["n", "d", "m", "e"] {
-            try session.keys(key)
-            try session.waitFor(text: "read-only mode")
+            try session.press(key, until: "read-only mode")
             try session.keys("Escape")
         }
-        try session.keys("?")
-        try session.waitFor(text: "[disabled: read-only]")
-        try session.keys("x", "q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("?", until: "[disabled: read-only]")
+        try session.press("x", "q", until: "SESSION-ENDED")
         #expect(fingerprint(files) == before)
         #expect(Self.mtimes(files) == mtimes)
     }
@@ -128,8 +114,7 @@ struct TerminalTests {
         defer { withExtendedLifetime(holder) {} }
         let session = try TmuxSession(command: "\(Self.binary) monitor --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("q", until: "SESSION-ENDED")
     }
 
     @Test func resizeRedrawsAndTooSmallSaysSo() throws {
@@ -142,8 +127,7 @@ struct TerminalTests {
         try session.waitFor(text: "terminal too small")
         try session.resize(width: 120, height: 40)
         try session.waitFor("redrawn at 120x40") { $0.contains("└ base") && $0.contains("WRITE") }
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("q", until: "SESSION-ENDED")
     }
 
     @Test func asciiWithoutAUTF8LocaleAndMonochromeTheme() throws {
@@ -152,8 +136,7 @@ struct TerminalTests {
                                       environment: ["TERM": "vt100", "LANG": "C", "LC_ALL": "C", "NO_COLOR": "1"])
         let screen = try session.waitFor(text: "`-base")
         #expect(!screen.contains("└"))
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("q", until: "SESSION-ENDED")
     }
 
     static func mtimes(_ paths: [String]) -> [String: Date] {
@@ -179,11 +162,9 @@ struct AttachedTerminalTests {
         try session.waitFor(text: "└ base")
         try session.keys("n")
         try session.type("viaserver")
-        try session.keys("Enter")
-        try session.waitFor(text: "created snapshot viaserver")
+        try session.press("Enter", until: "created snapshot viaserver")
         try session.waitFor(text: "└ viaserver")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("q", until: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("viaserver") != nil)
     }
 
@@ -197,14 +178,10 @@ struct AttachedTerminalTests {
         #expect(replies.count == 86)
         let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
         try session.waitFor(text: "└ base")
-        try session.keys("j")
-        try session.waitFor(text: "open by 1 NBD client")
-        try session.keys("d")
-        try session.waitFor(text: "Delete snapshot base? Its NBD client is disconnected. (y/N)")
-        try session.keys("y")
-        try session.waitFor(text: "deleted snapshot base")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("j", until: "open by 1 NBD client")
+        try session.press("d", until: "Delete snapshot base? Its NBD client is disconnected. (y/N)")
+        try session.press("y", until: "deleted snapshot base")
+        try session.press("q", until: "SESSION-ENDED")
         #expect(client.closedByPeer())
         #expect(try pool.snapshotStatus("base") == nil)
     }
@@ -218,12 +195,9 @@ struct MergeFromTerminalTests {
         try pool.ok("io", "write", "vm", "0", "1M", "--pattern", "0x42")
         let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
         try session.waitFor(text: "└ base")
-        try session.keys("j", "m")
-        try session.waitFor(text: "Merge base into vm?")
-        try session.keys("y")
-        try session.waitFor(text: "merged base into its origin")
-        try session.keys("q")
-        try session.waitFor(text: "SESSION-ENDED")
+        try session.press("j", "m", until: "Merge base into vm?")
+        try session.press("y", until: "merged base into its origin")
+        try session.press("q", until: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("base") == nil)
         #expect([UInt8](try pool.ok("io", "read", "vm", "0", "2").stdout) == [0, 0])
     }
