@@ -38,7 +38,9 @@ struct VolumeClaimsTests {
 
 /// Clients claiming and releasing volumes on three threads while a fourth removes them, forced
 /// or not, in a seeded random order: a volume being removed never shows a client, a holder is
-/// disconnected at most once, and everything released leaves no claim behind.
+/// disconnected at most once, and everything released leaves no claim behind. (Whether a forced
+/// removal meets a holder depends on the threads' timing; `VolumeClaimsTests` checks that case
+/// deterministically.)
 struct VolumeClaimsConcurrencyTests {
     @Test func removalsNeverSeeClientsAndDisconnectEachHolderOnce() {
         let seed = SeededGenerator.fromEnvironment().seed
@@ -46,10 +48,11 @@ struct VolumeClaimsConcurrencyTests {
         let names = ["a", "b", "c"]
         let failures = Mutex<[String]>([])
         let disconnects = Mutex<[Int: Int]>([:])
+        let clientsLeft = Atomic(3)
         DispatchQueue.concurrentPerform(iterations: 4) { worker in
             var generator = SeededGenerator(seed: seed &+ UInt64(worker))
-            if worker == 3 {
-                for _ in 0..<400 {
+            if worker == 3 {   // removes for as long as the clients run
+                while clientsLeft.load(ordering: .acquiring) > 0 {
                     let name = names.randomElement(using: &generator)!
                     guard (try? claims.beginRemoval(of: [name], force: Bool.random(using: &generator))) != nil else { continue }
                     for _ in 0..<20 where claims.clients(of: name) != 0 {
@@ -66,11 +69,11 @@ struct VolumeClaimsConcurrencyTests {
                 for _ in 0..<Int.random(in: 0...50, using: &generator) { _ = claims.clients(of: name) }
                 release()
             }
+            clientsLeft.subtract(1, ordering: .releasing)
         }
         let twice = disconnects.withLock { $0.filter { $0.value > 1 } }
         #expect(failures.withLock { $0 }.isEmpty, "seed \(seed): \(failures.withLock { $0.prefix(3) })")
         #expect(twice.isEmpty, "seed \(seed): disconnected more than once: \(twice.prefix(3))")
         #expect(names.allSatisfy { claims.clients(of: $0) == 0 }, "seed \(seed)")
-        #expect(!disconnects.withLock { $0 }.isEmpty, "seed \(seed): no forced removal met a holder")
     }
 }
