@@ -23,6 +23,7 @@ final class NBDListener: Sendable {
     /// A Unix socket's path and inode, removed at `stop` if the path still names that socket.
     private let socketFile: (path: String, inode: ino_t)?
     private let stopping = Atomic(false)
+    private let started = Atomic(false)
     private let finished = DispatchSemaphore(value: 0)
 
     private init(descriptor: Int32, socketFile: (path: String, inode: ino_t)? = nil) {
@@ -42,6 +43,7 @@ final class NBDListener: Sendable {
     /// Accepts connections on a thread of its own until `stop`, handing each descriptor to
     /// `accepted`, which owns it from then on.
     func start(_ accepted: @escaping @Sendable (Int32) -> Void) {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let thread = Thread { [self] in
             acceptLoop(accepted)
             finished.signal()
@@ -54,7 +56,7 @@ final class NBDListener: Sendable {
     func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
-        finished.wait()
+        if started.load(ordering: .acquiring) { finished.wait() }
         _ = Glibc.close(descriptor)
         if let socketFile, Self.inode(of: socketFile.path) == socketFile.inode { unlink(socketFile.path) }
     }
