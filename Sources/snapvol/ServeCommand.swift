@@ -16,6 +16,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Listen on TCP HOST:PORT instead (HOST may be omitted: loopback).") var listen: String?
     @Option(help: "Unix socket path (default: nbd.sock in the pool directory).") var socket: String?
     @Flag(help: "Export every volume read-only.") var readOnly = false
+    @Flag(help: "Export snapshots read-only (origins and remap volumes stay writable): for backups.")
+    var readOnlySnapshots = false
     @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: off).") var autoextendThreshold: Double?
     @Option(help: "Grow by this percent of the COW's size.") var autoextendPercent: Double = 20
     @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).")
@@ -45,7 +47,8 @@ struct ServeCommand: AsyncParsableCommand {
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
                 }
-                let exports = PoolExports(controller: controller, readOnly: readOnly, defaultExport: defaultExport)
+                let exports = PoolExports(controller: controller, readOnly: readOnly, readOnlySnapshots: readOnlySnapshots,
+                                          defaultExport: defaultExport)
                 let server = try await NBDServer.start(exports: exports, at: address, tls: tls, handshakeLimit: limit,
                                                        busyPoll: busyPoll == 0 ? nil : .microseconds(busyPoll))
                 // The control socket is up before the notice: a script that waits for "serving"
@@ -133,6 +136,7 @@ struct ServeCommand: AsyncParsableCommand {
 struct PoolExports: NBDExports {
     let controller: Controller
     let readOnly: Bool
+    let readOnlySnapshots: Bool
     /// Served for the empty export name.
     var defaultExport: String?
 
@@ -143,7 +147,9 @@ struct PoolExports: NBDExports {
         controller.open(volumeNamed: volumeName(name), disconnect: disconnect).map { NBDOpenExport(volume: $0.volume, release: $0.release) }
     }
     private func volumeName(_ name: String) -> String { name.isEmpty ? (defaultExport ?? name) : name }
-    func isReadOnly(_ name: String) -> Bool { readOnly }
+    func isReadOnly(_ name: String) -> Bool {
+        readOnly || (readOnlySnapshots && controller.registry.snapshot(named: volumeName(name)) != nil)
+    }
 }
 
 /// Waits for SIGINT or SIGTERM (handled, so the process can shut down cleanly).

@@ -76,6 +76,21 @@ struct NBDClientTests {
         server.stop()
     }
 
+    /// `--read-only-snapshots`: a backup reads snapshots that nothing can change by mistake,
+    /// while the origins stay writable.
+    @Test func readOnlySnapshotsLeaveOriginsWritable() throws {
+        let pool = try Self.pool()
+        let server = try ServeProcess(pool: pool, extra: ["--read-only-snapshots"])
+        #expect(try Shell.check(["nbdinfo", server.uri("snap")]).text.contains("is_read_only: true"))
+        #expect(try Shell.check(["nbdinfo", server.uri("data")]).text.contains("is_read_only: false"))
+        let refused = try Shell.run(["qemu-io", "-f", "raw", "-c", "write -P 0x44 0 4k", server.uri("snap")])
+        #expect(refused.status != 0 || refused.text.contains("failed") || refused.stderr.contains("ermission") || refused.stderr.contains("read-only"))
+        try Self.qemuIO(server.uri("data"), ["write -P 0x55 0 4k", "flush"])
+        #expect(server.stop() == 0)
+        #expect(try pool.ok("io", "read", "snap", "0", "4K").stdout == Data(repeating: 0x11, count: 4096))
+        #expect(try pool.ok("io", "read", "data", "0", "4K").stdout == Data(repeating: 0x55, count: 4096))
+    }
+
     /// Garbage, truncated handshakes, bad magic, out-of-range requests, requests after DISC:
     /// the server answers or hangs up, never crashes, and other clients are unaffected.
     @Test func malformedClientsDoNotHurtTheServer() throws {
