@@ -38,6 +38,8 @@ enum NBD {
     static let repErrTooBig: UInt32 = (1 << 31) + 9
 
     static let infoExport: UInt16 = 0
+    static let infoName: UInt16 = 1
+    static let infoDescription: UInt16 = 2
     static let infoBlockSize: UInt16 = 3
 
     // Transmission flags.

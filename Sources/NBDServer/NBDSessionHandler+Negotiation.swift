@@ -21,6 +21,7 @@ extension NBDSessionHandler {
                 var payload = ByteBuffer()
                 payload.writeInteger(UInt32(name.utf8.count))
                 payload.writeString(name)
+                payload.writeString(exports.description(of: name) ?? "")   // the rest of NBD_REP_SERVER
                 replyOption(context, code, NBD.repServer, payload)
             }
             replyOption(context, code, NBD.repAck)
@@ -68,6 +69,7 @@ extension NBDSessionHandler {
               let count = input.readInteger(as: UInt16.self), input.readableBytes == Int(count) * 2 else {
             return replyOption(context, code, NBD.repErrInvalid)
         }
+        let requested = (0..<Int(count)).compactMap { _ in input.readInteger(as: UInt16.self) }
         // GO opens the export before answering, so a volume being removed is refused here.
         let opened = code == NBD.optGo ? open(context, name) : nil
         guard let volume = code == NBD.optGo ? opened?.volume : exports.export(named: name) else {
@@ -84,8 +86,20 @@ extension NBDSessionHandler {
         sizes.writeInteger(UInt32(4096))
         sizes.writeInteger(UInt32(NBD.maxPayload))
         replyOption(context, code, NBD.repInfo, sizes)
+        if requested.contains(NBD.infoName) { replyInfo(context, code, NBD.infoName, name) }
+        if requested.contains(NBD.infoDescription), let description = exports.description(of: name) {
+            replyInfo(context, code, NBD.infoDescription, description)
+        }
         replyOption(context, code, NBD.repAck)
         if let opened { begin(name, opened) }
+    }
+
+    /// An `NBD_REP_INFO` carrying text: the export's name or description.
+    private func replyInfo(_ context: ChannelHandlerContext, _ code: UInt32, _ type: UInt16, _ text: String) {
+        var payload = ByteBuffer()
+        payload.writeInteger(type)
+        payload.writeString(text)
+        replyOption(context, code, NBD.repInfo, payload)
     }
 
     /// Opens the export for this session; a forced removal of the volume closes the session.

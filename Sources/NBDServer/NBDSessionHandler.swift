@@ -13,9 +13,13 @@ public protocol NBDExports: Sendable {
     func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport?
     /// Whether `name` is exported read-only.
     func isReadOnly(_ name: String) -> Bool
+    /// A line saying what the export is (`NBD_INFO_DESCRIPTION`), if there is one.
+    func description(of name: String) -> String?
 }
 
 extension NBDExports {
+    public func description(of name: String) -> String? { nil }
+
     /// Exports that track no sessions: the volume, with nothing to release.
     public func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport? {
         export(named: name).map { NBDOpenExport(volume: $0, release: {}) }

@@ -147,6 +147,20 @@ struct PoolExports: NBDExports {
         controller.open(volumeNamed: volumeName(name), disconnect: disconnect).map { NBDOpenExport(volume: $0.volume, release: $0.release) }
     }
     private func volumeName(_ name: String) -> String { name.isEmpty ? (defaultExport ?? name) : name }
+
+    /// What `nbdinfo` shows: the volume's kind, what it is on, and its chunk size.
+    func description(of name: String) -> String? {
+        let registry = controller.registry
+        let volume = volumeName(name)
+        if let (origin, snapshot) = registry.snapshot(named: volume) {
+            return "snapvol snapshot of \(origin.name), COW \(snapshot.cowPath), \(ByteSize.describe(UInt64(snapshot.chunkSize))) chunks"
+        }
+        if let origin = registry.origin(named: volume) { return "snapvol origin on \(origin.path)" }
+        if let remap = registry.remaps.first(where: { $0.name == volume }) {
+            return "snapvol remap volume on \(remap.devicePath), spare \(remap.sparePath)"
+        }
+        return nil
+    }
     func isReadOnly(_ name: String) -> Bool {
         readOnly || (readOnlySnapshots && controller.registry.snapshot(named: volumeName(name)) != nil)
     }

@@ -39,6 +39,11 @@ struct NBDClientTests {
         let list = try Shell.check(["nbdinfo", "--list", "nbd+unix:///?socket=\(server.socket)"]).text
         #expect(list.contains("export=\"data\"") && list.contains("export=\"snap\""))
         #expect(list.contains("33554432"))
+        // What each export is: in the list (NBD_REP_SERVER) and when one is asked for (NBD_INFO_DESCRIPTION).
+        #expect(list.contains("description: snapvol origin on \(pool.file("data.img"))"))
+        let snapshotLine = "description: snapvol snapshot of data, COW \(pool.file("snap.cow")), 16 KiB chunks"
+        #expect(list.contains(snapshotLine))
+        #expect(try Shell.check(["nbdinfo", server.uri("snap")]).text.contains(snapshotLine))
         #expect(server.stop() == 0)
         // After a clean shutdown the lock is free and the figures are on disk.
         #expect(try pool.snapshotStatus("snap")?["exceptions"] as? Int == 256 + 4)   // 16 KiB chunks
