@@ -16,6 +16,9 @@ import Synchronization
 final class NBDBusyPoll: Sendable {
     let limit: Duration
     private let descriptors = Mutex<[Int32]>([])
+    /// How many polls ran, and how many found a socket readable before `limit`.
+    private let polls = Atomic(0)
+    private let caught = Atomic(0)
 
     init(limit: Duration) { self.limit = limit }
 
@@ -29,11 +32,20 @@ final class NBDBusyPoll: Sendable {
     func pollBeforeSleeping() {
         var polled = descriptors.withLock { $0.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
         guard !polled.isEmpty else { return }
+        polls.add(1, ordering: .relaxed)
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: limit)
         repeat {
-            if poll(&polled, nfds_t(polled.count), 0) != 0 { return }
+            if poll(&polled, nfds_t(polled.count), 0) != 0 {
+                caught.add(1, ordering: .relaxed)
+                return
+            }
         } while clock.now < deadline
+    }
+
+    /// The polls so far, and those that caught a request (or a hang-up) before sleeping.
+    var figures: NBDBusyPollFigures {
+        NBDBusyPollFigures(polls: polls.load(ordering: .relaxed), caught: caught.load(ordering: .relaxed))
     }
 }
 
@@ -41,4 +53,10 @@ final class NBDBusyPoll: Sendable {
 struct NBDSessionSocket: Sendable {
     let descriptor: Int32
     let busyPoll: NBDBusyPoll?
+}
+
+/// How busy polling went: polls run, and those that found a socket readable before their limit.
+public struct NBDBusyPollFigures: Sendable, Equatable {
+    public var polls = 0
+    public var caught = 0
 }

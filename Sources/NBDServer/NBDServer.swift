@@ -32,13 +32,24 @@ public final class NBDServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let listener: NBDListener
     private let sessions: SessionRegistry
+    private let busyPolls: [NBDBusyPoll]
     public let address: NBDListenAddress
 
-    private init(group: MultiThreadedEventLoopGroup, listener: NBDListener, sessions: SessionRegistry, address: NBDListenAddress) {
+    private init(group: MultiThreadedEventLoopGroup, listener: NBDListener, sessions: SessionRegistry, busyPolls: [NBDBusyPoll],
+                 address: NBDListenAddress) {
         self.group = group
         self.listener = listener
         self.sessions = sessions
+        self.busyPolls = busyPolls
         self.address = address
+    }
+
+    /// Busy polling so far, over every event loop.
+    public var busyPollFigures: NBDBusyPollFigures {
+        busyPolls.reduce(into: NBDBusyPollFigures()) { total, poll in
+            total.polls += poll.figures.polls
+            total.caught += poll.figures.caught
+        }
     }
 
     /// - Parameters:
@@ -76,7 +87,7 @@ public final class NBDServer: Sendable {
                 }
                 .withConnectedSocket(descriptor)
         }
-        return NBDServer(group: group, listener: listener, sessions: registry, address: address)
+        return NBDServer(group: group, listener: listener, sessions: registry, busyPolls: Array(polls.values), address: address)
     }
 
     /// 50 µs, the usual setting of Linux's `net.core.busy_poll`.

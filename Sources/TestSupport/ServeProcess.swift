@@ -37,19 +37,6 @@ public final class ServeProcess: Sendable {
         return kilobytes * 1024
     }
 
-    /// How many times the server's threads have slept so far (the sum of their
-    /// `voluntary_ctxt_switches`).
-    public var voluntarySwitches: Int {
-        let tasks = "/proc/\(process.processIdentifier)/task"
-        let threads = (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []
-        return threads.reduce(0) { total, thread in
-            guard let status = try? String(contentsOfFile: "\(tasks)/\(thread)/status", encoding: .utf8),
-                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") }),
-                  let count = Int(line.split(separator: "\t").last ?? "") else { return total }
-            return total + count
-        }
-    }
-
     /// Sends SIGTERM and waits; returns the exit status.
     @discardableResult
     public func stop() -> Int32 {

@@ -69,6 +69,10 @@ struct ServeCommand: AsyncParsableCommand {
                 printNotice("shutting down: finishing in-flight requests")
                 await control.shutdown(removing: controller.location.controlSocketPath)
                 await server.shutdown()
+                let polling = server.busyPollFigures
+                if polling.polls > 0 {
+                    printNotice("busy polling caught the next request in \(polling.caught) of \(polling.polls) polls")
+                }
             }
         }
     }
