@@ -70,17 +70,10 @@ public final class VolumeClaims: Sendable {
     }
 }
 
-/// A volume held open by a client (see `Controller.open(volumeNamed:disconnect:)`).
-/// Invariant: while not released, a removal of the volume is refused or disconnects the client.
-public struct VolumeLease: Sendable {
-    public let volume: any Volume
-    /// Lets go of the volume; harmless to call more than once.
-    public let release: @Sendable () -> Void
-}
-
 extension Controller {
     /// Opens the volume called `name` for a client: nil if there is none, it is inactive, or it
-    /// is being removed. `disconnect` ends the client's use of it (a forced removal calls it).
+    /// is being removed. `disconnect` ends the client's use of it (a forced removal calls it);
+    /// until the lease is released, removing the volume is refused or disconnects the client.
     public func open(volumeNamed name: String, disconnect: @escaping @Sendable () -> Void) -> VolumeLease? {
         guard let release = claims.claim(name, disconnect: disconnect) else { return nil }
         guard let volume = try? volume(named: name) else {

@@ -103,7 +103,7 @@ extension NBDSessionHandler {
     }
 
     /// Opens the export for this session; a forced removal of the volume closes the session.
-    private func open(_ context: ChannelHandlerContext, _ name: String) -> NBDOpenExport? {
+    private func open(_ context: ChannelHandlerContext, _ name: String) -> VolumeLease? {
         let channel = context.channel
         return exports.open(name) { channel.close(promise: nil) }
     }
@@ -154,7 +154,7 @@ extension NBDSessionHandler {
         return input.readableBytes == 0 ? queries : nil
     }
 
-    private func begin(_ name: String, _ export: NBDOpenExport) {
+    private func begin(_ name: String, _ export: VolumeLease) {
         volume = export.volume
         releaseExport = export.release
         readOnly = exports.isReadOnly(name)

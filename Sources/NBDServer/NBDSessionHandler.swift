@@ -9,8 +9,8 @@ public protocol NBDExports: Sendable {
     func export(named name: String) -> (any Volume)?
     /// Opens `name` for a session's transmission phase: nil if it cannot be had. `disconnect`
     /// ends the session (the exports' owner calls it to free the volume by force); the session
-    /// releases what it opened when it ends.
-    func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport?
+    /// releases the lease when it ends.
+    func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> VolumeLease?
     /// Whether `name` is exported read-only.
     func isReadOnly(_ name: String) -> Bool
     /// A line saying what the export is (`NBD_INFO_DESCRIPTION`), if there is one.
@@ -21,19 +21,8 @@ extension NBDExports {
     public func description(of name: String) -> String? { nil }
 
     /// Exports that track no sessions: the volume, with nothing to release.
-    public func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport? {
-        export(named: name).map { NBDOpenExport(volume: $0, release: {}) }
-    }
-}
-
-/// A volume a session has open. Invariant: `release` is called once the session is over.
-public struct NBDOpenExport: Sendable {
-    public let volume: any Volume
-    public let release: @Sendable () -> Void
-
-    public init(volume: any Volume, release: @escaping @Sendable () -> Void) {
-        self.volume = volume
-        self.release = release
+    public func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> VolumeLease? {
+        export(named: name).map { VolumeLease(volume: $0, release: {}) }
     }
 }
 

@@ -147,8 +147,8 @@ struct PoolExports: NBDExports {
     var exportNames: [String] { controller.volumeNames }
     func export(named name: String) -> (any Volume)? { try? controller.volume(named: volumeName(name)) }
     /// Held by the controller's claims, so removing the volume waits for --force.
-    func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> NBDOpenExport? {
-        controller.open(volumeNamed: volumeName(name), disconnect: disconnect).map { NBDOpenExport(volume: $0.volume, release: $0.release) }
+    func open(_ name: String, disconnect: @escaping @Sendable () -> Void) -> VolumeLease? {
+        controller.open(volumeNamed: volumeName(name), disconnect: disconnect)
     }
     private func volumeName(_ name: String) -> String { name.isEmpty ? (defaultExport ?? name) : name }
 
