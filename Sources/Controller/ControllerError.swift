@@ -53,8 +53,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
             return "\(path) is \(current) bytes: the new size \(requested) must be larger"
         case let .inactiveVolume(name, reason): return "volume '\(name)' is not active: \(reason)"
         case let .volumeInUse(name, clients):
-            let who = clients == 1 ? "1 NBD client: disconnect it" : "\(clients) NBD clients: disconnect them"
-            return "volume '\(name)' is in use by \(who), or use --force to cut \(clients == 1 ? "it" : "them") off"
+            let them = clients == 1 ? "it" : "them"
+            return "volume '\(name)' is in use by \(VolumeClaims.describe(clients)): disconnect \(them), or use --force to cut \(them) off"
         case .refused(let text): return text
         }
     }

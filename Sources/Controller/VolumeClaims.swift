@@ -36,6 +36,9 @@ public final class VolumeClaims: Sendable {
         return { [self] in _ = state.withLock { $0.holders.removeValue(forKey: id) } }
     }
 
+    /// "1 NBD client", "3 NBD clients": how messages and screens count clients.
+    public static func describe(_ clients: Int) -> String { clients == 1 ? "1 NBD client" : "\(clients) NBD clients" }
+
     /// How many clients hold `volume`.
     public func clients(of volume: String) -> Int {
         state.withLock { state in state.holders.values.count { $0.volume == volume } }

@@ -124,11 +124,10 @@ public final class MonitorApp {
         guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to \(action)", error: true) }
         let clients = model.status?.snapshot(named: row.name)?.clients ?? 0
         mode = .confirm(action: action, target: row.name, force: clients > 0)
-        let question = action == "merge"
-            ? "Merge \(row.name) into \(row.origin)? The origin rolls back and \(row.name) is consumed."
-            : "Delete snapshot \(row.name)?"
-        let warning = clients == 0 ? "" : clients == 1 ? " Its NBD client is disconnected." : " Its \(clients) NBD clients are disconnected."
-        view.prompt = question + warning + " (y/N)"
+        let disconnecting = clients == 0 ? "" : ", disconnecting \(VolumeClaims.describe(clients))"
+        view.prompt = action == "merge"
+            ? "Merge \(row.name) into \(row.origin)\(disconnecting)? The origin rolls back and \(row.name) is consumed. (y/N)"
+            : "Delete snapshot \(row.name)\(disconnecting)? (y/N)"
     }
 
     private func startExtend() {

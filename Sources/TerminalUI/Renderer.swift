@@ -169,7 +169,7 @@ public enum Renderer {
     /// ", open by N NBD clients", when any are.
     static func clientsNote(_ clients: Int?) -> String {
         guard let clients, clients > 0 else { return "" }
-        return clients == 1 ? ", open by 1 NBD client" : ", open by \(clients) NBD clients"
+        return ", open by " + VolumeClaims.describe(clients)
     }
 
     /// When a budget evicted parts of the exception table, the chunk map shows only the part in

@@ -179,7 +179,7 @@ struct AttachedTerminalTests {
         let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
         try session.waitFor(text: "└ base")
         try session.press("j", until: "open by 1 NBD client")
-        try session.press("d", until: "Delete snapshot base? Its NBD client is disconnected. (y/N)")
+        try session.press("d", until: "Delete snapshot base, disconnecting 1 NBD client? (y/N)")
         try session.press("y", until: "deleted snapshot base")
         try session.press("q", until: "SESSION-ENDED")
         #expect(client.closedByPeer())
