@@ -13,9 +13,7 @@ struct IOCommand: AsyncParsableCommand {
     struct Write: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Write a byte pattern or a file's bytes to a volume.")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "Origin or snapshot name.") var volume: String
-        @Argument(help: "Byte offset.") var offset: String
-        @Argument(help: "Number of bytes.") var length: String
+        @OptionGroup var range: VolumeRange
         @Option(help: "Fill with this byte (0-255, or 0x00-0xff).") var pattern: String?
         @Option(help: "Take the bytes from this file.") var input: String?
 
@@ -28,7 +26,7 @@ struct IOCommand: AsyncParsableCommand {
             try await guarded {
                 guard (pattern == nil) != (input == nil) else { throw ControllerError.refused("give exactly one of --pattern or --input") }
                 if let pattern, Self.byte(pattern) == nil { throw ControllerError.refused("invalid --pattern '\(pattern)': a byte from 0 to 255") }
-                let (offset, length) = (try bytes(self.offset), try bytes(self.length))
+                let (offset, length) = try range.bytes()
                 let source: FileHandle? = try input.map { path in
                     guard let handle = FileHandle(forReadingAtPath: absolutePath(path)) else { throw ControllerError.pathMissing(absolutePath(path)) }
                     return handle
@@ -38,8 +36,7 @@ struct IOCommand: AsyncParsableCommand {
                     if size < length { throw ControllerError.refused("\(absolutePath(input)) holds \(size) bytes, fewer than \(length)") }
                 }
                 try await options.withController("snapvol io write") { controller in
-                    let target = try controller.volume(named: volume)
-                    try target.checkRange(offset: offset, length: length)
+                    let target = try range.volume(in: controller)
                     var done: UInt64 = 0
                     while done < length {
                         let count = Int(min(UInt64(IOCommand.step), length - done))
@@ -56,17 +53,14 @@ struct IOCommand: AsyncParsableCommand {
     struct Read: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Read raw bytes of a volume to stdout or a file.")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "Origin or snapshot name.") var volume: String
-        @Argument(help: "Byte offset.") var offset: String
-        @Argument(help: "Number of bytes.") var length: String
+        @OptionGroup var range: VolumeRange
         @Option(help: "Write to this file instead of stdout.") var output: String?
 
         func run() async throws {
             try await guarded {
-                let (offset, length) = (try bytes(self.offset), try bytes(self.length))
+                let (offset, length) = try range.bytes()
                 try await options.withController("snapvol io read") { controller in
-                    let source = try controller.volume(named: volume)
-                    try source.checkRange(offset: offset, length: length)
+                    let source = try range.volume(in: controller)
                     let sink = try openOutput(output)
                     try await copy(source, offset: offset, length: length, to: sink, progress: nil)
                 }
@@ -91,6 +85,24 @@ struct IOCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+/// The VOLUME OFFSET LENGTH arguments of `io write`, `io read` and `io discard`.
+struct VolumeRange: ParsableArguments {
+    @Argument(help: "Origin or snapshot name.") var volume: String
+    @Argument(help: "Byte offset.") var offset: String
+    @Argument(help: "Number of bytes.") var length: String
+
+    /// The offset and length in bytes (sizes as `ByteSize` parses them).
+    func bytes() throws -> (offset: UInt64, length: UInt64) { (try ByteSize.parse(offset), try ByteSize.parse(length)) }
+
+    /// The named volume, once the range is checked against its size.
+    func volume(in controller: Controller) throws -> any Volume {
+        let (offset, length) = try bytes()
+        let target = try controller.volume(named: volume)
+        try target.checkRange(offset: offset, length: length)
+        return target
     }
 }
 

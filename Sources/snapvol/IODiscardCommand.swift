@@ -17,17 +17,14 @@ extension IOCommand {
                 written elsewhere (copying shared chunks into the snapshots first).
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "Origin or snapshot name.") var volume: String
-        @Argument(help: "Byte offset.") var offset: String
-        @Argument(help: "Number of bytes.") var length: String
+        @OptionGroup var range: VolumeRange
         @Flag(help: "Zero the range instead: it reads as zeros afterwards.") var zero = false
 
         func run() async throws {
             try await guarded {
-                let (offset, length) = (try bytes(self.offset), try bytes(self.length))
+                let (offset, length) = try range.bytes()
                 try await options.withController("snapvol io discard") { controller in
-                    let target = try controller.volume(named: volume)
-                    try target.checkRange(offset: offset, length: length)
+                    let target = try range.volume(in: controller)
                     let freed = zero
                         ? try await target.writeZeroes(offset: offset, length: length, mayDeallocate: true)
                         : try await target.discard(offset: offset, length: length)
