@@ -92,7 +92,7 @@ extension Controller {
         let evicted = try claims.beginRemoval(of: volumes, force: force)
         defer { claims.endRemoval(of: volumes) }
         if evicted > 0 {
-            events.record("\(volumes.joined(separator: ", ")): \(evicted) client(s) disconnected (--force)")
+            events.record("\(volumes.joined(separator: ", ")): \(VolumeClaims.describe(evicted)) disconnected (--force)")
         }
         return try await body()
     }

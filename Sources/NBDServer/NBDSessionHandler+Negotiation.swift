@@ -155,8 +155,7 @@ extension NBDSessionHandler {
     }
 
     private func begin(_ name: String, _ export: VolumeLease) {
-        volume = export.volume
-        releaseExport = export.release
+        lease = export
         readOnly = exports.isReadOnly(name)
         activeContexts = structuredReplies && metaContextExport == name ? selectedContexts : []
         phase.value = .transmission

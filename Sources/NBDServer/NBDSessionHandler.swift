@@ -47,9 +47,8 @@ final class NBDSessionHandler: ChannelInboundHandler {
     let handshakeLimit: TimeAmount?
     var handshakeTimer: Scheduled<Void>?
     var noZeroes = false
-    var volume: (any Volume)?
-    /// Lets go of the export in use (`NBDExports.open`), once the session ends.
-    var releaseExport: (@Sendable () -> Void)?
+    /// The export in use (`NBDExports.open`) from transmission on; released when the session ends.
+    var lease: VolumeLease?
     var readOnly = false
     /// Whether the client asked for structured replies (`NBD_OPT_STRUCTURED_REPLY`).
     var structuredReplies = false
@@ -101,8 +100,8 @@ final class NBDSessionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         phase.value = .closed
-        releaseExport?()
-        releaseExport = nil
+        lease?.release()
+        lease = nil
         if busyPolled, let socket { socket.busyPoll?.remove(socket.descriptor) }
         busyPolled = false
         context.fireChannelInactive()
@@ -145,7 +144,7 @@ final class NBDSessionHandler: ChannelInboundHandler {
     // MARK: transmission
 
     private func handleRequest(_ context: ChannelHandlerContext, _ request: NBDRequest) {
-        guard let volume else { return close(context) }
+        guard let volume = lease?.volume else { return close(context) }
         if request.type == NBD.cmdDisconnect {
             closing = true
             if inFlight == 0 { close(context) }
