@@ -10,6 +10,9 @@ struct IOGate {
     private var reopened: OneShotEvent<Void>?
     private var drained: OneShotEvent<Void>?
 
+    /// Whether a closer holds the gate (new I/O waits).
+    var isClosed: Bool { reopened != nil }
+
     /// Admits one I/O, or returns the event to wait for before trying again.
     mutating func enter() -> OneShotEvent<Void>? {
         if let reopened { return reopened }

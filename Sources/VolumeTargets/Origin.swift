@@ -103,19 +103,27 @@ public final class Origin: Sendable {
     /// - Parameter cacheBudget: memory the exception table may use (nil: no limit); beyond it,
     ///   parts are evicted and read back from the store's metadata areas.
     public func attach(name: String, store: any ExceptionStore, cacheBudget: ExceptionCache.Budget? = nil) async throws -> Snapshot {
+        let loaded = try await load(name: name, store: store, cacheBudget: cacheBudget)
+        await withGateClosed { join(loaded) }
+        return loaded.snapshot
+    }
+
+    /// Reads `store`'s metadata into a new snapshot's tables, without joining it yet.
+    func load(name: String, store: any ExceptionStore, cacheBudget: ExceptionCache.Budget?) async throws -> LoadedSnapshot {
         var table = ExceptionCache(budget: cacheBudget, layout: store.areaLayout, capacity: store.capacity)
         let loaded = try await store.readMetadata { old, new in table.insert(old: old, new: new) }
-        let snapshot = Snapshot(name: name, origin: self, store: store)
         let condition: SnapshotCondition = loaded == .invalid ? .invalid(reason: "invalidated on disk") : .active
-        let loadedTable = table
-        await withGateClosed {
-            state.withLock { state in
-                state.tables[ObjectIdentifier(snapshot)] = SnapshotTables(geometry: store.geometry, condition: condition,
-                                                                          exceptions: ExceptionSet(completed: loadedTable))
-                state.members.append(snapshot)
-            }
+        return LoadedSnapshot(snapshot: Snapshot(name: name, origin: self, store: store),
+                              tables: SnapshotTables(geometry: store.geometry, condition: condition, exceptions: ExceptionSet(completed: table)))
+    }
+
+    /// Makes a loaded snapshot a member. Only with the gate closed: no write straddles the join.
+    func join(_ loaded: LoadedSnapshot) {
+        precondition(loaded.snapshot.origin === self, "snapshot \(loaded.snapshot.name) joined to another origin")
+        state.withLock { state in
+            state.tables[ObjectIdentifier(loaded.snapshot)] = loaded.tables
+            state.members.append(loaded.snapshot)
         }
-        return snapshot
     }
 
     /// Detaches `snapshot` once the I/O in flight has drained. Its store keeps what it holds.
@@ -243,6 +251,9 @@ public final class Origin: Sendable {
     }
 
     func leaveGate() { state.withLock { $0.gate.leave() } }
+
+    /// Whether a reconfiguration holds the gate closed (tests wait for it).
+    var isGateClosed: Bool { state.withLock { $0.gate.isClosed } }
 
     /// Leaves the gate and ends a snapshot read's tracked origin ranges under one lock
     /// acquisition, then wakes the writes that waited for them.
