@@ -145,7 +145,10 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     }
 
     /// The budget the snapshot's exception table gets (nil: unlimited).
-    public var cacheBudget: ExceptionCache.Budget? {
+    public var cacheBudget: ExceptionCache.Budget? { Self.cacheBudget(exceptionCache) }
+
+    /// The budget for a requested `exception_cache` (nil: the default; 0: unlimited, nil).
+    static func cacheBudget(_ exceptionCache: UInt64?) -> ExceptionCache.Budget? {
         let bytes = exceptionCache ?? ExceptionCacheSizes.defaultBytes
         return bytes == 0 ? nil : ExceptionCache.Budget(bytes: Int(bytes))
     }

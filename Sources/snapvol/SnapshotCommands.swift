@@ -10,11 +10,18 @@ struct SnapshotCommand: AsyncParsableCommand {
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a snapshot of an origin on a COW file or block device.",
-            discussion: "The COW defaults to 20% of the origin and the chunk size to 16 KiB (the kernel's default).")
+            discussion: """
+                The COW defaults to 20% of the origin and the chunk size to 16 KiB (the kernel's default).
+
+                Several names, each with its own --origin and --cow in the same order, create a \
+                consistent group: the snapshots are taken at one instant, so a write that is in \
+                one of them has every write acknowledged before it was sent in the others (as a \
+                VM with several disks needs). If any of them cannot be made, none is.
+                """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The snapshot's name.") var name: String
-        @Option(help: "The origin to snapshot.") var origin: String
-        @Option(help: "The COW file (created sparse if missing) or block device.") var cow: String
+        @Argument(help: ArgumentHelp("The snapshot's name (several: a consistent group).", valueName: "name")) var names: [String]
+        @Option(help: "The origin to snapshot (once per name, in order).") var origin: [String] = []
+        @Option(help: "The COW file (created sparse if missing) or block device (once per name, in order).") var cow: [String] = []
         @Option(help: "Size of a new COW file.") var cowSize: String?
         @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
         @Flag(help: "Keep exceptions in memory only (lost when the pool's owner exits).") var transient = false
@@ -28,14 +35,29 @@ struct SnapshotCommand: AsyncParsableCommand {
                     throw ControllerError.refused(
                         "transient snapshots live in the memory of the process that owns the pool; this command exits at once, so the snapshot would vanish (start 'snapvol serve' first: commands are then forwarded to it)")
                 }
-                let chunk = try chunkBytes(chunkSize)
-                let request = SnapshotRequest(name: name, origin: origin, cowPath: absolutePath(cow), cowSize: try bytes(cowSize),
-                                              chunkSize: chunk, transient: transient, force: force,
-                                              exceptionCache: try exceptionCache.map(ExceptionCacheSizes.parse))
-                try await options.withController("snapvol snapshot create") { try await $0.createSnapshot(request) }
-                emit("created snapshot \(name) of \(origin)")
+                let requests = try makeRequests()
+                try await options.withController("snapvol snapshot create") { try await $0.createSnapshots(requests) }
+                let made = zip(names, origin).map { "\($0) of \($1)" }.joined(separator: ", ")
+                emit(names.count == 1 ? "created snapshot \(made)" : "created snapshots \(made) at one instant")
             }
         }
+
+        /// One request per name, paired in order with the --origin and --cow options.
+        private func makeRequests() throws -> [SnapshotRequest] {
+            guard !names.isEmpty else { throw ValidationError("missing the snapshot's name") }
+            guard origin.count == names.count, cow.count == names.count else {
+                throw ValidationError("\(Self.count(names.count, "name")) but \(Self.count(origin.count, "--origin")) and \(Self.count(cow.count, "--cow")): give one --origin and one --cow per name, in order")
+            }
+            let chunk = try chunkBytes(chunkSize)
+            let size = try bytes(cowSize)
+            let cache = try exceptionCache.map(ExceptionCacheSizes.parse)
+            return names.indices.map { index in
+                SnapshotRequest(name: names[index], origin: origin[index], cowPath: absolutePath(cow[index]), cowSize: size,
+                                chunkSize: chunk, transient: transient, force: force, exceptionCache: cache)
+            }
+        }
+
+        private static func count(_ count: Int, _ what: String) -> String { "\(count) \(what)\(count == 1 ? "" : "s")" }
     }
 
     struct Attach: AsyncParsableCommand, ForwardableCommand {

@@ -17,10 +17,10 @@ import TestSupport
     /// before: never newer (B's write was sent after A's was acknowledged), never two behind.
     @Test func aGroupHoldsEveryWriteAcknowledgedBeforeOneItHolds() async throws {
         let seed = SeededGenerator.fromEnvironment().seed
-        try await withDeadline(120, "group snapshots under dependent writes, seed \(seed)") {
+        try await withDeadline(240, "group snapshots under dependent writes, seed \(seed)") {
             var generator = SeededGenerator(seed: seed)
             var midStream = 0
-            for round in 0..<100 {
+            for round in 0..<40 {
                 let delay = Int.random(in: 0..<3000, using: &generator)
                 midStream += try await Self.round(seed: seed &+ UInt64(round), writeBack: round % 2 == 1, delayMicroseconds: delay)
             }
@@ -39,23 +39,28 @@ import TestSupport
             attachments.append(SnapshotAttachment(origin: origin, name: "\(origin.name)-snap", store: try await store(for: origin)))
         }
         let progress = WriterProgress(writers: writers)
-        let tasks = (0..<writers).map { writer in
-            Task {
-                var generator = SeededGenerator(seed: seed &* 31 &+ UInt64(writer))
-                var number = 0
-                while !progress.stop.load(ordering: .relaxed) {
-                    number += 1
-                    let block = writer * blocksPerWriter + Int.random(in: 0..<blocksPerWriter, using: &generator)
-                    for origin in origins { try await origin.writeBytes(Self.numbered(number), at: UInt64(block * Self.block)) }
-                    progress.written.withLock { $0[writer] = number }
-                    await Task.yield()
+        // Child tasks: they run on the deadline's dedicated executor, as the round does.
+        let snapshots = try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    var generator = SeededGenerator(seed: seed &* 31 &+ UInt64(writer))
+                    var number = 0
+                    while !progress.stop.load(ordering: .relaxed) {
+                        number += 1
+                        let block = writer * blocksPerWriter + Int.random(in: 0..<blocksPerWriter, using: &generator)
+                        for origin in origins { try await origin.writeBytes(Self.numbered(number), at: UInt64(block * Self.block)) }
+                        progress.written.withLock { $0[writer] = number }
+                        await Task.yield()
+                    }
                 }
             }
+            while !progress.written.withLock({ $0.allSatisfy { $0 > 0 } }) { try await Task.sleep(for: .milliseconds(1)) }
+            try await Task.sleep(for: .microseconds(delayMicroseconds))
+            let snapshots = try await Origin.attach(together: attachments)
+            progress.stop.store(true, ordering: .relaxed)
+            try await group.waitForAll()
+            return snapshots
         }
-        try await Task.sleep(for: .microseconds(delayMicroseconds))
-        let snapshots = try await Origin.attach(together: attachments)
-        progress.stop.store(true, ordering: .relaxed)
-        for task in tasks { try await task.value }
         var caught = 0
         for writer in 0..<writers {
             let a = try await newest(in: snapshots[0], writer: writer)
@@ -75,14 +80,14 @@ import TestSupport
         let b = Origin(name: "b", device: bDevice)
         let attachments = [SnapshotAttachment(origin: a, name: "a-snap", store: try await Self.store(for: a)),
                            SnapshotAttachment(origin: b, name: "b-snap", store: try await Self.store(for: b))]
-        try await withDeadline(20, "a group waits for a held write") {
+        try await withDeadline(120, "a group waits for a held write") {
             let held = bDevice.hold(.write)
-            let heldWrite = Task { try await b.writeBytes(pattern(0xBB, 4096), at: 0) }
+            let heldWrite = Task(executorPreference: DedicatedExecutor.shared) { try await b.writeBytes(pattern(0xBB, 4096), at: 0) }
             await held.arrived.wait()
-            let group = Task { try await Origin.attach(together: attachments) }
-            await eventually("the group closes B's gate") { b.isGateClosed }
+            let group = Task(executorPreference: DedicatedExecutor.shared) { try await Origin.attach(together: attachments) }
+            while !b.isGateClosed { try await Task.sleep(for: .milliseconds(1)) }
             let progress = WriterProgress(writers: 1)
-            let lateWrite = Task {
+            let lateWrite = Task(executorPreference: DedicatedExecutor.shared) {
                 try await a.writeBytes(pattern(0xAA, 4096), at: 0)
                 progress.stop.store(true, ordering: .relaxed)
             }
@@ -106,7 +111,7 @@ import TestSupport
         let before = device.contents
         let origin = Origin(name: "origin", device: device)
         let other = Origin(name: "other", device: patternedDevice("other", size: 64 << 10))
-        try await withDeadline(10, "two snapshots of one origin and one of another join") {
+        try await withDeadline(60, "two snapshots of one origin and one of another join") {
             let snapshots = try await Origin.attach(together: [
                 SnapshotAttachment(origin: origin, name: "s1", store: try await Self.store(for: origin)),
                 SnapshotAttachment(origin: other, name: "s2", store: try await Self.store(for: other)),
