@@ -94,6 +94,7 @@ public final class MonitorApp {
         case Int32(UInt8(ascii: "-")): view.delay = max(view.delay / 2, 0.25); show("refresh every \(view.delay) s")
         case Int32(UInt8(ascii: "p")): view.paused.toggle(); show(view.paused ? "refresh paused (p resumes)" : "refresh resumed")
         case Int32(UInt8(ascii: "n")), snapvol_key_f(2): startForm()
+        case Int32(UInt8(ascii: "N")): startForm(everyOrigin: true)
         case Int32(UInt8(ascii: "d")), snapvol_key_f(8): askOnSnapshot("delete")
         case Int32(UInt8(ascii: "m")), snapvol_key_f(6): askOnSnapshot("merge")
         case Int32(UInt8(ascii: "e")), snapvol_key_f(5): startExtend()
@@ -112,9 +113,13 @@ public final class MonitorApp {
         return true
     }
 
-    private func startForm() {
+    /// Opens the new-snapshot form for the selected origin, or prefilled with every origin (a
+    /// consistent group).
+    private func startForm(everyOrigin: Bool = false) {
         if refuseIfReadOnly("new snapshot") { return }
-        let origin = model.selected?.origin ?? model.status?.origins.first?.name ?? ""
+        let origin = everyOrigin
+            ? (model.status?.origins.map(\.name) ?? []).joined(separator: " ")
+            : model.selected?.origin ?? model.status?.origins.first?.name ?? ""
         view.form = SnapshotForm(origin: origin, poolDirectory: source.poolDirectory)
         mode = .form
     }
@@ -162,10 +167,12 @@ public final class MonitorApp {
         case KEY_BACKSPACE, 127, 8: form.backspace()
         case 10, 13, KEY_ENTER:
             guard let status = model.status, let registry = try? source.registry(),
-                  let request = form.validate(against: status, registry: registry) else { break }
+                  let requests = form.validate(against: status, registry: registry) else { break }
             view.form = nil
             mode = .normal
-            run("creating \(request.name)", done: "created snapshot \(request.name)") { [source] in try await source.createSnapshot(request) }
+            let names = requests.map(\.name).joined(separator: ", ")
+            let done = requests.count == 1 ? "created snapshot \(names)" : "created snapshots \(names) at one instant"
+            run("creating \(names)", done: done) { [source] in try await source.createSnapshots(requests) }
             return
         default: if let character = Self.printable(key) { form.type(character) }
         }

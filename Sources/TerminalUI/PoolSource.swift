@@ -10,7 +10,8 @@ public protocol PoolSource: Sendable {
     func registry() throws -> Registry
     func recentEvents() -> [String]
     func chunkMap(snapshot: String, cells: Int) -> [Double]?
-    func createSnapshot(_ request: SnapshotRequest) async throws
+    /// Creates one snapshot, or several at one instant (a consistent group).
+    func createSnapshots(_ requests: [SnapshotRequest]) async throws
     /// `force`: disconnect the NBD clients that have the snapshot open (refused otherwise).
     func deleteSnapshot(name: String, force: Bool) async throws
     func mergeSnapshot(name: String, force: Bool) async throws
@@ -29,7 +30,7 @@ public struct ControllerSource: PoolSource {
     public func registry() throws -> Registry { controller.registry }
     public func recentEvents() -> [String] { controller.events.recent.map { Self.stamp($0.time) + " " + $0.text } }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
-    public func createSnapshot(_ request: SnapshotRequest) async throws { try await controller.createSnapshot(request) }
+    public func createSnapshots(_ requests: [SnapshotRequest]) async throws { try await controller.createSnapshots(requests) }
     public func deleteSnapshot(name: String, force: Bool) async throws { try await controller.deleteSnapshot(name: name, force: force) }
     public func mergeSnapshot(name: String, force: Bool) async throws { try await controller.mergeSnapshot(name: name, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
@@ -53,7 +54,7 @@ public struct DiskSource: PoolSource {
     public func registry() throws -> Registry { try PoolObserver.registry(location) }
     public func recentEvents() -> [String] { [] }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
-    public func createSnapshot(_ request: SnapshotRequest) async throws { throw Self.refusal }
+    public func createSnapshots(_ requests: [SnapshotRequest]) async throws { throw Self.refusal }
     public func deleteSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
     public func mergeSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }

@@ -33,10 +33,14 @@ struct ServerSource: PoolSource {
     func recentEvents() -> [String] { [] }
     func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
 
-    func createSnapshot(_ request: SnapshotRequest) async throws {
-        var arguments = ["snapshot", "create", request.name, "--origin", request.origin, "--cow", request.cowPath]
-        if let size = request.cowSize { arguments += ["--cow-size", "\(size)"] }
-        if let chunk = request.chunkSize { arguments += ["--chunk-size", "\(chunk)"] }
+    /// `snapshot create` with every request's name, `--origin` and `--cow` in order; the size
+    /// options are the first request's (the form gives all of them the same).
+    func createSnapshots(_ requests: [SnapshotRequest]) async throws {
+        guard let first = requests.first else { return }
+        var arguments = ["snapshot", "create"] + requests.map(\.name)
+        arguments += requests.flatMap { ["--origin", $0.origin, "--cow", $0.cowPath] }
+        if let size = first.cowSize { arguments += ["--cow-size", "\(size)"] }
+        if let chunk = first.chunkSize { arguments += ["--chunk-size", "\(chunk)"] }
         _ = try run(arguments)
     }
 

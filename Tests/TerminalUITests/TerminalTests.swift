@@ -56,6 +56,22 @@ struct TerminalTests {
         #expect(status["cow_path"] as? String == "\(pool.path)/fromtui.cow")
     }
 
+    /// `N` opens the form with every origin: one name makes a snapshot of each at one instant.
+    @Test func groupFormSnapshotsEveryOriginAtOnce() throws {
+        let pool = try Self.pool()
+        try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.press("N", until: "New snapshot")
+        try session.type("nightly")
+        try session.waitFor(text: "At one instant: nightly-vm, nightly-db")
+        try session.press("Enter", until: "created snapshots nightly-vm, nightly-db at one instant")
+        try session.waitFor(text: "└ nightly-db")
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("nightly-vm")?["cow_path"] as? String == "\(pool.path)/nightly-vm.cow")
+        #expect(try pool.snapshotStatus("nightly-db")?["origin"] as? String == "db")
+    }
+
     @Test func badFormInputShowsInlineErrorsAndCreatesNothing() throws {
         let pool = try Self.pool()
         let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
@@ -166,6 +182,21 @@ struct AttachedTerminalTests {
         try session.waitFor(text: "└ viaserver")
         try session.press("q", until: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("viaserver") != nil)
+    }
+
+    /// A group from the TUI reaches the server as one `snapshot create` with every name.
+    @Test func aGroupFromTheTUIIsCreatedThroughTheServer() throws {
+        let pool = try TerminalTests.pool()
+        try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
+        let server = try ServeProcess(pool: pool)
+        defer { server.stop() }
+        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
+        try session.waitFor(text: "└ base")
+        try session.keys("N")
+        try session.type("g")
+        try session.press("Enter", until: "created snapshots g-vm, g-db at one instant")
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("g-vm") != nil && pool.snapshotStatus("g-db") != nil)
     }
 
     /// A snapshot an NBD client has open: the detail pane says so, the delete prompt warns that

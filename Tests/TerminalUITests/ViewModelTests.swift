@@ -133,9 +133,46 @@ import TestSupport
         #expect(form.validate(against: Self.status(), registry: registry) == nil)
         #expect(form.errors[.chunkSize] != nil)
         form.values[.chunkSize] = "64K"
-        let request = form.validate(against: Self.status(), registry: registry)
-        #expect(request?.cowPath == "/p/new.cow")
-        #expect(request?.chunkSize == 65536)
+        let requests = form.validate(against: Self.status(), registry: registry)
+        #expect(requests?.count == 1)
+        #expect(requests?.first?.cowPath == "/p/new.cow")
+        #expect(requests?.first?.chunkSize == 65536)
+    }
+
+    /// Several origins make a group: a snapshot per origin named `<name>-<origin>`, COW files in
+    /// the typed directory (or the pool's), each name and path checked.
+    @Test func formWithSeveralOriginsMakesAGroup() {
+        var registry = Registry()
+        registry.origins = [OriginRecord(name: "vm", path: "/vm.img", snapshots: [SnapshotRecord(name: "n-vm", cowPath: "/b.cow", chunkSize: 16384)]),
+                            OriginRecord(name: "db", path: "/db.img")]
+        let json = """
+            {"pool": "/p", "origins": [
+              {"name": "vm", "path": "/vm.img", "size": 67108864, "state": "active", "read_bytes": 0, "write_bytes": 0, "snapshots": []},
+              {"name": "db", "path": "/db.img", "size": 8388608, "state": "active", "read_bytes": 0, "write_bytes": 0, "snapshots": []}]}
+            """
+        let status = try! JSONDecoder().decode(PoolStatus.self, from: Data(json.utf8))
+        var form = SnapshotForm(origin: "vm db", poolDirectory: "/p")
+        for character in "n" { form.type(character) }
+        #expect(form.isGroup)
+        #expect(form.validate(against: status, registry: registry) == nil)
+        #expect(form.errors[.name] == "'n-vm' already exists")
+        form.values[.name] = "nightly"
+        form.values[.origin] = "vm, db, nope"
+        #expect(form.validate(against: status, registry: registry) == nil)
+        #expect(form.errors[.origin] == "no origin 'nope'")
+        form.values[.origin] = "vm db vm"
+        #expect(form.validate(against: status, registry: registry) == nil)
+        #expect(form.errors[.origin] == "an origin is given twice")
+        form.values[.origin] = "vm db"
+        form.values[.cowPath] = "/cows"
+        let requests = form.validate(against: status, registry: registry)
+        #expect(requests?.map(\.name) == ["nightly-vm", "nightly-db"])
+        #expect(requests?.map(\.origin) == ["vm", "db"])
+        #expect(requests?.map(\.cowPath) == ["/cows/nightly-vm.cow", "/cows/nightly-db.cow"])
+        let screen = TextScreen(rows: 30, columns: 100)
+        FormRenderer.draw(form, on: screen)
+        #expect(screen.text.contains("COW dir"))
+        #expect(screen.text.contains("At one instant: nightly-vm, nightly-db"))
     }
 
     @Test func everyThemeFileParsesAndErrorsNameTheLine() throws {
