@@ -170,33 +170,23 @@ struct TerminalTests {
 /// The TUI attached to `snapvol serve` over the control socket.
 @Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
 struct AttachedTerminalTests {
-    @Test func tuiAttachesToAServerAndCreatesThroughIt() throws {
-        let pool = try TerminalTests.pool()
-        let server = try ServeProcess(pool: pool)
-        defer { server.stop() }
-        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
-        try session.waitFor(text: "└ base")
-        try session.keys("n")
-        try session.type("viaserver")
-        try session.press("Enter", until: "created snapshot viaserver")
-        try session.waitFor(text: "└ viaserver")
-        try session.press("q", until: "SESSION-ENDED")
-        #expect(try pool.snapshotStatus("viaserver") != nil)
-    }
-
-    /// A group from the TUI reaches the server as one `snapshot create` with every name.
-    @Test func aGroupFromTheTUIIsCreatedThroughTheServer() throws {
+    /// `n` (one snapshot) and `N` (a group of every origin) reach the server as one
+    /// `snapshot create` command line.
+    @Test(arguments: [("n", "viaserver", "created snapshot viaserver", ["viaserver"]),
+                      ("N", "g", "created snapshots g-vm, g-db at one instant", ["g-vm", "g-db"])])
+    func tuiAttachesToAServerAndCreatesThroughIt(key: String, name: String, done: String, made: [String]) throws {
         let pool = try TerminalTests.pool()
         try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
         let server = try ServeProcess(pool: pool)
         defer { server.stop() }
         let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
         try session.waitFor(text: "└ base")
-        try session.keys("N")
-        try session.type("g")
-        try session.press("Enter", until: "created snapshots g-vm, g-db at one instant")
+        try session.keys(key)
+        try session.type(name)
+        try session.press("Enter", until: done)
+        try session.waitFor(text: "└ \(made[0])")
         try session.press("q", until: "SESSION-ENDED")
-        #expect(try pool.snapshotStatus("g-vm") != nil && pool.snapshotStatus("g-db") != nil)
+        for snapshot in made { #expect(try pool.snapshotStatus(snapshot) != nil, "\(snapshot)") }
     }
 
     /// A snapshot an NBD client has open: the detail pane says so, the delete prompt warns that
