@@ -81,7 +81,11 @@ extension Controller {
             do {
                 for plan in plans { prepared.append(try await prepare(plan)) }
                 let snapshots = try await Origin.attach(together: prepared.map(\.attachment))
-                for (plan, snapshot) in zip(plans, snapshots) { registry.origins[plan.originIndex].snapshots.append(plan.record(snapshot)) }
+                for (plan, snapshot) in zip(plans, snapshots) {
+                    var record = plan.record(snapshot)
+                    if requests.count > 1 { record.takenWith = requests.map(\.name).filter { $0 != record.name } }
+                    registry.origins[plan.originIndex].snapshots.append(record)
+                }
                 do {
                     try save(registry)
                 } catch {
@@ -221,8 +225,7 @@ extension Controller {
             try await removing([name], force: force) {
                 let snapshot = state.withLock { $0.live[originRecord.name]?.snapshots[name] }
                 if let snapshot { await snapshot.origin.detach(snapshot) }
-                let index = registry.origins.firstIndex { $0.name == originRecord.name }!
-                registry.origins[index].snapshots.removeAll { $0.name == name }
+                registry.removeSnapshot(named: name)
                 try save(registry)
             }
             state.withLock { state in
@@ -262,7 +265,7 @@ extension Controller {
                 }
                 events.record("\(name): merge started")
                 try await snapshot.origin.merge(snapshot)
-                registry.origins[originIndex].snapshots.remove(at: snapshotIndex)
+                registry.removeSnapshot(named: name)
                 try save(registry)
             }
             state.withLock { $0.live[originRecord.name]?.snapshots[name] = nil }

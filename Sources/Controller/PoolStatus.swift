@@ -87,9 +87,12 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     public var table: TableReport?
     /// NBD clients that have it open (nil when not known: read-only monitoring).
     public var clients: Int?
+    /// The other snapshots of its consistent group still in the pool (nil: taken alone).
+    public var takenWith: [String]?
 
     enum CodingKeys: String, CodingKey {
         case name, origin, persistent, exceptions, state, reason, table, clients
+        case takenWith = "taken_with"
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
         case dmStatus = "dm_status", readBytes = "read_bytes", writeBytes = "write_bytes"
@@ -113,6 +116,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         readBytes = status.io.readBytes
         writeBytes = status.io.writeBytes
         table = status.cache.map(TableReport.init)
+        takenWith = record.takenWith
     }
 
     /// A snapshot that could not be activated.
@@ -132,6 +136,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         dmStatus = "0 \(originSize / UInt64(sectorBytes)) snapshot \(state == "invalid" ? "Invalid" : "Inactive")"
         readBytes = 0
         writeBytes = 0
+        takenWith = record.takenWith
     }
 }
 

@@ -27,6 +27,18 @@ public struct Registry: Codable, Equatable, Sendable {
 
     public func origin(named name: String) -> OriginRecord? { origins.first { $0.name == name } }
 
+    /// Removes snapshot `name` (deleted or merged away), and its name from its group's members.
+    mutating func removeSnapshot(named name: String) {
+        for originIndex in origins.indices {
+            origins[originIndex].snapshots.removeAll { $0.name == name }
+            for index in origins[originIndex].snapshots.indices {
+                guard var group = origins[originIndex].snapshots[index].takenWith else { continue }
+                group.removeAll { $0 == name }
+                origins[originIndex].snapshots[index].takenWith = group.isEmpty ? nil : group
+            }
+        }
+    }
+
     /// The origin holding snapshot `name`, and the snapshot.
     public func snapshot(named name: String) -> (origin: OriginRecord, snapshot: SnapshotRecord)? {
         for origin in origins {
@@ -137,11 +149,14 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     public var created: Date?
     /// Memory budget of the exception table in bytes; nil: the default; 0: no limit.
     public var exceptionCache: UInt64?
+    /// The other snapshots of its consistent group (taken at the same instant) still in the
+    /// pool; nil when it was taken alone.
+    public var takenWith: [String]?
 
     enum CodingKeys: String, CodingKey {
         case name, persistent, merging, created
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
-        case exceptionCache = "exception_cache"
+        case exceptionCache = "exception_cache", takenWith = "taken_with"
     }
 
     /// The budget the snapshot's exception table gets (nil: unlimited).
@@ -172,6 +187,7 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         transientOwner = try values.decodeIfPresent(Int32.self, forKey: .transientOwner)
         created = try values.decodeIfPresent(Date.self, forKey: .created)
         exceptionCache = try values.decodeIfPresent(UInt64.self, forKey: .exceptionCache)
+        takenWith = try values.decodeIfPresent([String].self, forKey: .takenWith)
     }
 }
 

@@ -138,6 +138,7 @@ public enum Renderer {
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
             lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
             if let table = report.table { lines.append("exception table \(table.summary)") }
+            if let group = report.takenWith { lines.append("taken at one instant with \(group.joined(separator: ", "))") }
         } else if let remap = model.status?.remaps.first(where: { $0.name == row.name }) {
             lines.append("remap volume: data \(remap.devicePath)   chunk \(Format.size(UInt64(remap.chunkSize)))   remapped \(remap.remapped)   awaiting a write \(remap.marked)")
             lines.append("spare \(remap.sparePath)   used \(Format.size(remap.spareUsedBytes)) of \(Format.size(remap.spareTotalBytes)) (\(Format.percent(remap.fillPercent)))")

@@ -28,6 +28,12 @@ import TestSupport
         #expect(try pool.ok("io", "read", "b1", "0", "64K").stdout.allSatisfy { $0 == 0x0B })
         #expect(try pool.snapshotStatus("a1")?["origin"] as? String == "a")
         #expect(try pool.snapshotStatus("b1")?["chunk_size"] as? Int == 4096)
+        #expect(try pool.snapshotStatus("a1")?["taken_with"] as? [String] == ["b1"])
+        #expect(try pool.snapshotStatus("b1")?["taken_with"] as? [String] == ["a1"])
+        try pool.ok("snapshot", "create", "alone", "--origin", "a", "--cow", pool.file("alone.cow"))
+        #expect(try pool.snapshotStatus("alone")?.keys.contains("taken_with") == false)
+        try pool.ok("snapshot", "delete", "b1")
+        #expect(try pool.snapshotStatus("a1")?.keys.contains("taken_with") == false, "a deleted member leaves the group")
     }
 
     /// Refusals found by the checks change nothing (one line, exit 1).

@@ -16,7 +16,8 @@ import TestSupport
               "read_bytes": 0, "write_bytes": \(written), "snapshots": [
               {"name": "b-snap", "origin": "vm", "cow_path": "/b.cow", "chunk_size": 16384, "persistent": true,
                "exceptions": \(exceptions), "cow_used_bytes": 1000, "cow_total_bytes": 2000, "fill_percent": \(fill),
-               "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0\(table)},
+               "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0,
+               "taken_with": ["db-snap"]\(table)},
               {"name": "a-snap", "origin": "vm", "cow_path": "/a.cow", "chunk_size": 4096, "persistent": true,
                "exceptions": 99, "cow_used_bytes": 10, "cow_total_bytes": 2000, "fill_percent": 5,
                "pending_copies": 0, "state": "active", "dm_status": "0 131072 snapshot 1/4 1", "read_bytes": 0, "write_bytes": 0}]}]}
@@ -71,6 +72,7 @@ import TestSupport
         #expect(text.contains("! INVALID"), "state is never shown by colour alone")
         #expect(text.contains("95.0%"))
         #expect(text.contains("dmsetup status: 0 131072 snapshot 2/4 1"))
+        #expect(text.contains("taken at one instant with db-snap"))
         #expect(text.contains("[ ▒█]"))
         #expect(text.contains("F10Quit"))
         let barRow = screen.lines.firstIndex { $0.contains("b-snap") && $0.contains("█") }!
