@@ -65,4 +65,36 @@ import TestSupport
         }
         #expect(kills == Self.trials)
     }
+
+    /// A group create killed at random instants leaves all of the group or none of it: both
+    /// snapshots registered, checking clean and equal to their origins, or neither.
+    @Test func aKilledGroupCreateLeavesAllOrNothing() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        for (name, pattern) in [("a", "0x0A"), ("b", "0x0B")] {
+            try pool.ok("origin", "add", name, "--path", pool.file("\(name).img"), "--size", "4M")
+            try pool.ok("io", "write", name, "0", "4M", "--pattern", pattern)
+        }
+        let images = ["a": try Self.dump(pool, "a"), "b": try Self.dump(pool, "b")]
+        var made = 0
+        for trial in 0..<Self.trials {
+            // The command takes 20-30 ms here: most kills land inside it.
+            let delay = Double.random(in: 0.0...0.03, using: &generator)
+            let names = ["a\(trial)", "b\(trial)"]
+            try Self.kill(after: delay, pool, ["snapshot", "create"] + names + ["--origin", "a", "--origin", "b",
+                                              "--cow", pool.file("\(names[0]).cow"), "--cow", pool.file("\(names[1]).cow")])
+            let registered = try names.map { try pool.snapshotStatus($0) != nil }
+            #expect(registered[0] == registered[1], "trial \(trial): \(registered); seed \(generator.seed)")
+            guard registered == [true, true] else { continue }
+            made += 1
+            for (name, origin) in zip(names, ["a", "b"]) {
+                let check = try SnapvolBinary.run(["check", pool.file("\(name).cow"), "--origin-size", "4M"])
+                #expect(check.status == 0, "trial \(trial): \(name).cow: \(check.text); seed \(generator.seed)")
+                #expect(sameBytes(try Self.dump(pool, name), images[origin]!), "trial \(trial): \(name); seed \(generator.seed)")
+                try pool.ok("snapshot", "delete", name)
+            }
+        }
+        print("group creates killed: \(Self.trials), completed before the kill: \(made)")
+    }
 }
