@@ -214,26 +214,40 @@ extension Controller {
     /// Detaches and unregisters a snapshot; deletes its COW file if snapvol created it. Refused
     /// while a client holds it open, unless `force`, which disconnects those clients first.
     public func deleteSnapshot(name: String, force: Bool = false) async throws {
+        try await deleteSnapshots(names: [name], force: force)
+    }
+
+    /// Deletes several snapshots (a group, say) as one command: every name is checked first, so
+    /// a refusal deletes none; then all are detached and one registry write forgets them.
+    public func deleteSnapshots(names: [String], force: Bool = false) async throws {
         try await command {
             var registry = self.registry
-            guard let (originRecord, record) = registry.snapshot(named: name) else {
-                throw registry.origin(named: name) != nil
-                    ? ControllerError.refused("'\(name)' is an origin: use 'origin remove'")
-                    : ControllerError.unknownSnapshot(name)
+            guard Set(names).count == names.count else { throw ControllerError.refused("a snapshot is named twice") }
+            let records = try names.map { name in
+                guard let (originRecord, record) = registry.snapshot(named: name) else {
+                    throw registry.origin(named: name) != nil
+                        ? ControllerError.refused("'\(name)' is an origin: use 'origin remove'")
+                        : ControllerError.unknownSnapshot(name)
+                }
+                if record.merging { throw ControllerError.refused("snapshot '\(name)' is being merged: run 'snapshot merge \(name)' to finish") }
+                return (origin: originRecord.name, record: record)
             }
-            if record.merging { throw ControllerError.refused("snapshot '\(name)' is being merged: run 'snapshot merge \(name)' to finish") }
-            try await removing([name], force: force) {
-                let snapshot = state.withLock { $0.live[originRecord.name]?.snapshots[name] }
-                if let snapshot { await snapshot.origin.detach(snapshot) }
-                registry.removeSnapshot(named: name)
+            try await removing(names, force: force) {
+                for (origin, record) in records {
+                    let snapshot = state.withLock { $0.live[origin]?.snapshots[record.name] }
+                    if let snapshot { await snapshot.origin.detach(snapshot) }
+                    registry.removeSnapshot(named: record.name)
+                }
                 try save(registry)
             }
-            state.withLock { state in
-                state.live[originRecord.name]?.snapshots[name] = nil
-                state.live[originRecord.name]?.snapshotProblems[name] = nil
+            for (origin, record) in records {
+                state.withLock { state in
+                    state.live[origin]?.snapshots[record.name] = nil
+                    state.live[origin]?.snapshotProblems[record.name] = nil
+                }
+                if record.ownsCow { try? FileManager.default.removeItem(atPath: record.cowPath) }
+                events.record("\(record.name): deleted")
             }
-            if record.ownsCow { try? FileManager.default.removeItem(atPath: record.cowPath) }
-            events.record("\(name): deleted")
         }
     }
 

@@ -86,16 +86,17 @@ struct SnapshotCommand: AsyncParsableCommand {
 
     struct Delete: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Delete a snapshot (its COW file too, if snapvol created it).",
+            abstract: "Delete snapshots (their COW files too, if snapvol created them).",
             discussion: "Refused while an NBD client of 'snapvol serve' has it open, unless --force.")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The snapshot's name.") var name: String
+        @Argument(help: ArgumentHelp("The snapshot's name (several: all are checked first, so a refusal deletes none).", valueName: "name"))
+        var names: [String]
         @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
 
         func run() async throws {
             try await guarded {
-                try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshot(name: name, force: force) }
-                emit("deleted snapshot \(name)")
+                try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshots(names: names, force: force) }
+                emit("deleted snapshot\(names.count == 1 ? "" : "s") \(names.joined(separator: ", "))")
             }
         }
     }

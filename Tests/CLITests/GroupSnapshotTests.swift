@@ -56,6 +56,20 @@ import TestSupport
         }
     }
 
+    /// `snapshot delete` with several names checks them all first: an unknown one deletes none;
+    /// then the group goes in one command, with the COW files snapvol made.
+    @Test func aGroupIsDeletedInOneCommandOrNotAtAll() throws {
+        let pool = try Self.pool()
+        try pool.ok("snapshot", "create", "a1", "b1", "--origin", "a", "--origin", "b",
+                    "--cow", pool.file("a1.cow"), "--cow", pool.file("b1.cow"))
+        try RefusalTests.expectRefused(pool, ["snapshot", "delete", "a1", "nope"], mentioning: "'nope'")
+        try RefusalTests.expectRefused(pool, ["snapshot", "delete", "a1", "a"], mentioning: "'a' is an origin")
+        try RefusalTests.expectRefused(pool, ["snapshot", "delete", "a1", "a1"], mentioning: "a snapshot is named twice")
+        #expect(try pool.ok("snapshot", "delete", "a1", "b1").text == "deleted snapshots a1, b1\n")
+        #expect(try pool.snapshotStatus("a1") == nil && pool.snapshotStatus("b1") == nil)
+        #expect(!FileManager.default.fileExists(atPath: pool.file("a1.cow")) && !FileManager.default.fileExists(atPath: pool.file("b1.cow")))
+    }
+
     /// A failure after the first COW file was made (the second cannot be created) leaves nothing:
     /// the first file is removed, the registry and the origins are as they were.
     @Test func aGroupThatFailsHalfwayLeavesNothing() throws {
