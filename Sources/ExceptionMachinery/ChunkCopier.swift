@@ -62,20 +62,28 @@ public final class ChunkCopier: Sendable {
             for index in destinations.indices { await written(index, failure) }
             return
         }
+        if destinations.count == 1 {
+            // One snapshot (the usual case): no child task to create and wait for.
+            return await write(buffer, length: length, to: destinations[0], index: 0, written: written)
+        }
         await withTaskGroup(of: Void.self) { group in
             for (index, destination) in destinations.enumerated() {
-                group.addTask {
-                    var failure: (any Error)?
-                    do {
-                        try await destination.device.write(buffer.bytes.pointer, at: destination.offset)
-                        // The commit that follows flushes this copy: let the disk start on it now.
-                        destination.device.startWriteback(offset: destination.offset, length: length)
-                    } catch { failure = error }
-                    buffer.writerDone()
-                    await written(index, failure)
-                }
+                group.addTask { await self.write(buffer, length: length, to: destination, index: index, written: written) }
             }
         }
+    }
+
+    /// Writes the copy to one destination, gives up its share of the buffer, then reports.
+    private func write(_ buffer: CopyBuffer, length: Int, to destination: CopyDestination, index: Int,
+                       written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
+        var failure: (any Error)?
+        do {
+            try await destination.device.write(buffer.bytes.pointer, at: destination.offset)
+            // The commit that follows flushes this copy: let the disk start on it now.
+            destination.device.startWriteback(offset: destination.offset, length: length)
+        } catch { failure = error }
+        buffer.writerDone()
+        await written(index, failure)
     }
 
     /// Copies to a single destination and throws its error (the merge's copy back).
