@@ -20,7 +20,9 @@ public final class MonitorApp {
     enum InputMode {
         case normal, help, filter, form
         /// `force`: the snapshot had NBD clients when asked, and the user agreed to disconnect them.
-        case confirm(action: String, target: String, force: Bool)
+        /// `group`: the snapshot's group partners, which `a` deletes with it (`groupForce`: some
+        /// of them, or it, are open by clients).
+        case confirm(action: String, target: String, force: Bool, group: [String], groupForce: Bool)
         case extend(target: String, text: String)
     }
 
@@ -74,7 +76,8 @@ public final class MonitorApp {
         case .help: mode = .normal; view.showHelp = false
         case .filter: handleFilter(key)
         case .form: handleForm(key)
-        case let .confirm(action, target, force): handleConfirm(key, action: action, target: target, force: force)
+        case let .confirm(action, target, force, group, groupForce):
+            handleConfirm(key, action: action, target: target, force: force, group: group, groupForce: groupForce)
         case .extend(let target, let text): handleExtend(key, target: target, text: text)
         }
         return true
@@ -127,12 +130,16 @@ public final class MonitorApp {
     private func askOnSnapshot(_ action: String) {
         if refuseIfReadOnly(action) { return }
         guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to \(action)", error: true) }
-        let clients = model.status?.snapshot(named: row.name)?.clients ?? 0
-        mode = .confirm(action: action, target: row.name, force: clients > 0)
+        let report = model.status?.snapshot(named: row.name)
+        let clients = report?.clients ?? 0
+        let group = action == "delete" ? report?.takenWith ?? [] : []
+        let groupClients = group.reduce(clients) { $0 + (model.status?.snapshot(named: $1)?.clients ?? 0) }
+        mode = .confirm(action: action, target: row.name, force: clients > 0, group: group, groupForce: groupClients > 0)
         let disconnecting = clients == 0 ? "" : ", disconnecting \(VolumeClaims.describe(clients))"
+        let withGroup = group.isEmpty ? "(y/N)" : "(y/N, a: with its group, \(group.joined(separator: ", ")))"
         view.prompt = action == "merge"
             ? "Merge \(row.name) into \(row.origin)\(disconnecting)? The origin rolls back and \(row.name) is consumed. (y/N)"
-            : "Delete snapshot \(row.name)\(disconnecting)? (y/N)"
+            : "Delete snapshot \(row.name)\(disconnecting)? \(withGroup)"
     }
 
     private func startExtend() {
@@ -180,8 +187,15 @@ public final class MonitorApp {
         view.form = form
     }
 
-    private func handleConfirm(_ key: Int32, action: String, target: String, force: Bool) {
+    private func handleConfirm(_ key: Int32, action: String, target: String, force: Bool, group: [String], groupForce: Bool) {
         finishPrompt()
+        if !group.isEmpty && (key == Int32(UInt8(ascii: "a")) || key == Int32(UInt8(ascii: "A"))) {
+            let names = [target] + group
+            let listed = names.joined(separator: ", ")
+            return run("deleting \(listed)", done: "deleted snapshots \(listed)") { [source] in
+                try await source.deleteSnapshots(names: names, force: groupForce)
+            }
+        }
         guard key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) else { return show("\(action) cancelled") }
         if action == "merge" {
             merging = (target, max(1, model.status?.snapshot(named: target)?.exceptions ?? 1))
@@ -190,7 +204,7 @@ public final class MonitorApp {
             }
         } else {
             run("deleting \(target)", done: "deleted snapshot \(target)") { [source] in
-                try await source.deleteSnapshot(name: target, force: force)
+                try await source.deleteSnapshots(names: [target], force: force)
             }
         }
     }

@@ -12,8 +12,9 @@ public protocol PoolSource: Sendable {
     func chunkMap(snapshot: String, cells: Int) -> [Double]?
     /// Creates one snapshot, or several at one instant (a consistent group).
     func createSnapshots(_ requests: [SnapshotRequest]) async throws
-    /// `force`: disconnect the NBD clients that have the snapshot open (refused otherwise).
-    func deleteSnapshot(name: String, force: Bool) async throws
+    /// Deletes snapshots in one command (all checked first). `force`: disconnect the NBD clients
+    /// that have them open (refused otherwise).
+    func deleteSnapshots(names: [String], force: Bool) async throws
     func mergeSnapshot(name: String, force: Bool) async throws
     func extendSnapshot(name: String, cowSize: UInt64) async throws
 }
@@ -31,7 +32,7 @@ public struct ControllerSource: PoolSource {
     public func recentEvents() -> [String] { controller.events.recent.map { Self.stamp($0.time) + " " + $0.text } }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { try await controller.createSnapshots(requests) }
-    public func deleteSnapshot(name: String, force: Bool) async throws { try await controller.deleteSnapshot(name: name, force: force) }
+    public func deleteSnapshots(names: [String], force: Bool) async throws { try await controller.deleteSnapshots(names: names, force: force) }
     public func mergeSnapshot(name: String, force: Bool) async throws { try await controller.mergeSnapshot(name: name, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
 
@@ -55,7 +56,7 @@ public struct DiskSource: PoolSource {
     public func recentEvents() -> [String] { [] }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { throw Self.refusal }
-    public func deleteSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
+    public func deleteSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
     public func mergeSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
 

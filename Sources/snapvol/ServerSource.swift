@@ -44,7 +44,7 @@ struct ServerSource: PoolSource {
         _ = try run(arguments)
     }
 
-    func deleteSnapshot(name: String, force: Bool) async throws { _ = try run(["snapshot", "delete", name] + (force ? ["--force"] : [])) }
+    func deleteSnapshots(names: [String], force: Bool) async throws { _ = try run(["snapshot", "delete"] + names + (force ? ["--force"] : [])) }
     func mergeSnapshot(name: String, force: Bool) async throws {
         _ = try run(["snapshot", "merge", name, "--no-progress"] + (force ? ["--force"] : []))
     }

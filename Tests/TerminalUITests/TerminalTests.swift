@@ -57,7 +57,8 @@ struct TerminalTests {
     }
 
     /// `N` opens the form with every origin: one name makes a snapshot of each at one instant.
-    @Test func groupFormSnapshotsEveryOriginAtOnce() throws {
+    /// Deleting one of them offers its group (`a`), which goes in one command.
+    @Test func groupFormSnapshotsEveryOriginAtOnceAndDeleteOffersTheGroup() throws {
         let pool = try Self.pool()
         try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
         let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
@@ -67,9 +68,15 @@ struct TerminalTests {
         try session.waitFor(text: "At one instant: nightly-vm, nightly-db")
         try session.press("Enter", until: "created snapshots nightly-vm, nightly-db at one instant")
         try session.waitFor(text: "└ nightly-db")
+        // Rows by name: db, └ nightly-db, vm, … : one step down selects nightly-db.
+        try session.press("j", until: "taken at one instant with nightly-vm")
+        try session.waitFor(text: "origin db ")
+        try session.waitFor(text: "COW \(pool.path)/nightly-db.cow")
+        try session.press("d", until: "Delete snapshot nightly-db? (y/N, a: with its group, nightly-vm)")
+        try session.press("a", until: "deleted snapshots nightly-db, nightly-vm")
         try session.press("q", until: "SESSION-ENDED")
-        #expect(try pool.snapshotStatus("nightly-vm")?["cow_path"] as? String == "\(pool.path)/nightly-vm.cow")
-        #expect(try pool.snapshotStatus("nightly-db")?["origin"] as? String == "db")
+        #expect(try pool.snapshotStatus("nightly-vm") == nil && pool.snapshotStatus("nightly-db") == nil)
+        #expect(try pool.snapshotStatus("base") != nil)
     }
 
     @Test func badFormInputShowsInlineErrorsAndCreatesNothing() throws {
