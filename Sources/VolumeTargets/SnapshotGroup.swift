@@ -25,11 +25,11 @@ extension Origin {
     /// Loads every store's metadata, then joins all the snapshots to their origins at one
     /// instant: every origin's gate is closed at once, and the joins happen before any reopens.
     ///
-    /// Invariant (a consistent group, as a VM with several disks needs): if a snapshot holds an
-    /// origin write, it also holds (in its own origin's snapshot) every write that was
-    /// acknowledged before that write was sent. A write acknowledged before a gate closed is in;
-    /// one sent after every gate closed waits for the reopening and is out. Queued write-back
-    /// writes hold their origin's gate, so they are in whenever they were acknowledged before.
+    /// Invariant (a consistent group, as a VM with several disks needs): if a snapshot of the
+    /// group holds an origin write W, then every write V acknowledged before W was sent is held
+    /// by the group's snapshot of V's origin. A write that entered its origin's gate before the
+    /// gate closed is in (the close waits for it, queued write-back writes included, since they
+    /// hold the gate); one that arrives later waits until every gate reopens and is out.
     ///
     /// Several snapshots of one origin are allowed (its gate is closed once). Nothing joins if a
     /// load fails.
