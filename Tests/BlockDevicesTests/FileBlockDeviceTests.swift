@@ -166,7 +166,9 @@ struct LoopDeviceTests {
 /// The cache hints of a file device act on the page cache (checked with `mincore`).
 @Suite struct FileCacheHintTests {
     /// A prefetch of 32 MiB reads all of it in: asked for in one piece, this kernel read only
-    /// its first 8 MiB (the device's read-ahead window).
+    /// its first 8 MiB (the device's read-ahead window). Read-ahead is best effort: under load
+    /// (CI, session 15) it once left 48 of the 8,192 pages out, so the test asks for 95% of the
+    /// pages and some of every 1 MiB piece, where one call would give 25% and no piece past 8 MiB.
     @Test func prefetchReadsTheWholeRangeIn() async throws {
         let dir = try TemporaryDirectory()
         guard try PageResidency.canTestResidency(in: dir.path) else { return }
@@ -183,7 +185,11 @@ struct LoopDeviceTests {
             if resident == length / 4096 { break }
             try await Task.sleep(for: .milliseconds(50))
         }
-        #expect(resident == length / 4096, "\(resident) of \(length / 4096) pages read in")
+        #expect(resident * 100 >= length / 4096 * 95, "\(resident) of \(length / 4096) pages read in")
+        let piece = FileBlockDevice.prefetchPiece
+        for offset in stride(from: 0, to: length, by: piece) {
+            #expect(try PageResidency.residentPages(path: path, offset: UInt64(offset), length: piece) > 0, "nothing read in at \(offset)")
+        }
     }
 
     @Test func releaseDropsCleanPagesAndKeepsNewerData() async throws {
