@@ -116,12 +116,12 @@ public final class MonitorApp {
         return true
     }
 
-    /// Opens the new-snapshot form for the selected origin, or prefilled with every origin (a
-    /// consistent group).
+    /// Opens the new-snapshot form for the selected origin, or prefilled with every active origin
+    /// (a consistent group).
     private func startForm(everyOrigin: Bool = false) {
         if refuseIfReadOnly("new snapshot") { return }
         let origin = everyOrigin
-            ? (model.status?.origins.map(\.name) ?? []).joined(separator: " ")
+            ? (model.status?.origins.filter { $0.state == "active" }.map(\.name) ?? []).joined(separator: " ")
             : model.selected?.origin ?? model.status?.origins.first?.name ?? ""
         view.form = SnapshotForm(origin: origin, poolDirectory: source.poolDirectory)
         mode = .form
