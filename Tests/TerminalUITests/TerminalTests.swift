@@ -56,16 +56,20 @@ struct TerminalTests {
         #expect(status["cow_path"] as? String == "\(pool.path)/fromtui.cow")
     }
 
-    /// `N` opens the form with every origin: one name makes a snapshot of each at one instant.
+    /// `N` opens the form with every active origin: one name makes a snapshot of each at one
+    /// instant.
     /// Deleting one of them offers its group (`a`), which goes in one command.
     @Test func groupFormSnapshotsEveryOriginAtOnceAndDeleteOffersTheGroup() throws {
         let pool = try Self.pool()
         try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
+        try pool.ok("origin", "add", "gone", "--path", pool.file("gone.img"), "--size", "4M")
+        try FileManager.default.removeItem(atPath: pool.file("gone.img"))   // inactive: left out of the group
         let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")
         try session.press("N", until: "New snapshot")
         try session.type("nightly")
-        try session.waitFor(text: "At one instant: nightly-vm, nightly-db")
+        let form = try session.waitFor(text: "At one instant: nightly-vm, nightly-db")
+        #expect(!form.contains("nightly-gone"), "an inactive origin is not offered")
         try session.press("Enter", until: "created snapshots nightly-vm, nightly-db at one instant")
         try session.waitFor(text: "└ nightly-db")
         // Rows by name: db, └ nightly-db, vm, … : one step down selects nightly-db.
