@@ -64,6 +64,10 @@ private struct PreparedSnapshot {
 }
 
 extension Controller {
+    /// The name of a group's snapshot of `origin` when the group is named `name` (the TUI's `N`
+    /// form and `snapshot create --all-origins`): `<name>-<origin>`.
+    public static func groupMemberName(_ name: String, origin: String) -> String { "\(name)-\(origin)" }
+
     /// Creates a snapshot: validates everything first, then prepares the COW device (a new sparse
     /// file unless it exists), formats the store, joins the origin, and records it.
     public func createSnapshot(_ request: SnapshotRequest) async throws {

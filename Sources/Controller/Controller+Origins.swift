@@ -55,6 +55,12 @@ extension Controller {
         }
     }
 
+    /// The origins that are active (their device opened), in the registry's order.
+    public var activeOriginNames: [String] {
+        let names = registry.origins.map(\.name)
+        return state.withLock { state in names.filter { state.live[$0]?.origin != nil } }
+    }
+
     func checkNewName(_ name: String, in registry: Registry) throws {
         guard Registry.isValidName(name) else { throw ControllerError.badName(name) }
         if registry.allNames.contains(name) { throw ControllerError.duplicateName(name) }

@@ -63,7 +63,7 @@ public struct SnapshotForm: Sendable {
     /// The snapshots' names: the typed name, or in a group `<name>-<origin>` per origin.
     public var names: [String] {
         let name = values[.name] ?? ""
-        return isGroup ? origins.map { "\(name)-\($0)" } : [name]
+        return isGroup ? origins.map { Controller.groupMemberName(name, origin: $0) } : [name]
     }
 
     /// The COW path of the snapshot called `name`: the typed path, or `<pool>/<name>.cow`; in a

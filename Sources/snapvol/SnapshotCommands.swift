@@ -22,6 +22,10 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The snapshot's name (several: a consistent group).", valueName: "name")) var names: [String]
         @Option(help: "The origin to snapshot (once per name, in order).") var origin: [String] = []
         @Option(help: "The COW file (created sparse if missing) or block device (once per name, in order).") var cow: [String] = []
+        @Flag(help: "Snapshot every active origin at one instant: NAME-<origin> each, COW files in --cow-dir.")
+        var allOrigins = false
+        @Option(help: ArgumentHelp("With --all-origins: where the COW files go (default: the pool directory).", valueName: "dir"))
+        var cowDir: String?
         @Option(help: "Size of a new COW file.") var cowSize: String?
         @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
         @Flag(help: "Keep exceptions in memory only (lost when the pool's owner exits).") var transient = false
@@ -35,24 +39,43 @@ struct SnapshotCommand: AsyncParsableCommand {
                     throw ControllerError.refused(
                         "transient snapshots live in the memory of the process that owns the pool; this command exits at once, so the snapshot would vanish (start 'snapvol serve' first: commands are then forwarded to it)")
                 }
-                let requests = try makeRequests()
-                try await options.withController("snapvol snapshot create") { try await $0.createSnapshots(requests) }
-                let made = zip(names, origin).map { "\($0) of \($1)" }.joined(separator: ", ")
-                emit(names.count == 1 ? "created snapshot \(made)" : "created snapshots \(made) at one instant")
+                let requests = try await options.withController("snapvol snapshot create") { controller in
+                    let requests = try makeRequests(controller)
+                    try await controller.createSnapshots(requests)
+                    return requests
+                }
+                let made = requests.map { "\($0.name) of \($0.origin)" }.joined(separator: ", ")
+                emit(requests.count == 1 ? "created snapshot \(made)" : "created snapshots \(made) at one instant")
             }
         }
 
-        /// One request per name, paired in order with the --origin and --cow options.
-        private func makeRequests() throws -> [SnapshotRequest] {
+        /// One request per name, paired in order with the --origin and --cow options; or, with
+        /// --all-origins, one per active origin of `controller`'s pool.
+        private func makeRequests(_ controller: Controller) throws -> [SnapshotRequest] {
             guard !names.isEmpty else { throw ValidationError("missing the snapshot's name") }
-            guard origin.count == names.count, cow.count == names.count else {
-                throw ValidationError("\(Self.count(names.count, "name")) but \(Self.count(origin.count, "--origin")) and \(Self.count(cow.count, "--cow")): give one --origin and one --cow per name, in order")
+            let pairs: [(name: String, origin: String, cow: String)]
+            if allOrigins {
+                guard names.count == 1, origin.isEmpty, cow.isEmpty else {
+                    throw ValidationError("--all-origins takes one name and no --origin or --cow (the snapshots are NAME-<origin>)")
+                }
+                let directory = cowDir.map(absolutePath) ?? controller.location.directory
+                pairs = controller.activeOriginNames.map { origin in
+                    let name = Controller.groupMemberName(names[0], origin: origin)
+                    return (name, origin, "\(directory)/\(name).cow")
+                }
+                guard !pairs.isEmpty else { throw ControllerError.refused("no active origin to snapshot") }
+            } else {
+                guard cowDir == nil else { throw ValidationError("--cow-dir goes with --all-origins; give each snapshot its --cow") }
+                guard origin.count == names.count, cow.count == names.count else {
+                    throw ValidationError("\(Self.count(names.count, "name")) but \(Self.count(origin.count, "--origin")) and \(Self.count(cow.count, "--cow")): give one --origin and one --cow per name, in order")
+                }
+                pairs = names.indices.map { (names[$0], origin[$0], absolutePath(cow[$0])) }
             }
             let chunk = try chunkBytes(chunkSize)
             let size = try bytes(cowSize)
             let cache = try exceptionCache.map(ExceptionCacheSizes.parse)
-            return names.indices.map { index in
-                SnapshotRequest(name: names[index], origin: origin[index], cowPath: absolutePath(cow[index]), cowSize: size,
+            return pairs.map { pair in
+                SnapshotRequest(name: pair.name, origin: pair.origin, cowPath: pair.cow, cowSize: size,
                                 chunkSize: chunk, transient: transient, force: force, exceptionCache: cache)
             }
         }

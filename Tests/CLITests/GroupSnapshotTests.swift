@@ -36,6 +36,26 @@ import TestSupport
         #expect(try pool.snapshotStatus("a1")?.keys.contains("taken_with") == false, "a deleted member leaves the group")
     }
 
+    /// `--all-origins` snapshots every active origin as `NAME-<origin>`, COW files in `--cow-dir`
+    /// (an inactive origin is left out); mixing it with `--origin` is refused.
+    @Test func allOriginsMakesAGroupOfEveryActiveOrigin() throws {
+        let pool = try Self.pool()
+        try pool.ok("origin", "add", "gone", "--path", pool.file("gone.img"), "--size", "1M")
+        try FileManager.default.removeItem(atPath: pool.file("gone.img"))
+        let cows = pool.file("cows")
+        try FileManager.default.createDirectory(atPath: cows, withIntermediateDirectories: true)
+        let made = try pool.ok("snapshot", "create", "weekly", "--all-origins", "--cow-dir", cows)
+        #expect(made.text == "created snapshots weekly-a of a, weekly-b of b at one instant\n")
+        #expect(try pool.snapshotStatus("weekly-a")?["cow_path"] as? String == "\(cows)/weekly-a.cow")
+        #expect(try pool.snapshotStatus("weekly-b")?["taken_with"] as? [String] == ["weekly-a"])
+        #expect(try pool.snapshotStatus("weekly-gone") == nil)
+        try RefusalTests.expectRefused(pool, ["snapshot", "create", "w2", "--all-origins", "--origin", "a", "--cow", pool.file("x.cow")],
+                                       mentioning: "--all-origins takes one name and no --origin or --cow")
+        try RefusalTests.expectRefused(pool, ["snapshot", "create", "w2", "--origin", "a", "--cow", pool.file("x.cow"), "--cow-dir", cows],
+                                       mentioning: "--cow-dir goes with --all-origins")
+        try RefusalTests.expectRefused(pool, ["snapshot", "create", "weekly", "--all-origins"], mentioning: "'weekly-a' already exists")
+    }
+
     /// Refusals found by the checks change nothing (one line, exit 1).
     @Test func aGroupIsCheckedWhole() throws {
         let pool = try Self.pool()
