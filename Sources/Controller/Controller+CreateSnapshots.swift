@@ -164,7 +164,7 @@ extension Controller {
             }
             guard device.size >= 3 * chunk else { throw ControllerError.cowTooSmall(path: path, bytes: device.size, chunkBytes: geometry.chunkBytes) }
             let magic = try await device.readBytes(at: 0, count: 4)
-            if magic == [0x53, 0x6E, 0x41, 0x70] && !request.force { throw ControllerError.cowHoldsStore(path) }
+            if magic == CowLayout.magicBytes && !request.force { throw ControllerError.cowHoldsStore(path) }
             return .existing(device)
         }
         let size = request.cowSize ?? Self.defaultCowSize(originSize: originSize, chunkBytes: chunk)

@@ -41,7 +41,7 @@ extension Controller {
             } else {
                 spare = try FileBlockDevice.open(path: sparePath)
                 guard spare.size >= 3 * UInt64(chunk) else { throw ControllerError.cowTooSmall(path: sparePath, bytes: spare.size, chunkBytes: chunk) }
-                if try await spare.readBytes(at: 0, count: 4) == [0x53, 0x6E, 0x41, 0x70] { throw ControllerError.cowHoldsStore(sparePath) }
+                if try await spare.readBytes(at: 0, count: 4) == CowLayout.magicBytes { throw ControllerError.cowHoldsStore(sparePath) }
             }
             let volume: RemapVolume
             do {

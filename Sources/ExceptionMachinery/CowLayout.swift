@@ -3,6 +3,8 @@
 /// data its records point to. All integers are little-endian. See Docs/COW-FORMAT.md.
 public struct CowLayout: Sendable, Hashable {
     public static let magic: UInt32 = 0x7041_6e53
+    /// The magic as the header's first four bytes ("SnAp").
+    public static let magicBytes: [UInt8] = withUnsafeBytes(of: magic.littleEndian) { Array($0) }
     public static let version: UInt32 = 1
     public static let recordBytes = 16
     /// The smallest COW device the kernel and LVM accept, in chunks.

@@ -49,6 +49,20 @@ import TestSupport
         try Self.expectRefused(pool, ["origin", "add", "o2", "--path", pool.file("snap.cow")], mentioning: "snap.cow")
     }
 
+    /// A COW path that already holds a snapshot store is not overwritten without `--force`, for
+    /// a snapshot and for a remap volume's spare; with `--force` the snapshot takes it.
+    @Test func cowHoldingAStoreNeedsForce() throws {
+        let pool = try Self.pool()
+        try FileManager.default.copyItem(atPath: pool.file("snap.cow"), toPath: pool.file("held.cow"))
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: pool.file("disk.img")))
+        let message = "\(pool.file("held.cow")) already holds a snapshot COW store: use 'snapshot attach' to adopt it, or --force to overwrite it"
+        try Self.expectRefused(pool, ["snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("held.cow")], mentioning: message)
+        try Self.expectRefused(pool, ["remap", "create", "r", "--device", pool.file("disk.img"), "--spare", pool.file("held.cow")],
+                               mentioning: message)
+        try pool.ok("snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("held.cow"), "--force")
+        #expect(try pool.snapshotStatus("s2")?["exceptions"] as? Int == 0)
+    }
+
     @Test func cowTooSmall() throws {
         let pool = try Self.pool()
         try Self.expectRefused(pool, ["snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("small.cow"),
