@@ -84,35 +84,67 @@ extension Controller {
     /// snapshot open, unless `force`, which disconnects those clients first (the origin's clients
     /// stay: they see it roll back, as with dm-snapshot's merge).
     public func mergeSnapshot(name: String, force: Bool = false) async throws {
+        try await mergeSnapshots(names: [name], force: force)
+    }
+
+    /// Rolls several origins back, each to its snapshot (a group's, say), one after another.
+    /// Every snapshot is checked first (and, unless `force`, none may be open by a client), so a
+    /// refusal merges none. Each merge is marked, durable step by step and resumable, as a single
+    /// one is; a failure stops the sequence with the merges before it done.
+    public func mergeSnapshots(names: [String], force: Bool = false) async throws {
         try await command {
-            var registry = self.registry
-            guard let (originRecord, record) = registry.snapshot(named: name) else { throw ControllerError.unknownSnapshot(name) }
-            guard let snapshot = state.withLock({ $0.live[originRecord.name]?.snapshots[name] }) else {
-                let reason = state.withLock { $0.live[originRecord.name]?.snapshotProblems[name]?.reason } ?? "not active"
-                throw ControllerError.inactiveVolume(name: name, reason: reason)
+            guard Set(names).count == names.count else { throw ControllerError.refused("a snapshot is named twice") }
+            let merges = try names.map { try mergeTarget($0) }
+            var origins = Set<String>()
+            for merge in merges where !origins.insert(merge.origin).inserted {
+                throw ControllerError.refused("two of the snapshots belong to origin '\(merge.origin)': merge them one at a time")
             }
-            guard record.persistent else { throw ControllerError.refused("snapshot '\(name)' is transient: only persistent snapshots can be merged") }
-            if case .invalid(let reason) = snapshot.status.condition {
-                throw ControllerError.refused("snapshot '\(name)' is invalid (\(reason)): it cannot be merged")
+            try await removing(names, force: force) {
+                for merge in merges { try await run(merge) }
             }
-            if let other = registry.origins.first(where: { $0.name == originRecord.name })?.snapshots.first(where: { $0.merging && $0.name != name }) {
-                throw ControllerError.refused("origin '\(originRecord.name)' is already merging '\(other.name)'")
-            }
-            let originIndex = registry.origins.firstIndex { $0.name == originRecord.name }!
-            let snapshotIndex = registry.origins[originIndex].snapshots.firstIndex { $0.name == name }!
-            try await removing([name], force: force) {
-                if !record.merging {
-                    registry.origins[originIndex].snapshots[snapshotIndex].merging = true
-                    try save(registry)
-                }
-                events.record("\(name): merge started")
-                try await snapshot.origin.merge(snapshot)
-                registry.removeSnapshot(named: name)
-                try save(registry)
-            }
-            state.withLock { $0.live[originRecord.name]?.snapshots[name] = nil }
-            if record.ownsCow { try? FileManager.default.removeItem(atPath: record.cowPath) }
         }
+    }
+
+    /// A snapshot that may be merged now, checked against the registry and its live state.
+    private struct MergeTarget {
+        let origin: String
+        let record: SnapshotRecord
+        let snapshot: Snapshot
+    }
+
+    private func mergeTarget(_ name: String) throws -> MergeTarget {
+        let registry = self.registry
+        guard let (originRecord, record) = registry.snapshot(named: name) else { throw ControllerError.unknownSnapshot(name) }
+        guard let snapshot = state.withLock({ $0.live[originRecord.name]?.snapshots[name] }) else {
+            let reason = state.withLock { $0.live[originRecord.name]?.snapshotProblems[name]?.reason } ?? "not active"
+            throw ControllerError.inactiveVolume(name: name, reason: reason)
+        }
+        guard record.persistent else { throw ControllerError.refused("snapshot '\(name)' is transient: only persistent snapshots can be merged") }
+        if case .invalid(let reason) = snapshot.status.condition {
+            throw ControllerError.refused("snapshot '\(name)' is invalid (\(reason)): it cannot be merged")
+        }
+        if let other = originRecord.snapshots.first(where: { $0.merging && $0.name != name }) {
+            throw ControllerError.refused("origin '\(originRecord.name)' is already merging '\(other.name)'")
+        }
+        return MergeTarget(origin: originRecord.name, record: record, snapshot: snapshot)
+    }
+
+    /// Marks the merge in the registry, runs it, forgets the snapshot and its COW file.
+    private func run(_ merge: MergeTarget) async throws {
+        let name = merge.record.name
+        var registry = self.registry
+        if !merge.record.merging {
+            let originIndex = registry.origins.firstIndex { $0.name == merge.origin }!
+            let snapshotIndex = registry.origins[originIndex].snapshots.firstIndex { $0.name == name }!
+            registry.origins[originIndex].snapshots[snapshotIndex].merging = true
+            try save(registry)
+        }
+        events.record("\(name): merge started")
+        try await merge.snapshot.origin.merge(merge.snapshot)
+        registry.removeSnapshot(named: name)
+        try save(registry)
+        state.withLock { $0.live[merge.origin]?.snapshots[name] = nil }
+        if merge.record.ownsCow { try? FileManager.default.removeItem(atPath: merge.record.cowPath) }
     }
 
     /// Grows a file-backed COW device to `size` bytes.

@@ -15,13 +15,14 @@ public final class MonitorApp {
     private var mode = InputMode.normal
     private let commands = CommandSlot()
     /// A merge in progress: the snapshot and how many exceptions it had when it started.
-    private var merging: (name: String, total: Int)?
+    /// The merge in progress (the snapshots, a group's or one) and their exceptions at its start.
+    private var merging: (names: [String], total: Int)?
 
     enum InputMode {
         case normal, help, filter, form
         /// `force`: the snapshot had NBD clients when asked, and the user agreed to disconnect them.
-        /// `group`: the snapshot's group partners, which `a` deletes with it (`groupForce`: some
-        /// of them, or it, are open by clients).
+        /// `group`: the snapshot's group partners, which `a` deletes or merges with it
+        /// (`groupForce`: some of them, or it, are open by clients).
         case confirm(action: String, target: String, force: Bool, group: [String], groupForce: Bool)
         case extend(target: String, text: String)
     }
@@ -132,13 +133,13 @@ public final class MonitorApp {
         guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to \(action)", error: true) }
         let report = model.status?.snapshot(named: row.name)
         let clients = report?.clients ?? 0
-        let group = action == "delete" ? report?.takenWith ?? [] : []
+        let group = report?.takenWith ?? []
         let groupClients = group.reduce(clients) { $0 + (model.status?.snapshot(named: $1)?.clients ?? 0) }
         mode = .confirm(action: action, target: row.name, force: clients > 0, group: group, groupForce: groupClients > 0)
         let disconnecting = clients == 0 ? "" : ", disconnecting \(VolumeClaims.describe(clients))"
         let withGroup = group.isEmpty ? "(y/N)" : "(y/N, a: with its group, \(group.joined(separator: ", ")))"
         view.prompt = action == "merge"
-            ? "Merge \(row.name) into \(row.origin)\(disconnecting)? The origin rolls back and \(row.name) is consumed. (y/N)"
+            ? "Merge \(row.name) into \(row.origin)\(disconnecting)? The origin rolls back and \(row.name) is consumed. \(withGroup)"
             : "Delete snapshot \(row.name)\(disconnecting)? \(withGroup)"
     }
 
@@ -189,23 +190,18 @@ public final class MonitorApp {
 
     private func handleConfirm(_ key: Int32, action: String, target: String, force: Bool, group: [String], groupForce: Bool) {
         finishPrompt()
-        if !group.isEmpty && (key == Int32(UInt8(ascii: "a")) || key == Int32(UInt8(ascii: "A"))) {
-            let names = [target] + group
-            let listed = names.joined(separator: ", ")
-            return run("deleting \(listed)", done: "deleted snapshots \(listed)") { [source] in
-                try await source.deleteSnapshots(names: names, force: groupForce)
-            }
-        }
-        guard key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) else { return show("\(action) cancelled") }
+        let wholeGroup = !group.isEmpty && (key == Int32(UInt8(ascii: "a")) || key == Int32(UInt8(ascii: "A")))
+        guard wholeGroup || key == Int32(UInt8(ascii: "y")) || key == Int32(UInt8(ascii: "Y")) else { return show("\(action) cancelled") }
+        let names = wholeGroup ? [target] + group : [target]
+        let listed = names.joined(separator: ", ")
+        let force = wholeGroup ? groupForce : force
         if action == "merge" {
-            merging = (target, max(1, model.status?.snapshot(named: target)?.exceptions ?? 1))
-            run("merging \(target)", done: "merged \(target) into its origin") { [source] in
-                try await source.mergeSnapshot(name: target, force: force)
-            }
+            merging = (names, max(1, names.reduce(0) { $0 + (model.status?.snapshot(named: $1)?.exceptions ?? 0) }))
+            let done = names.count == 1 ? "merged \(listed) into its origin" : "merged \(listed) into their origins"
+            run("merging \(listed)", done: done) { [source] in try await source.mergeSnapshots(names: names, force: force) }
         } else {
-            run("deleting \(target)", done: "deleted snapshot \(target)") { [source] in
-                try await source.deleteSnapshots(names: [target], force: force)
-            }
+            let done = names.count == 1 ? "deleted snapshot \(listed)" : "deleted snapshots \(listed)"
+            run("deleting \(listed)", done: done) { [source] in try await source.deleteSnapshots(names: names, force: force) }
         }
     }
 
@@ -228,11 +224,11 @@ public final class MonitorApp {
     }
 
     /// The merge's progress bar in the status line: exceptions copied back so far.
-    private func showMergeProgress(_ merge: (name: String, total: Int)) {
-        let left = model.status?.snapshot(named: merge.name)?.exceptions ?? 0
+    private func showMergeProgress(_ merge: (names: [String], total: Int)) {
+        let left = merge.names.reduce(0) { $0 + (model.status?.snapshot(named: $1)?.exceptions ?? 0) }
         let percent = Double(merge.total - min(left, merge.total)) * 100 / Double(merge.total)
         let (filled, empty) = Format.bar(percent, width: 30, unicode: screen.unicode)
-        show("merging \(merge.name) [\(filled)\(empty)] \(Format.percent(percent))")
+        show("merging \(merge.names.joined(separator: ", ")) [\(filled)\(empty)] \(Format.percent(percent))")
     }
 
     /// Starts a command as a task; its result comes back to the status line.

@@ -15,7 +15,8 @@ public protocol PoolSource: Sendable {
     /// Deletes snapshots in one command (all checked first). `force`: disconnect the NBD clients
     /// that have them open (refused otherwise).
     func deleteSnapshots(names: [String], force: Bool) async throws
-    func mergeSnapshot(name: String, force: Bool) async throws
+    /// Merges snapshots (one per origin) in one command, all checked first.
+    func mergeSnapshots(names: [String], force: Bool) async throws
     func extendSnapshot(name: String, cowSize: UInt64) async throws
 }
 
@@ -33,7 +34,7 @@ public struct ControllerSource: PoolSource {
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { try await controller.createSnapshots(requests) }
     public func deleteSnapshots(names: [String], force: Bool) async throws { try await controller.deleteSnapshots(names: names, force: force) }
-    public func mergeSnapshot(name: String, force: Bool) async throws { try await controller.mergeSnapshot(name: name, force: force) }
+    public func mergeSnapshots(names: [String], force: Bool) async throws { try await controller.mergeSnapshots(names: names, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
 
     static func stamp(_ date: Date) -> String {
@@ -57,7 +58,7 @@ public struct DiskSource: PoolSource {
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { throw Self.refusal }
     public func deleteSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
-    public func mergeSnapshot(name: String, force: Bool) async throws { throw Self.refusal }
+    public func mergeSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")

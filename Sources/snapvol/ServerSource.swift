@@ -45,8 +45,8 @@ struct ServerSource: PoolSource {
     }
 
     func deleteSnapshots(names: [String], force: Bool) async throws { _ = try run(["snapshot", "delete"] + names + (force ? ["--force"] : [])) }
-    func mergeSnapshot(name: String, force: Bool) async throws {
-        _ = try run(["snapshot", "merge", name, "--no-progress"] + (force ? ["--force"] : []))
+    func mergeSnapshots(names: [String], force: Bool) async throws {
+        _ = try run(["snapshot", "merge"] + names + ["--no-progress"] + (force ? ["--force"] : []))
     }
     func extendSnapshot(name: String, cowSize: UInt64) async throws { _ = try run(["snapshot", "extend", name, "--cow-size", "\(cowSize)"]) }
 }

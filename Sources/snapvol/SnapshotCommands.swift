@@ -127,30 +127,42 @@ struct SnapshotCommand: AsyncParsableCommand {
     struct Merge: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Roll the origin back to the snapshot; the snapshot is consumed.",
-            discussion: "Each step is durable: an interrupted merge resumes when run again. Refused while an NBD client of 'snapvol serve' has the snapshot open, unless --force; the origin's clients stay connected.")
+            discussion: """
+                Each step is durable: an interrupted merge resumes when run again. Refused while an NBD \
+                client of 'snapvol serve' has the snapshot open, unless --force; the origin's clients \
+                stay connected. Several names (a group, one snapshot per origin) are all checked \
+                first, so a refusal merges none; they are then merged one after another.
+                """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The snapshot's name.") var name: String
+        @Argument(help: ArgumentHelp("The snapshot's name (several: one per origin).", valueName: "name")) var names: [String]
         @Flag(help: "Do not draw a progress bar.") var noProgress = false
         @Flag(help: "Disconnect the NBD clients that have the snapshot open.") var force = false
 
         func run() async throws {
             try await guarded {
                 try await options.withController("snapvol snapshot merge") { controller in
-                    let total = UInt64(try controller.status(only: name).snapshot(named: name)?.exceptions ?? 0)
-                    let bar = ProgressBar(label: "merging \(name)", enabled: !noProgress && CommandEnvironment.current.interactive)
+                    let total = UInt64(exceptionsLeft(controller))
+                    let bar = ProgressBar(label: "merging \(names.joined(separator: ", "))", enabled: !noProgress && CommandEnvironment.current.interactive)
                     let watcher = Task {
                         while !Task.isCancelled {
-                            let left = (try? controller.status(only: name).snapshot(named: name)?.exceptions) ?? 0
-                            bar.update(done: total - min(total, UInt64(left)), total: total)
+                            let left = UInt64(exceptionsLeft(controller))
+                            bar.update(done: total - min(total, left), total: total)
                             try? await Task.sleep(for: .milliseconds(100))
                         }
                     }
                     defer { watcher.cancel() }
-                    try await controller.mergeSnapshot(name: name, force: force)
+                    try await controller.mergeSnapshots(names: names, force: force)
                     bar.update(done: total, total: total)
                     bar.finish()
                 }
-                emit("merged snapshot \(name) into its origin")
+                emit(names.count == 1 ? "merged snapshot \(names[0]) into its origin" : "merged snapshots \(names.joined(separator: ", ")) into their origins")
+            }
+        }
+
+        /// The exceptions the named snapshots still hold (a merged one is gone: none).
+        private func exceptionsLeft(_ controller: Controller) -> Int {
+            names.reduce(0) { sum, name in
+                sum + ((try? controller.status(only: name).snapshot(named: name)?.exceptions) ?? 0)
             }
         }
     }

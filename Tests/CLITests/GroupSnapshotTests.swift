@@ -90,6 +90,26 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: pool.file("a1.cow")) && !FileManager.default.fileExists(atPath: pool.file("b1.cow")))
     }
 
+    /// `snapshot merge` with several names rolls each origin back to its snapshot; all are
+    /// checked first, so an unknown name, or two snapshots of one origin, merge none.
+    @Test func aGroupIsMergedInOneCommandOrNotAtAll() throws {
+        let pool = try Self.pool()
+        try pool.ok("snapshot", "create", "a1", "b1", "--origin", "a", "--origin", "b",
+                    "--cow", pool.file("a1.cow"), "--cow", pool.file("b1.cow"), "--chunk-size", "4K")
+        try pool.ok("snapshot", "create", "a2", "--origin", "a", "--cow", pool.file("a2.cow"))
+        try pool.ok("io", "write", "a", "0", "128K", "--pattern", "0x1A")
+        try pool.ok("io", "write", "b", "64K", "128K", "--pattern", "0x1B")
+        try RefusalTests.expectRefused(pool, ["snapshot", "merge", "a1", "nope", "--no-progress"], mentioning: "'nope'")
+        try RefusalTests.expectRefused(pool, ["snapshot", "merge", "a1", "a2", "--no-progress"],
+                                       mentioning: "two of the snapshots belong to origin 'a': merge them one at a time")
+        let merged = try pool.ok("snapshot", "merge", "a1", "b1", "--no-progress")
+        #expect(merged.text == "merged snapshots a1, b1 into their origins\n")
+        #expect(try pool.ok("io", "read", "a", "0", "1M").stdout.allSatisfy { $0 == 0x0A })
+        #expect(try pool.ok("io", "read", "b", "0", "1M").stdout.allSatisfy { $0 == 0x0B })
+        #expect(try pool.snapshotStatus("a1") == nil && pool.snapshotStatus("b1") == nil)
+        #expect(try pool.snapshotStatus("a2") != nil, "the other snapshot of a stays")
+    }
+
     /// A failure after the first COW file was made (the second cannot be created) leaves nothing:
     /// the first file is removed, the registry and the origins are as they were.
     @Test func aGroupThatFailsHalfwayLeavesNothing() throws {

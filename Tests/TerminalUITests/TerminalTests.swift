@@ -58,8 +58,10 @@ struct TerminalTests {
 
     /// `N` opens the form with every active origin: one name makes a snapshot of each at one
     /// instant.
-    /// Deleting one of them offers its group (`a`), which goes in one command.
-    @Test func groupFormSnapshotsEveryOriginAtOnceAndDeleteOffersTheGroup() throws {
+    /// Deleting or merging one of them offers its group (`a`), which goes in one command.
+    @Test(arguments: [("d", "Delete snapshot nightly-db? (y/N, a: with its group, nightly-vm)", "deleted snapshots nightly-db, nightly-vm"),
+                      ("m", "consumed. (y/N, a: with its group, nightly-vm)", "merged nightly-db, nightly-vm into their origins")])
+    func groupFormSnapshotsEveryOriginAtOnceAndDeleteOrMergeOffersTheGroup(key: String, prompt: String, done: String) throws {
         let pool = try Self.pool()
         try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
         try pool.ok("origin", "add", "gone", "--path", pool.file("gone.img"), "--size", "4M")
@@ -76,8 +78,8 @@ struct TerminalTests {
         try session.press("j", until: "taken at one instant with nightly-vm")
         try session.waitFor(text: "origin db ")
         try session.waitFor(text: "COW \(pool.path)/nightly-db.cow")
-        try session.press("d", until: "Delete snapshot nightly-db? (y/N, a: with its group, nightly-vm)")
-        try session.press("a", until: "deleted snapshots nightly-db, nightly-vm")
+        try session.press(key, until: prompt)
+        try session.press("a", until: done)
         try session.press("q", until: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("nightly-vm") == nil && pool.snapshotStatus("nightly-db") == nil)
         #expect(try pool.snapshotStatus("base") != nil)
