@@ -137,9 +137,11 @@ public final class MonitorApp {
         let groupClients = group.reduce(clients) { $0 + (model.status?.snapshot(named: $1)?.clients ?? 0) }
         mode = .confirm(action: action, target: row.name, force: clients > 0, group: group, groupForce: groupClients > 0)
         let disconnecting = clients == 0 ? "" : ", disconnecting \(VolumeClaims.describe(clients))"
-        let withGroup = group.isEmpty ? "(y/N)" : "(y/N, a: with its group, \(group.joined(separator: ", ")))"
+        // Kept within 80 columns for short names: a group's merge prompt drops the explanation.
+        let withGroup = group.isEmpty ? "(y/N)" : "(y/N, a: also \(group.joined(separator: ", ")))"
+        let consumed = group.isEmpty ? " The origin rolls back and \(row.name) is consumed." : " (rolls back)"
         view.prompt = action == "merge"
-            ? "Merge \(row.name) into \(row.origin)\(disconnecting)? The origin rolls back and \(row.name) is consumed. \(withGroup)"
+            ? "Merge \(row.name) into \(row.origin)\(disconnecting)?\(consumed) \(withGroup)"
             : "Delete snapshot \(row.name)\(disconnecting)? \(withGroup)"
     }
 

@@ -59,8 +59,8 @@ struct TerminalTests {
     /// `N` opens the form with every active origin: one name makes a snapshot of each at one
     /// instant.
     /// Deleting or merging one of them offers its group (`a`), which goes in one command.
-    @Test(arguments: [("d", "Delete snapshot nightly-db? (y/N, a: with its group, nightly-vm)", "deleted snapshots nightly-db, nightly-vm"),
-                      ("m", "consumed. (y/N, a: with its group, nightly-vm)", "merged nightly-db, nightly-vm into their origins")])
+    @Test(arguments: [("d", "Delete snapshot nightly-db? (y/N, a: also nightly-vm)", "deleted snapshots nightly-db, nightly-vm"),
+                      ("m", "Merge nightly-db into db? (rolls back) (y/N, a: also nightly-vm)", "merged nightly-db, nightly-vm into their origins")])
     func groupFormSnapshotsEveryOriginAtOnceAndDeleteOrMergeOffersTheGroup(key: String, prompt: String, done: String) throws {
         let pool = try Self.pool()
         try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
