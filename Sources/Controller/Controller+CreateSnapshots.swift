@@ -68,6 +68,10 @@ extension Controller {
     /// form and `snapshot create --all-origins`): `<name>-<origin>`.
     public static func groupMemberName(_ name: String, origin: String) -> String { "\(name)-\(origin)" }
 
+    /// Where a snapshot's COW file goes when only a directory is given (the pool's, by
+    /// default): `<directory>/<snapshot>.cow`.
+    public static func defaultCowPath(of snapshot: String, in directory: String) -> String { "\(directory)/\(snapshot).cow" }
+
     /// Creates a snapshot: validates everything first, then prepares the COW device (a new sparse
     /// file unless it exists), formats the store, joins the origin, and records it.
     public func createSnapshot(_ request: SnapshotRequest) async throws {
@@ -87,7 +91,8 @@ extension Controller {
             do {
                 for plan in plans { prepared.append(try await prepare(plan)) }
                 let snapshots = try await Origin.attach(together: prepared.map(\.attachment))
-                for plan in plans { registry.origins[plan.originIndex].snapshots.append(plan.record(in: requests.map(\.name))) }
+                let group = requests.map(\.name)
+                for plan in plans { registry.origins[plan.originIndex].snapshots.append(plan.record(in: group)) }
                 do {
                     try save(registry)
                 } catch {

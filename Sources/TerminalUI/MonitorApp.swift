@@ -198,7 +198,7 @@ public final class MonitorApp {
         let listed = names.joined(separator: ", ")
         let force = wholeGroup ? groupForce : force
         if action == "merge" {
-            merging = (names, max(1, names.reduce(0) { $0 + (model.status?.snapshot(named: $1)?.exceptions ?? 0) }))
+            merging = (names, max(1, exceptions(of: names)))
             let done = names.count == 1 ? "merged \(listed) into its origin" : "merged \(listed) into their origins"
             run("merging \(listed)", done: done) { [source] in try await source.mergeSnapshots(names: names, force: force) }
         } else {
@@ -225,9 +225,14 @@ public final class MonitorApp {
         view.prompt = "new COW size for \(target): \(text)_"
     }
 
+    /// The exceptions the named snapshots hold, as last refreshed (a merged one is gone: none).
+    private func exceptions(of names: [String]) -> Int {
+        names.reduce(0) { $0 + (model.status?.snapshot(named: $1)?.exceptions ?? 0) }
+    }
+
     /// The merge's progress bar in the status line: exceptions copied back so far.
     private func showMergeProgress(_ merge: (names: [String], total: Int)) {
-        let left = merge.names.reduce(0) { $0 + (model.status?.snapshot(named: $1)?.exceptions ?? 0) }
+        let left = exceptions(of: merge.names)
         let percent = Double(merge.total - min(left, merge.total)) * 100 / Double(merge.total)
         let (filled, empty) = Format.bar(percent, width: 30, unicode: screen.unicode)
         show("merging \(merge.names.joined(separator: ", ")) [\(filled)\(empty)] \(Format.percent(percent))")

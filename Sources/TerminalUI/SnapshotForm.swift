@@ -70,8 +70,8 @@ public struct SnapshotForm: Sendable {
     /// group, `<typed directory or pool>/<name>.cow`.
     public func cowPath(of name: String) -> String {
         let typed = absolute(values[.cowPath] ?? "")
-        if isGroup { return "\(typed.isEmpty ? poolDirectory : typed)/\(name).cow" }
-        return typed.isEmpty ? "\(poolDirectory)/\(name).cow" : typed
+        if isGroup { return Controller.defaultCowPath(of: name, in: typed.isEmpty ? poolDirectory : typed) }
+        return typed.isEmpty ? Controller.defaultCowPath(of: name, in: poolDirectory) : typed
     }
 
     /// The COW path shown when the field is empty.

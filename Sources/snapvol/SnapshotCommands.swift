@@ -61,7 +61,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 let directory = cowDir.map(absolutePath) ?? controller.location.directory
                 pairs = controller.activeOriginNames.map { origin in
                     let name = Controller.groupMemberName(names[0], origin: origin)
-                    return (name, origin, "\(directory)/\(name).cow")
+                    return (name, origin, Controller.defaultCowPath(of: name, in: directory))
                 }
                 guard !pairs.isEmpty else { throw ControllerError.refused("no active origin to snapshot") }
             } else {
