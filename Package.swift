@@ -70,6 +70,7 @@ let package = Package(
             name: "snapvol",
             dependencies: ["Controller", "TerminalUI", "NBDServer", "Benchmarks", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "SystemPackage", package: "swift-system"),
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).

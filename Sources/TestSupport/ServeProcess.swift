@@ -6,7 +6,7 @@ public final class ServeProcess: Sendable {
     public let socket: String
     public let log: String
 
-    public init(pool: TestPool, extra: [String] = []) throws {
+    public init(pool: TestPool, extra: [String] = [], environment: [String: String] = [:]) throws {
         socket = "\(pool.path)/nbd.sock"
         log = pool.file("serve.log")
         guard FileManager.default.createFile(atPath: log, contents: nil) else { throw ServeFailure(log: "cannot create \(log)") }
@@ -14,6 +14,7 @@ public final class ServeProcess: Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
         process.arguments = ["serve", "--pool", pool.path] + extra
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = output
         process.standardError = output
         try process.run()
@@ -28,6 +29,8 @@ public final class ServeProcess: Sendable {
     public func uri(_ name: String) -> String { "nbd+unix:///\(name)?socket=\(socket)" }
 
     public var isRunning: Bool { process.isRunning }
+
+    public var processIdentifier: Int32 { process.processIdentifier }
 
     /// The server's peak resident memory so far (`VmHWM`), in bytes.
     public var peakResidentBytes: Int? {

@@ -43,6 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ControllerError.refused("invalid --busy-poll \(busyPoll): microseconds from 0 (never) to 1000")
             }
             let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
+            let notifier = try ServiceNotifier.fromEnvironment()
             try await options.withController("snapvol serve") { controller in
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
@@ -63,10 +64,19 @@ struct ServeCommand: AsyncParsableCommand {
                 let names = exports.exportNames
                 let example = names.first.map { ", e.g. \(address.uri(for: $0, tls: tls != nil))" } ?? ""
                 printNotice("serving \(names.count) volume(s) on \(address)\(tls == nil ? "" : " (TLS required)")" + example)
-                let watcher = Task { [policy] in await Self.watch(controller, policy: policy) }
+                // After the notice too: a unit ordered after this one starts once both sockets accept.
+                let ready = (try? controller.status()).map(Self.serviceStatus) ?? "serving"
+                notifier?.notify("READY=1", "STATUS=" + ready)
+                let watcher = Task { [policy] in await Self.watch(controller, policy: policy, notifier: notifier, announced: ready) }
+                let watchdog = Task {
+                    guard let notifier, let interval = notifier.watchdogInterval else { return }
+                    await Self.keepWatchdogFed(notifier, every: interval, controller: controller)
+                }
                 await ShutdownSignal.wait()
                 watcher.cancel()
+                watchdog.cancel()
                 printNotice("shutting down: finishing in-flight requests")
+                notifier?.notify("STOPPING=1", "STATUS=shutting down: finishing in-flight requests")
                 await control.shutdown(removing: controller.location.controlSocketPath)
                 await server.shutdown()
                 let polling = server.busyPollFigures
@@ -77,9 +87,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events.
-    static func watch(_ controller: Controller, policy: AutoextendPolicy) async {
+    /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events; with
+    /// a service manager, `STATUS=` whenever its line changes from `announced`.
+    static func watch(_ controller: Controller, policy: AutoextendPolicy, notifier: ServiceNotifier?, announced: String? = nil) async {
         var policy = policy
+        var announced = announced
         var seen = controller.events.recent.last?.sequence ?? -1
         // A failing autoextend is retried every second but reported once per snapshot and error.
         var reportedFailures: [String: String] = [:]
@@ -88,7 +100,12 @@ struct ServeCommand: AsyncParsableCommand {
                 printNotice(event.text)
                 seen = event.sequence
             }
-            for snapshot in (try? controller.status().origins.flatMap(\.snapshots)) ?? [] {
+            let status = try? controller.status()
+            if let notifier, let status, case let line = serviceStatus(status), line != announced {
+                notifier.notify("STATUS=" + line)
+                announced = line
+            }
+            for snapshot in status?.origins.flatMap(\.snapshots) ?? [] {
                 for action in policy.review(snapshot, fileBacked: controller.isFileBacked(snapshot: snapshot.name)) {
                     switch action {
                     case .warn(let text): printNotice("warning: " + text)

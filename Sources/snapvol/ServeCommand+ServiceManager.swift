@@ -1,0 +1,34 @@
+import Controller
+
+extension ServeCommand {
+    /// The one-line state `systemctl status` shows (`STATUS=`): volumes, clients, and what needs
+    /// an operator (snapshots no longer usable, the fullest COW device).
+    static func serviceStatus(_ status: PoolStatus) -> String {
+        let snapshots = status.origins.flatMap(\.snapshots)
+        let volumes = status.origins.count + snapshots.count + status.remaps.count
+        let clients = status.origins.compactMap(\.clients).reduce(0, +) + snapshots.compactMap(\.clients).reduce(0, +)
+            + status.remaps.compactMap(\.clients).reduce(0, +)
+        var line = "serving \(counted(volumes, "volume")), \(counted(clients, "NBD client"))"
+        let unusable = snapshots.filter { ["invalid", "overflow", "merge-failed"].contains($0.state) }
+        if !unusable.isEmpty {
+            line += "; " + counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "
+                + unusable.map { "\($0.name) (\($0.state))" }.joined(separator: ", ")
+        }
+        if let fullest = snapshots.filter({ $0.state == "active" }).max(by: { $0.fillPercent < $1.fillPercent }) {
+            line += "; fullest COW: \(fullest.name) \(Int(fullest.fillPercent.rounded()))%"
+        }
+        return line
+    }
+
+    private static func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
+
+    /// Sends `WATCHDOG=1` every `interval` for as long as the controller answers a status query:
+    /// a server whose controller hangs stops pinging, and the service manager restarts it.
+    static func keepWatchdogFed(_ notifier: ServiceNotifier, every interval: Duration, controller: Controller) async {
+        while !Task.isCancelled {
+            _ = try? controller.status()
+            notifier.notify("WATCHDOG=1")
+            try? await Task.sleep(for: interval)
+        }
+    }
+}
