@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "CSnapvolSys"),
@@ -71,7 +72,9 @@ let package = Package(
             dependencies: ["Controller", "TerminalUI", "NBDServer", "Benchmarks", "VolumeTargets", "ExceptionMachinery", "BlockDevices",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "SystemPackage", package: "swift-system"),
-                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         // Helpers shared by the test targets only (seeded randomness, loop devices, fixtures).
         .target(name: "TestSupport", dependencies: ["CSnapvolSys"], resources: [.copy("Fixtures")]),

@@ -30,6 +30,8 @@ struct ServeCommand: AsyncParsableCommand {
     var handshakeLimit: Int = 10
     @Option(help: "Microseconds an event loop polls its clients' sockets before sleeping, after a reply (0: never; at most 1000).")
     var busyPoll: Int = 50
+    @Option(help: "Serve Prometheus metrics over HTTP at /metrics on HOST:PORT (HOST may be omitted: loopback; port 0: any free one, printed).")
+    var metricsListen: String?
 
     func run() async throws {
         try await guarded {
@@ -44,6 +46,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             let notifier = try ServiceNotifier.fromEnvironment()
+            let metricsAddress = try metricsListen.map { try Self.hostAndPort($0, option: "--metrics-listen", lowestPort: 0) }
             try await options.withController("snapvol serve") { controller in
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
@@ -55,14 +58,29 @@ struct ServeCommand: AsyncParsableCommand {
                 // The control socket is up before the notice: a script that waits for "serving"
                 // and then runs `snapvol status` must find its command forwarded, not the pool locked.
                 let control: ControlServer
+                let metrics: MetricsServer?
                 do {
                     control = try await ControlServer.start(controller: controller)
                 } catch {
                     await server.shutdown()
                     throw error
                 }
+                do {
+                    if let (host, port) = metricsAddress {
+                        metrics = try await MetricsServer.start(host: host, port: port, controller: controller)
+                    } else {
+                        metrics = nil
+                    }
+                } catch {
+                    await control.shutdown(removing: controller.location.controlSocketPath)
+                    await server.shutdown()
+                    throw error
+                }
                 let names = exports.exportNames
                 let example = names.first.map { ", e.g. \(address.uri(for: $0, tls: tls != nil))" } ?? ""
+                if let metrics, let (host, _) = metricsAddress {
+                    printNotice("metrics at http://\(host.contains(":") ? "[\(host)]" : host):\(metrics.port ?? 0)/metrics")
+                }
                 printNotice("serving \(names.count) volume(s) on \(address)\(tls == nil ? "" : " (TLS required)")" + example)
                 // After the notice too: a unit ordered after this one starts once both sockets accept.
                 let ready = (try? controller.status()).map(Self.serviceStatus) ?? "serving"
@@ -77,6 +95,7 @@ struct ServeCommand: AsyncParsableCommand {
                 watchdog.cancel()
                 printNotice("shutting down: finishing in-flight requests")
                 notifier?.notify("STOPPING=1", "STATUS=shutting down: finishing in-flight requests")
+                await metrics?.shutdown()
                 await control.shutdown(removing: controller.location.controlSocketPath)
                 await server.shutdown()
                 let polling = server.busyPollFigures
@@ -145,11 +164,17 @@ struct ServeCommand: AsyncParsableCommand {
 
     func listenAddress() throws -> NBDListenAddress {
         guard let listen else { return .unix(path: socket.map(absolutePath) ?? options.location.nbdSocketPath) }
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port) else {
-            throw ControllerError.refused("invalid --listen '\(listen)': use HOST:PORT or :PORT")
+        let (host, port) = try Self.hostAndPort(listen, option: "--listen")
+        return .tcp(host: host, port: port)
+    }
+
+    /// `HOST:PORT` or `:PORT` (loopback), `[v6]:PORT` too.
+    static func hostAndPort(_ text: String, option: String, lowestPort: Int = 1) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (lowestPort...65535).contains(port) else {
+            throw ControllerError.refused("invalid \(option) '\(text)': use HOST:PORT or :PORT")
         }
-        let host = String(listen[..<colon])
-        return .tcp(host: host.isEmpty ? "127.0.0.1" : host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+        let host = String(text[..<colon])
+        return (host.isEmpty ? "127.0.0.1" : host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
     }
 }
 

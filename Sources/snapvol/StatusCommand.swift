@@ -9,12 +9,21 @@ struct StatusCommand: AsyncParsableCommand, ForwardableCommand {
     @Argument(help: "Only this volume (an origin shows with its snapshots).") var name: String?
     @Flag(help: "Print the status model as JSON.") var json = false
     @Flag(help: "Print one dmsetup-status line per snapshot.") var dm = false
+    @Flag(help: "Print Prometheus metrics (text format, for node_exporter's textfile collector).") var prometheus = false
+
+    func validate() throws {
+        guard [json, dm, prometheus].filter({ $0 }).count <= 1 else {
+            throw ValidationError("--json, --dm and --prometheus are exclusive: give one")
+        }
+    }
 
     func run() async throws {
         try await guarded {
             let status = try await options.withController("snapvol status") { try $0.status(only: name) }
             if json {
                 try printJSON(status)
+            } else if prometheus {
+                CommandEnvironment.current.stdout(Data(PoolMetrics.exposition(of: status).utf8))
             } else if dm {
                 let snapshots = status.origins.flatMap(\.snapshots)
                 let single = snapshots.count == 1 && snapshots[0].name == name
