@@ -58,7 +58,11 @@ public final class TestPool: Sendable {
 
     /// Runs a command that must succeed.
     @discardableResult
-    public func ok(_ arguments: String...) throws -> Shell.Result {
+    public func ok(_ arguments: String...) throws -> Shell.Result { try ok(arguments: arguments) }
+
+    /// Runs a command that must succeed, its arguments as an array.
+    @discardableResult
+    public func ok(arguments: [String]) throws -> Shell.Result {
         let result = try SnapvolBinary.run(arguments + ["--pool", path])
         guard result.status == 0 else {
             throw Shell.Failure(command: "snapvol " + arguments.joined(separator: " "), result: result)
@@ -114,4 +118,16 @@ public final class LockHolder: Sendable {
     }
 
     deinit { process.terminate() }
+}
+
+extension TestPool {
+    /// A fresh pool holding origin `vm` (an 8 MiB file) and one snapshot of it, `snapshot`, made
+    /// with `options` (its COW is `<snapshot>.cow` in the pool's directory).
+    public static func withVM(snapshot: String, _ options: String...) throws -> TestPool {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "8M")
+        try pool.ok(arguments: ["snapshot", "create", snapshot, "--origin", "vm", "--cow", pool.file("\(snapshot).cow")] + options)
+        return pool
+    }
 }

@@ -40,32 +40,24 @@ protocol ForwardableCommand: SendableMetatype {
 }
 
 /// Accepts control connections and runs their commands.
-final class ControlServer: Sendable {
-    private let listener: any Channel
-    private let group: MultiThreadedEventLoopGroup
-
-    private init(listener: any Channel, group: MultiThreadedEventLoopGroup) {
-        self.listener = listener
-        self.group = group
-    }
+struct ControlServer: Sendable {
+    private let listener: SideListener
 
     static func start(controller: Controller) async throws -> ControlServer {
         let path = controller.location.controlSocketPath
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let listener = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller))
-                }
+        let listener = try await SideListener.start { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller))
             }
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        } bind: { bootstrap in
+            bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+        }
         chmod(path, 0o600)
-        return ControlServer(listener: listener, group: group)
+        return ControlServer(listener: listener)
     }
 
     func shutdown(removing path: String) async {
-        try? await listener.close()
-        try? await group.shutdownGracefully()
+        await listener.close()
         unlink(path)
     }
 }

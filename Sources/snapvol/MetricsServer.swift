@@ -2,7 +2,6 @@ import Controller
 import Glibc
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 
 /// `serve --metrics-listen`: an HTTP endpoint that answers `GET /metrics` with the pool's
 /// Prometheus exposition (`PoolMetrics`), computed from the controller's status at each scrape.
@@ -10,42 +9,30 @@ import NIOPosix
 ///
 /// Invariant: the listener runs on its own event-loop thread, never on the NBD server's loops,
 /// so a scrape does not delay a client's request; it closes before the controller goes away.
-final class MetricsServer: Sendable {
-    private let listener: any Channel
-    private let group: MultiThreadedEventLoopGroup
-
-    private init(listener: any Channel, group: MultiThreadedEventLoopGroup) {
-        self.listener = listener
-        self.group = group
-    }
+struct MetricsServer: Sendable {
+    private let listener: SideListener
 
     /// Listens on `host:port`; a failure to bind is a one-line refusal naming the address.
     static func start(host: String, port: Int, controller: Controller) async throws -> MetricsServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
-            let listener = try await ServerBootstrap(group: group)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                        try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(controller: controller))
-                    }
+            let listener = try await SideListener.start { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(controller: controller))
                 }
-                .bind(host: host, port: port).get()
-            return MetricsServer(listener: listener, group: group)
+            } bind: { bootstrap in
+                bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1).bind(host: host, port: port)
+            }
+            return MetricsServer(listener: listener)
         } catch {
-            try? await group.shutdownGracefully()
             let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
             throw ControllerError.refused("--metrics-listen \(host):\(port): cannot listen: \(reason)")
         }
     }
 
     /// The port it listens on (the one asked for, or the one the system chose for port 0).
-    var port: Int? { listener.localAddress?.port }
+    var port: Int? { listener.channel.localAddress?.port }
 
-    func shutdown() async {
-        try? await listener.close()
-        try? await group.shutdownGracefully()
-    }
+    func shutdown() async { await listener.close() }
 }
 
 /// One HTTP connection of the metrics endpoint: each request is answered once its end arrives.

@@ -5,13 +5,7 @@ import TestSupport
 /// Prometheus metrics: `status --prometheus` (for node_exporter's textfile collector) and
 /// `serve --metrics-listen`, scraped by a real Prometheus server.
 @Suite struct MetricsTests {
-    static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "8M")
-        try pool.ok("snapshot", "create", "nightly", "--origin", "vm", "--cow", pool.file("nightly.cow"), "--cow-size", "4M")
-        return pool
-    }
+    static func pool() throws -> TestPool { try TestPool.withVM(snapshot: "nightly", "--cow-size", "4M") }
 
     /// Samples by series (`name{labels}` as printed).
     static func samples(_ exposition: String) -> [String: Double] {

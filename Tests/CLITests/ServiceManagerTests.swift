@@ -7,13 +7,7 @@ import TestSupport
 /// `$WATCHDOG_USEC`, `STOPPING=1` on SIGTERM. The test binds the notification socket itself, as
 /// systemd does, and reads the datagrams.
 @Suite struct ServiceManagerTests {
-    static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "8M")
-        try pool.ok("snapshot", "create", "nightly", "--origin", "vm", "--cow", pool.file("nightly.cow"), "--cow-size", "4M")
-        return pool
-    }
+    static func pool() throws -> TestPool { try TestPool.withVM(snapshot: "nightly", "--cow-size", "4M") }
 
     @Test func serveTellsTheServiceManagerWhenItIsReadyAliveAndStopping() throws {
         let pool = try Self.pool()

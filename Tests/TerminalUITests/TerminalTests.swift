@@ -9,13 +9,7 @@ struct TerminalTests {
     static var binary: String { SnapvolBinary.path }
 
     /// A pool with origin `vm` (8 MiB) and snapshot `base`.
-    static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "8M")
-        try pool.ok("snapshot", "create", "base", "--origin", "vm", "--cow", pool.file("base.cow"), "--chunk-size", "4K")
-        return pool
-    }
+    static func pool() throws -> TestPool { try TestPool.withVM(snapshot: "base", "--chunk-size", "4K") }
 
     static let environment = ["TERM": "tmux-256color", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"]
 
