@@ -45,13 +45,13 @@ private struct SnapshotPlan {
     let cow: Cow
 
     /// The registry's record of the snapshot made from this plan, one of `group` (the names of
-    /// every snapshot the command creates).
-    func record(in group: [String]) -> SnapshotRecord {
+    /// every snapshot the command creates), taken at `instant`.
+    func record(in group: [String], at instant: Date) -> SnapshotRecord {
         var record = SnapshotRecord(name: request.name, cowPath: request.cowPath, chunkSize: geometry.chunkBytes,
                                     persistent: !request.transient, ownsCow: cow.isNew)
         record.exceptionCache = request.exceptionCache
         record.transientOwner = request.transient ? getpid() : nil
-        record.created = Date()
+        record.created = instant
         if group.count > 1 { record.takenWith = group.filter { $0 != request.name } }
         return record
     }
@@ -91,8 +91,8 @@ extension Controller {
             do {
                 for plan in plans { prepared.append(try await prepare(plan)) }
                 let snapshots = try await Origin.attach(together: prepared.map(\.attachment))
-                let group = requests.map(\.name)
-                for plan in plans { registry.origins[plan.originIndex].snapshots.append(plan.record(in: group)) }
+                let group = requests.map(\.name), instant = Date()
+                for plan in plans { registry.origins[plan.originIndex].snapshots.append(plan.record(in: group, at: instant)) }
                 do {
                     try save(registry)
                 } catch {

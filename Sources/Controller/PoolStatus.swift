@@ -1,3 +1,4 @@
+import Foundation
 import ExceptionMachinery
 import VolumeTargets
 
@@ -89,9 +90,12 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     public var clients: Int?
     /// The other snapshots of its consistent group still in the pool (nil: taken alone).
     public var takenWith: [String]?
+    /// When it was taken, ISO 8601 in UTC (`2026-11-30T23:58:12Z`); nil when not known (a COW
+    /// the kernel wrote, adopted with `snapshot attach`).
+    public var created: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, origin, persistent, exceptions, state, reason, table, clients
+        case name, origin, persistent, exceptions, state, reason, table, clients, created
         case takenWith = "taken_with"
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
@@ -117,6 +121,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         writeBytes = status.io.writeBytes
         table = status.cache.map(TableReport.init)
         takenWith = record.takenWith
+        created = record.created.map(Self.timestamp)
     }
 
     /// A snapshot that could not be activated.
@@ -137,7 +142,13 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         readBytes = 0
         writeBytes = 0
         takenWith = record.takenWith
+        created = record.created.map(Self.timestamp)
     }
+
+    /// `created` as a date.
+    public var createdDate: Date? { created.flatMap { try? Date($0, strategy: .iso8601) } }
+
+    static func timestamp(_ date: Date) -> String { date.formatted(.iso8601) }
 }
 
 /// A snapshot's exception table: what is resident, its budget, how often lookups needed a

@@ -1,4 +1,5 @@
 import Controller
+import Foundation
 
 /// Short human figures for table cells.
 enum Format {
@@ -21,6 +22,22 @@ enum Format {
     /// "1s", "0.5s", "0.25s".
     static func seconds(_ value: Double) -> String {
         value == value.rounded() ? "\(Int(value))s" : "\(value)s"
+    }
+
+    /// How long ago, in its two largest units: "40 s", "12 min", "3 h 5 min", "4 d 2 h".
+    static func age(_ seconds: Double) -> String {
+        let whole = max(0, Int(seconds))
+        let (days, hours, minutes) = (whole / 86_400, whole / 3_600 % 24, whole / 60 % 60)
+        if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
+        if whole >= 3_600 { return minutes > 0 ? "\(whole / 3_600) h \(minutes) min" : "\(whole / 3_600) h" }
+        return whole >= 60 ? "\(whole / 60) min" : "\(whole) s"
+    }
+
+    /// "2026-11-30 23:58 UTC, 12 min ago": when a snapshot was taken, from `now`.
+    static func taken(_ date: Date, now: Date) -> String {
+        let utc = date.formatted(Date.ISO8601FormatStyle(dateSeparator: .dash, dateTimeSeparator: .space, timeZone: .gmt)
+            .year().month().day().time(includingFractionalSeconds: false))
+        return "\(utc) UTC, \(age(now.timeIntervalSince(date))) ago"
     }
 
     static func percent(_ value: Double) -> String {

@@ -1,4 +1,5 @@
 import Controller
+import Foundation
 
 /// Everything the screen shows besides the model: mode, messages, dialogs.
 public struct ViewState: Sendable {
@@ -32,7 +33,8 @@ public enum Renderer {
         return width >= 93 ? compact + [("READ", 8), ("WRITE", 8)] : compact
     }
 
-    public static func draw(_ model: MonitorModel, _ view: ViewState, on screen: Screen) {
+    /// Draws everything; snapshot ages are counted to `now`.
+    public static func draw(_ model: MonitorModel, _ view: ViewState, on screen: Screen, now: Date = Date()) {
         screen.clear()
         defer { screen.present() }
         guard screen.rows >= minimumRows, screen.columns >= minimumColumns else {
@@ -43,7 +45,7 @@ public enum Renderer {
         let detailHeight = 9
         let listHeight = screen.rows - 4 - detailHeight
         drawTable(model, screen, top: 1, height: listHeight)
-        drawDetail(model, view, screen, top: 2 + listHeight, height: detailHeight)
+        drawDetail(model, view, screen, top: 2 + listHeight, height: detailHeight, now: now)
         drawStatusLine(view, screen)
         drawKeyBar(view, screen)
         if view.showHelp { HelpOverlay.draw(readOnly: view.readOnly, on: screen) }
@@ -126,7 +128,7 @@ public enum Renderer {
         }
     }
 
-    static func drawDetail(_ model: MonitorModel, _ view: ViewState, _ screen: Screen, top: Int, height: Int) {
+    static func drawDetail(_ model: MonitorModel, _ view: ViewState, _ screen: Screen, top: Int, height: Int, now: Date) {
         let rule = screen.unicode ? "─" : "-"
         guard let row = model.selected else { return }
         screen.put(top, 0, Format.cell(String(repeating: rule, count: 2) + " \(row.name) ", screen.columns, right: false)
@@ -138,7 +140,8 @@ public enum Renderer {
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
             lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
             if let table = report.table { lines.append("exception table \(table.summary)") }
-            if let group = report.takenWith { lines.append("taken at one instant with \(group.joined(separator: ", "))") }
+            let taken = report.createdDate.map { "taken " + Format.taken($0, now: now) } ?? "taken: not known (attached)"
+            lines.append(taken + (report.takenWith.map { ", at one instant with " + $0.joined(separator: ", ") } ?? ""))
         } else if let remap = model.status?.remaps.first(where: { $0.name == row.name }) {
             lines.append("remap volume: data \(remap.devicePath)   chunk \(Format.size(UInt64(remap.chunkSize)))   remapped \(remap.remapped)   awaiting a write \(remap.marked)")
             lines.append("spare \(remap.sparePath)   used \(Format.size(remap.spareUsedBytes)) of \(Format.size(remap.spareTotalBytes)) (\(Format.percent(remap.fillPercent)))")

@@ -43,6 +43,10 @@ enum PoolMetrics {
         set(registry, "snapshot", "cow_used", "bytes", "Bytes of the COW device in use (data and metadata)", labels, Double(snapshot.cowUsedBytes))
         set(registry, "snapshot", "cow_size", "bytes", "The COW device's size", labels, Double(snapshot.cowTotalBytes))
         set(registry, "snapshot", "chunk_size", "bytes", "The snapshot's chunk size", labels, Double(snapshot.chunkSize))
+        if let created = snapshot.createdDate {
+            set(registry, "snapshot", "created_timestamp", "seconds", "When the snapshot was taken, in seconds since the epoch",
+                labels, created.timeIntervalSince1970)
+        }
         add(registry, "snapshot", "read_bytes", "Bytes read from the snapshot by this process", labels, snapshot.readBytes)
         add(registry, "snapshot", "written_bytes", "Bytes written to the snapshot by this process", labels, snapshot.writeBytes)
         if let table = snapshot.table {

@@ -19,9 +19,16 @@ import TestSupport
     /// Both snapshots are made, keep their origins' data, and are recorded.
     @Test func aGroupIsCreatedAndKeepsEachOrigin() throws {
         let pool = try Self.pool()
+        let before = Date().timeIntervalSince1970.rounded(.down)
         let made = try pool.ok("snapshot", "create", "a1", "b1", "--origin", "a", "--origin", "b",
                                "--cow", pool.file("a1.cow"), "--cow", pool.file("b1.cow"), "--chunk-size", "4K")
+        let after = Date().timeIntervalSince1970.rounded(.up)
         #expect(made.text == "created snapshots a1 of a, b1 of b at one instant\n")
+        // One instant, in the registry too: both members carry the same time, that of the command.
+        let created = try #require(try pool.snapshotStatus("a1")?["created"] as? String)
+        #expect(try pool.snapshotStatus("b1")?["created"] as? String == created)
+        let taken = try #require(try? Date(created, strategy: .iso8601)).timeIntervalSince1970
+        #expect(taken >= before && taken <= after, "\(created)")
         try pool.ok("io", "write", "a", "0", "64K", "--pattern", "0x1A")
         try pool.ok("io", "write", "b", "0", "64K", "--pattern", "0x1B")
         #expect(try pool.ok("io", "read", "a1", "0", "64K").stdout.allSatisfy { $0 == 0x0A })

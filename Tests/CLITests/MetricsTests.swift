@@ -47,6 +47,9 @@ import TestSupport
         #expect(samples["snapvol_snapshot_exceptions{snapshot=\"nightly\",origin=\"vm\"}"] == 128)
         #expect(samples["snapvol_origin_size_bytes{origin=\"vm\"}"] == Double(8 << 20))
         #expect(samples["snapvol_origin_up{origin=\"vm\"}"] == 1)
+        let created = try #require(snapshots.first { $0["name"] as? String == "nightly" }?["created"] as? String)
+        #expect(samples["snapvol_snapshot_created_timestamp_seconds{snapshot=\"nightly\",origin=\"vm\"}"]
+                == (try? Date(created, strategy: .iso8601))?.timeIntervalSince1970)
         if Environment.canRun(commands: ["promtool"]) {
             let lint = try Shell.run(["promtool", "check", "metrics"], input: Data(exposition.utf8))
             #expect(lint.status == 0, "\(lint.stdout) \(lint.stderr)")

@@ -69,7 +69,7 @@ struct TerminalTests {
         try session.press("Enter", until: "created snapshots nightly-vm, nightly-db at one instant")
         try session.waitFor(text: "└ nightly-db")
         // Rows by name: db, └ nightly-db, vm, … : one step down selects nightly-db.
-        try session.press("j", until: "taken at one instant with nightly-vm")
+        try session.press("j", until: "ago, at one instant with nightly-vm")
         try session.waitFor(text: "origin db ")
         try session.waitFor(text: "COW \(pool.path)/nightly-db.cow")
         try session.press(key, until: prompt)

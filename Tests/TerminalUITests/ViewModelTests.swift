@@ -17,7 +17,7 @@ import TestSupport
               {"name": "b-snap", "origin": "vm", "cow_path": "/b.cow", "chunk_size": 16384, "persistent": true,
                "exceptions": \(exceptions), "cow_used_bytes": 1000, "cow_total_bytes": 2000, "fill_percent": \(fill),
                "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0,
-               "taken_with": ["db-snap"]\(table)},
+               "taken_with": ["db-snap"], "created": "2026-11-30T20:00:00Z"\(table)},
               {"name": "a-snap", "origin": "vm", "cow_path": "/a.cow", "chunk_size": 4096, "persistent": true,
                "exceptions": 99, "cow_used_bytes": 10, "cow_total_bytes": 2000, "fill_percent": 5,
                "pending_copies": 0, "state": "active", "dm_status": "0 131072 snapshot 1/4 1", "read_bytes": 0, "write_bytes": 0}]}]}
@@ -66,17 +66,33 @@ import TestSupport
         var view = ViewState()
         view.pool = "/p"
         view.chunkMap = [0, 0.5, 1]
-        Renderer.draw(model, view, on: screen)
+        Renderer.draw(model, view, on: screen, now: try! Date("2026-11-30T23:05:30Z", strategy: .iso8601))
         let text = screen.text
         #expect(text.contains("└ b-snap"))
         #expect(text.contains("! INVALID"), "state is never shown by colour alone")
         #expect(text.contains("95.0%"))
         #expect(text.contains("dmsetup status: 0 131072 snapshot 2/4 1"))
-        #expect(text.contains("taken at one instant with db-snap"))
+        #expect(text.contains("taken 2026-11-30 20:00:00 UTC, 3 h 5 min ago, at one instant with db-snap"))
         #expect(text.contains("[ ▒█]"))
         #expect(text.contains("F10Quit"))
         let barRow = screen.lines.firstIndex { $0.contains("b-snap") && $0.contains("█") }!
         #expect(screen.elements[barRow].contains(.selected))
+    }
+
+    /// A snapshot adopted with `snapshot attach` has no known creation time.
+    @Test func anAttachedSnapshotsAgeIsNotKnown() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        model.select(named: "a-snap")
+        let screen = TextScreen(rows: 24, columns: 80)
+        Renderer.draw(model, ViewState(), on: screen)
+        #expect(screen.text.contains("taken: not known (attached)"))
+    }
+
+    @Test func agesUseTheirTwoLargestUnits() {
+        let cases: [(Double, String)] = [(-3, "0 s"), (59.9, "59 s"), (60, "1 min"), (3_599, "59 min"), (3_600, "1 h"),
+                                         (3_660, "1 h 1 min"), (86_399, "23 h 59 min"), (86_400, "1 d"), (3 * 86_400 + 7_200 + 59, "3 d 2 h")]
+        for (seconds, text) in cases { #expect(Format.age(seconds) == text, "\(seconds)") }
     }
 
     /// With parts of the table evicted, the map says it shows only the part in memory.
