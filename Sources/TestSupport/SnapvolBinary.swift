@@ -52,7 +52,11 @@ public final class TestPool: Sendable {
 
     /// Runs a command with `--pool` appended.
     @discardableResult
-    public func run(_ arguments: String...) throws -> Shell.Result {
+    public func run(_ arguments: String...) throws -> Shell.Result { try run(arguments: arguments) }
+
+    /// Runs a command with `--pool` appended, its arguments as an array.
+    @discardableResult
+    public func run(arguments: [String]) throws -> Shell.Result {
         try SnapvolBinary.run(arguments + ["--pool", path])
     }
 

@@ -4,8 +4,8 @@ import Foundation
 
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "snapshot", abstract: "Create, adopt, delete, merge and extend snapshots.",
-        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self])
+        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend and prune snapshots.",
+        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self])
 
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
