@@ -61,6 +61,18 @@ public final class FileBlockDevice: ResizableDevice {
         }
     }
 
+    /// Measures the file or device again and takes that as its size (a file truncated by
+    /// someone else, a block device grown by `lvextend`); returns it.
+    @discardableResult
+    public func remeasure() throws -> UInt64 {
+        let size = try measuredSize()
+        currentSize.store(size, ordering: .releasing)
+        return size
+    }
+
+    /// The file's or device's size now, measured again (`size` stays as it was).
+    public func measuredSize() throws -> UInt64 { try Self.measure(descriptor, kind: kind, path: name).size }
+
     /// Creates a new sparse regular file of `size` bytes; refuses an existing path.
     public static func create(path: String, size: UInt64, permissions: FilePermissions = [.ownerReadWrite]) throws -> FileBlockDevice {
         let fd = try system("create", path) {

@@ -14,6 +14,11 @@ extension Controller {
             state.withLock { $0.live[record.name] = LiveOrigin(problem: "\(error)") }
             return
         }
+        await activate(record, on: device)
+    }
+
+    /// Makes the origin of `record` on `device` (opened already) and attaches its snapshots.
+    func activate(_ record: OriginRecord, on device: FileBlockDevice) async {
         let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in events.record(Self.describe($0)) })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }

@@ -38,11 +38,7 @@ extension Controller {
     public func removeOrigin(name: String, force: Bool = false) async throws {
         try await command {
             var registry = self.registry
-            guard let index = registry.origins.firstIndex(where: { $0.name == name }) else {
-                throw registry.snapshot(named: name) != nil
-                    ? ControllerError.refused("'\(name)' is a snapshot: use 'snapshot delete'")
-                    : ControllerError.unknownOrigin(name)
-            }
+            let index = try originIndex(named: name, in: registry, snapshotAdvice: "use 'snapshot delete'")
             let snapshots = registry.origins[index].snapshots.map(\.name)
             guard snapshots.isEmpty else { throw ControllerError.originHasSnapshots(origin: name, snapshots: snapshots) }
             try await removing([name], force: force) {

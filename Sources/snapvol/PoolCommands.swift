@@ -20,7 +20,7 @@ struct PoolCommand: AsyncParsableCommand {
 
 struct OriginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "origin", abstract: "Register and unregister origin volumes.", subcommands: [Add.self, Remove.self])
+        commandName: "origin", abstract: "Register, resize and unregister origin volumes.", subcommands: [Add.self, Resize.self, Remove.self])
 
     struct Add: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
@@ -36,6 +36,30 @@ struct OriginCommand: AsyncParsableCommand {
                     try await controller.addOrigin(name: name, path: absolutePath(path), size: try bytes(size))
                 }
                 emit("added origin \(name)")
+            }
+        }
+    }
+
+    struct Resize: AsyncParsableCommand, ForwardableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Grow or shrink an origin with no snapshots (a file to --size; a block device to its own new size).",
+            discussion: """
+                Without --size the device's size is read again: after 'lvextend', or 'losetup --set-capacity' on a loop \
+                device. Shrinking needs --force (the data past the new end is gone). Refused while an NBD client of \
+                'snapvol serve' has it open, unless --force (it knows only the old size).
+                """)
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The origin's name.") var name: String
+        @Option(help: "The new size of the origin's file.") var size: String?
+        @Flag(help: "Allow shrinking; disconnect the NBD clients that have it open.") var force = false
+
+        func run() async throws {
+            try await guarded {
+                let resize = try await options.withController("snapvol origin resize") {
+                    try await $0.resizeOrigin(name: name, size: try bytes(size), force: force)
+                }
+                let (old, new) = (ByteSize.describe(resize.old), ByteSize.describe(resize.new))
+                emit(resize.old == resize.new ? "origin \(name) is already \(new)" : "resized origin \(name) from \(old) to \(new)")
             }
         }
     }
