@@ -128,10 +128,18 @@ extension TestPool {
     /// A fresh pool holding origin `vm` (an 8 MiB file) and one snapshot of it, `snapshot`, made
     /// with `options` (its COW is `<snapshot>.cow` in the pool's directory).
     public static func withVM(snapshot: String, _ options: String...) throws -> TestPool {
+        let pool = try withOrigin("vm", size: "8M")
+        try pool.ok(arguments: ["snapshot", "create", snapshot, "--origin", "vm", "--cow", pool.file("\(snapshot).cow")] + options)
+        return pool
+    }
+
+    /// A fresh pool holding origin `name`, a new file `<name>.img` of `size`; with `pattern`, its
+    /// first `written` bytes (all of it when nil) hold that byte.
+    public static func withOrigin(_ name: String, size: String, pattern: String? = nil, written: String? = nil) throws -> TestPool {
         let pool = try TestPool()
         try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "8M")
-        try pool.ok(arguments: ["snapshot", "create", snapshot, "--origin", "vm", "--cow", pool.file("\(snapshot).cow")] + options)
+        try pool.ok("origin", "add", name, "--path", pool.file("\(name).img"), "--size", size)
+        if let pattern { try pool.ok("io", "write", name, "0", written ?? size, "--pattern", pattern) }
         return pool
     }
 }

@@ -5,13 +5,7 @@ import TestSupport
 /// While `snapvol serve` owns the pool, every command is forwarded to it: same output, same
 /// exit codes, same one-line errors.
 @Suite struct ForwardingTests {
-    static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "4M")
-        try pool.ok("io", "write", "data", "0", "4M", "--pattern", "0x11")
-        return pool
-    }
+    static func pool() throws -> TestPool { try TestPool.withOrigin("data", size: "4M", pattern: "0x11") }
 
     @Test func refusalsLookTheSameWithAServer() throws {
         let pool = try Self.pool()

@@ -6,13 +6,7 @@ import TestSupport
 /// is taken once the device has grown; an origin with snapshots, or open by a client without
 /// `--force`, is refused and left as it was.
 @Suite struct OriginResizeTests {
-    static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "vm", "--path", pool.file("vm.img"), "--size", "4M")
-        try pool.ok("io", "write", "vm", "0", "4M", "--pattern", "0x33")
-        return pool
-    }
+    static func pool() throws -> TestPool { try TestPool.withOrigin("vm", size: "4M", pattern: "0x33") }
 
     static func size(_ path: String) throws -> UInt64 {
         try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64)

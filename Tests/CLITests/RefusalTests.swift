@@ -7,10 +7,7 @@ import TestSupport
 @Suite struct RefusalTests {
     /// A pool with an origin `data` (1 MiB file) and a snapshot `snap`.
     static func pool() throws -> TestPool {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "1M")
-        try pool.ok("io", "write", "data", "0", "64K", "--pattern", "7")
+        let pool = try TestPool.withOrigin("data", size: "1M", pattern: "7", written: "64K")
         try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--chunk-size", "4K")
         try pool.ok("io", "write", "data", "0", "8K", "--pattern", "9")
         return pool
