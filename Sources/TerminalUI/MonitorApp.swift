@@ -24,7 +24,8 @@ public final class MonitorApp {
         /// `group`: the snapshot's group partners, which `a` deletes or merges with it
         /// (`groupForce`: some of them, or it, are open by clients).
         case confirm(action: String, target: String, force: Bool, group: [String], groupForce: Bool)
-        case extend(target: String, text: String)
+        /// A new size typed for a snapshot's COW, or for an origin.
+        case size(target: String, origin: Bool, text: String)
     }
 
     public init(source: any PoolSource, screen: CursesScreen, delay: Double) {
@@ -79,7 +80,7 @@ public final class MonitorApp {
         case .form: handleForm(key)
         case let .confirm(action, target, force, group, groupForce):
             handleConfirm(key, action: action, target: target, force: force, group: group, groupForce: groupForce)
-        case .extend(let target, let text): handleExtend(key, target: target, text: text)
+        case let .size(target, origin, text): handleSize(key, target: target, origin: origin, text: text)
         }
         return true
     }
@@ -147,9 +148,13 @@ public final class MonitorApp {
 
     private func startExtend() {
         if refuseIfReadOnly("extend") { return }
-        guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to extend", error: true) }
-        mode = .extend(target: row.name, text: "")
-        view.prompt = "new COW size for \(row.name): _"
+        guard let row = model.selected, row.kind != .remap else { return show("select a snapshot to extend or an origin to resize", error: true) }
+        mode = .size(target: row.name, origin: row.kind == .origin, text: "")
+        view.prompt = Self.sizePrompt(row.name, origin: row.kind == .origin, size: row.size, text: "")
+    }
+
+    static func sizePrompt(_ target: String, origin: Bool, size: UInt64, text: String) -> String {
+        origin ? "new size for origin \(target) (now \(ByteSize.describe(size))): \(text)_" : "new COW size for \(target): \(text)_"
     }
 
     private func handleFilter(_ key: Int32) {
@@ -207,22 +212,28 @@ public final class MonitorApp {
         }
     }
 
-    private func handleExtend(_ key: Int32, target: String, text: String) {
+    private func handleSize(_ key: Int32, target: String, origin: Bool, text: String) {
         var text = text
         switch key {
-        case 27: finishPrompt(); return show("extend cancelled")
+        case 27: finishPrompt(); return show(origin ? "resize cancelled" : "extend cancelled")
         case 10, 13, KEY_ENTER:
             finishPrompt()
             guard let size = try? ByteSize.parse(text) else { return show("invalid size '\(text)'", error: true) }
-            run("extending \(target)", done: "extended \(target) to \(ByteSize.describe(size))") { [source] in
-                try await source.extendSnapshot(name: target, cowSize: size)
+            if origin {
+                run("resizing \(target)", done: "resized \(target) to \(ByteSize.describe(size))") { [source] in
+                    try await source.resizeOrigin(name: target, size: size)
+                }
+            } else {
+                run("extending \(target)", done: "extended \(target) to \(ByteSize.describe(size))") { [source] in
+                    try await source.extendSnapshot(name: target, cowSize: size)
+                }
             }
             return
         case KEY_BACKSPACE, 127, 8: if !text.isEmpty { text.removeLast() }
         default: if let character = Self.printable(key) { text.append(character) }
         }
-        mode = .extend(target: target, text: text)
-        view.prompt = "new COW size for \(target): \(text)_"
+        mode = .size(target: target, origin: origin, text: text)
+        view.prompt = Self.sizePrompt(target, origin: origin, size: model.selected?.size ?? 0, text: text)
     }
 
     /// The exceptions the named snapshots hold, as last refreshed (a merged one is gone: none).

@@ -18,6 +18,8 @@ public protocol PoolSource: Sendable {
     /// Merges snapshots (one per origin) in one command, all checked first.
     func mergeSnapshots(names: [String], force: Bool) async throws
     func extendSnapshot(name: String, cowSize: UInt64) async throws
+    /// Grows (or shrinks, refused without the CLI's --force) an origin with no snapshots.
+    func resizeOrigin(name: String, size: UInt64) async throws
 }
 
 /// The pool driven in this process.
@@ -36,6 +38,7 @@ public struct ControllerSource: PoolSource {
     public func deleteSnapshots(names: [String], force: Bool) async throws { try await controller.deleteSnapshots(names: names, force: force) }
     public func mergeSnapshots(names: [String], force: Bool) async throws { try await controller.mergeSnapshots(names: names, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
+    public func resizeOrigin(name: String, size: UInt64) async throws { try await controller.resizeOrigin(name: name, size: size) }
 
     static func stamp(_ date: Date) -> String {
         let formatter = DateFormatter()
@@ -60,6 +63,7 @@ public struct DiskSource: PoolSource {
     public func deleteSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
     public func mergeSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
+    public func resizeOrigin(name: String, size: UInt64) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")
 }

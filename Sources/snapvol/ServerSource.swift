@@ -49,4 +49,5 @@ struct ServerSource: PoolSource {
         _ = try run(["snapshot", "merge"] + names + ["--no-progress"] + (force ? ["--force"] : []))
     }
     func extendSnapshot(name: String, cowSize: UInt64) async throws { _ = try run(["snapshot", "extend", name, "--cow-size", "\(cowSize)"]) }
+    func resizeOrigin(name: String, size: UInt64) async throws { _ = try run(["origin", "resize", name, "--size", "\(size)"]) }
 }

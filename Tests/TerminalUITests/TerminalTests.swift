@@ -110,6 +110,28 @@ struct TerminalTests {
         #expect(try pool.snapshotStatus("base") == nil)
     }
 
+    /// `e` on a snapshot extends its COW; on an origin it resizes it, refused while the origin
+    /// has snapshots (the controller's line is shown), done once they are gone.
+    @Test func extendGrowsACowAndResizeGrowsAnOriginWithoutSnapshots() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.press("j", "e", until: "new COW size for base: _")
+        try session.type("32M")
+        try session.press("Enter", until: "extended base to 32 MiB")
+        #expect(try FileManager.default.attributesOfItem(atPath: pool.file("base.cow"))[.size] as? UInt64 == 32 << 20)
+        try session.press("k", "e", until: "new size for origin vm (now 8 MiB): _")
+        try session.type("16M")
+        try session.press("Enter", until: "a snapshot keeps its origin's size")
+        try session.press("j", "d", "y", until: "deleted snapshot base")
+        try session.press("k", "e", until: "new size for origin vm (now 8 MiB): _")
+        try session.type("16M")
+        try session.press("Enter", until: "resized vm to 16 MiB")
+        try session.waitFor(text: "16 MiB")
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try FileManager.default.attributesOfItem(atPath: pool.file("vm.img"))[.size] as? UInt64 == 16 << 20)
+    }
+
     @Test func readOnlyRefusesEveryChangeAndTouchesNothing() throws {
         let pool = try Self.pool()
         try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "3")
