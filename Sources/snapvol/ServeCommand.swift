@@ -55,48 +55,15 @@ struct ServeCommand: AsyncParsableCommand {
                                           defaultExport: defaultExport)
                 let server = try await NBDServer.start(exports: exports, at: address, tls: tls, handshakeLimit: limit,
                                                        busyPoll: busyPoll == 0 ? nil : .microseconds(busyPoll))
-                // The control socket is up before the notice: a script that waits for "serving"
-                // and then runs `snapvol status` must find its command forwarded, not the pool locked.
-                let control: ControlServer
-                let metrics: MetricsServer?
-                do {
-                    control = try await ControlServer.start(controller: controller)
-                } catch {
-                    await server.shutdown()
-                    throw error
-                }
-                do {
-                    if let (host, port) = metricsAddress {
-                        metrics = try await MetricsServer.start(host: host, port: port, controller: controller)
-                    } else {
-                        metrics = nil
-                    }
-                } catch {
-                    await control.shutdown(removing: controller.location.controlSocketPath)
-                    await server.shutdown()
-                    throw error
-                }
+                let side = try await SideServers.start(controller, metrics: metricsAddress, stoppingOnFailure: server)
                 let names = exports.exportNames
                 let example = names.first.map { ", e.g. \(address.uri(for: $0, tls: tls != nil))" } ?? ""
-                if let metrics, let (host, _) = metricsAddress {
-                    printNotice("metrics at http://\(host.contains(":") ? "[\(host)]" : host):\(metrics.port ?? 0)/metrics")
-                }
+                if let url = side.metricsURL { printNotice("metrics at \(url)") }
                 printNotice("serving \(names.count) volume(s) on \(address)\(tls == nil ? "" : " (TLS required)")" + example)
-                // After the notice too: a unit ordered after this one starts once both sockets accept.
-                let ready = (try? controller.status()).map(Self.serviceStatus) ?? "serving"
-                notifier?.notify("READY=1", "STATUS=" + ready)
-                let watcher = Task { [policy] in await Self.watch(controller, policy: policy, notifier: notifier, announced: ready) }
-                let watchdog = Task {
-                    guard let notifier, let interval = notifier.watchdogInterval else { return }
-                    await Self.keepWatchdogFed(notifier, every: interval, controller: controller)
-                }
-                await ShutdownSignal.wait()
-                watcher.cancel()
-                watchdog.cancel()
+                await Self.serveUntilSignalled(controller, policy: policy, notifier: notifier)
                 printNotice("shutting down: finishing in-flight requests")
                 notifier?.notify("STOPPING=1", "STATUS=shutting down: finishing in-flight requests")
-                await metrics?.shutdown()
-                await control.shutdown(removing: controller.location.controlSocketPath)
+                await side.shutdown(controller)
                 await server.shutdown()
                 let polling = server.busyPollFigures
                 if polling.polls > 0 {
@@ -104,6 +71,22 @@ struct ServeCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+
+    /// Tells the service manager it is ready, then watches the pool (and feeds its watchdog)
+    /// until SIGINT or SIGTERM.
+    static func serveUntilSignalled(_ controller: Controller, policy: AutoextendPolicy, notifier: ServiceNotifier?) async {
+        // After the notice: a unit ordered after this one starts once both sockets accept.
+        let ready = (try? controller.status()).map(serviceStatus) ?? "serving"
+        notifier?.notify("READY=1", "STATUS=" + ready)
+        let watcher = Task { await watch(controller, policy: policy, notifier: notifier, announced: ready) }
+        let watchdog = Task {
+            guard let notifier, let interval = notifier.watchdogInterval else { return }
+            await keepWatchdogFed(notifier, every: interval, controller: controller)
+        }
+        await ShutdownSignal.wait()
+        watcher.cancel()
+        watchdog.cancel()
     }
 
     /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events; with
