@@ -52,7 +52,12 @@ final class ServiceNotifier: Sendable {
         }
         guard sent < 0 else { return }
         let failure = Errno(rawValue: errno)
-        if !reportedFailure.withLock({ reported in defer { reported = true }; return reported }) {
+        let firstFailure = reportedFailure.withLock { reported -> Bool in
+            if reported { return false }
+            reported = true
+            return true
+        }
+        if firstFailure {
             printNotice("warning: could not notify the service manager: sendto failed: \(failure) (not reported again)")
         }
     }
