@@ -19,7 +19,7 @@ extension Controller {
 
     /// Makes the origin of `record` on `device` (opened already) and attaches its snapshots.
     func activate(_ record: OriginRecord, on device: FileBlockDevice) async {
-        let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in events.record(Self.describe($0)) })
+        let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in events.record(Self.describe($0), alarm: Self.isAlarm($0)) })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
     }
@@ -48,6 +48,14 @@ extension Controller {
         let store = try await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize,
                                                             originChunks: geometry.chunksCovering(origin.size))
         return try await origin.attach(name: record.name, store: store, cacheBudget: record.cacheBudget)
+    }
+
+    /// Whether `event` needs an operator: a snapshot lost, a merge failed.
+    static func isAlarm(_ event: VolumeEvent) -> Bool {
+        switch event {
+        case .snapshotInvalidated, .snapshotOverflowed, .mergeFailed: return true
+        case .mergeProgress, .mergeFinished: return false
+        }
     }
 
     static func describe(_ event: VolumeEvent) -> String {

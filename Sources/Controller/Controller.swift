@@ -128,6 +128,8 @@ public final class EventJournal: Sendable {
         public let sequence: Int
         public let time: Date
         public let text: String
+        /// A snapshot lost (invalidated, overflowed) or a merge that failed: an operator must act.
+        public let isAlarm: Bool
     }
 
     private let entries = Mutex<(list: [Entry], next: Int)>(([], 0))
@@ -135,9 +137,9 @@ public final class EventJournal: Sendable {
 
     public init() {}
 
-    public func record(_ text: String) {
+    public func record(_ text: String, alarm: Bool = false) {
         entries.withLock { state in
-            state.list.append(Entry(sequence: state.next, time: Date(), text: text))
+            state.list.append(Entry(sequence: state.next, time: Date(), text: text, isAlarm: alarm))
             state.next += 1
             if state.list.count > Self.capacity { state.list.removeFirst(state.list.count - Self.capacity) }
         }

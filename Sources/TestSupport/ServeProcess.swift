@@ -6,11 +6,19 @@ public final class ServeProcess: Sendable {
     public let socket: String
     public let log: String
 
-    public init(pool: TestPool, extra: [String] = [], environment: [String: String] = [:]) throws {
+    /// - Parameter journal: tell the server its standard error is the journal (`$JOURNAL_STREAM`
+    ///   naming the log file), as systemd does for a service.
+    public init(pool: TestPool, extra: [String] = [], environment: [String: String] = [:], journal: Bool = false) throws {
         socket = "\(pool.path)/nbd.sock"
         log = pool.file("serve.log")
         guard FileManager.default.createFile(atPath: log, contents: nil) else { throw ServeFailure(log: "cannot create \(log)") }
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        var environment = environment
+        if journal {
+            var info = stat()
+            guard fstat(output.fileDescriptor, &info) == 0 else { throw ServeFailure(log: "cannot stat \(log)") }
+            environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
+        }
         process = Process()
         process.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
         process.arguments = ["serve", "--pool", pool.path] + extra

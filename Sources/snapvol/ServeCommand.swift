@@ -99,7 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
         var reportedFailures: [String: String] = [:]
         while !Task.isCancelled {
             for event in controller.events.since(seen) {
-                printNotice(event.text)
+                printNotice(event.text, level: event.isAlarm ? .error : .notice)
                 seen = event.sequence
             }
             let status = try? controller.status()
@@ -110,8 +110,8 @@ struct ServeCommand: AsyncParsableCommand {
             for snapshot in status?.origins.flatMap(\.snapshots) ?? [] {
                 for action in policy.review(snapshot, fileBacked: controller.isFileBacked(snapshot: snapshot.name)) {
                     switch action {
-                    case .warn(let text): printNotice("warning: " + text)
-                    case .alarm(let text): printNotice("ERROR: " + text)
+                    case .warn(let text): printNotice("warning: " + text, level: .warning)
+                    case .alarm(let text): printNotice("ERROR: " + text, level: .error)
                     case let .extend(name, size):
                         do {
                             try await controller.extendSnapshot(name: name, cowSize: size)
@@ -121,7 +121,7 @@ struct ServeCommand: AsyncParsableCommand {
                             let text = "\(error)"
                             if reportedFailures[name] != text {
                                 reportedFailures[name] = text
-                                printNotice("ERROR: autoextend of \(name) failed: \(text) (retrying every second, reported once)")
+                                printNotice("ERROR: autoextend of \(name) failed: \(text) (retrying every second, reported once)", level: .error)
                             }
                         }
                     }
@@ -226,6 +226,3 @@ final class OnceFlag: Sendable {
     func claim() -> Bool { done.withLock { value in defer { value = true }; return !value } }
 }
 
-func printNotice(_ message: String) {
-    FileHandle.standardError.write(Data("snapvol: \(message)\n".utf8))
-}

@@ -58,7 +58,7 @@ final class ServiceNotifier: Sendable {
             return true
         }
         if firstFailure {
-            printNotice("warning: could not notify the service manager: sendto failed: \(failure) (not reported again)")
+            printNotice("warning: could not notify the service manager: sendto failed: \(failure) (not reported again)", level: .warning)
         }
     }
 

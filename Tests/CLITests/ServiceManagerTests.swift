@@ -54,6 +54,33 @@ import TestSupport
         #expect(notify.receive(containing: "STOPPING=1", within: 5, skipped: &skipped) != nil)
     }
 
+    /// With standard error on the journal, each line carries its priority: a lost snapshot is
+    /// an error (`<3>`), the rest notices (`<5>`); with `$JOURNAL_STREAM` naming another
+    /// stream, plain lines.
+    @Test func journalLinesCarryTheirPriority() throws {
+        let pool = try Self.pool()
+        try pool.ok("snapshot", "create", "tiny", "--origin", "vm", "--cow", pool.file("tiny.cow"), "--cow-size", "256K")
+        let server = try ServeProcess(pool: pool, journal: true)
+        try pool.ok("io", "write", "vm", "0", "2M", "--pattern", "0x5a")
+        let deadline = Date().addingTimeInterval(10)
+        var log = ""
+        while !log.contains("INVALIDATED"), Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            log = try String(contentsOfFile: server.log, encoding: .utf8)
+        }
+        #expect(server.stop() == 0)
+        log = try String(contentsOfFile: server.log, encoding: .utf8)
+        let lines = log.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("<5>snapvol: serving 3 volume(s)") }, "\(log)")
+        #expect(lines.contains { $0.hasPrefix("<3>snapvol: tiny: INVALIDATED") }, "\(log)")
+        #expect(lines.allSatisfy { $0.hasPrefix("<3>snapvol: ") || $0.hasPrefix("<4>snapvol: ") || $0.hasPrefix("<5>snapvol: ") }, "\(log)")
+
+        // A variable inherited from a parent whose stream was the journal, stderr now elsewhere.
+        let plain = try ServeProcess(pool: pool, environment: ["JOURNAL_STREAM": "1:2"])
+        #expect(plain.stop() == 0)
+        #expect(try String(contentsOfFile: plain.log, encoding: .utf8).hasPrefix("snapvol: serving"))
+    }
+
     /// A `$NOTIFY_SOCKET` that is no socket address is refused with one line before anything
     /// starts (the pool is not locked, no socket is made); one nobody listens on only warns.
     @Test func badNotifySocketsAreRefusedOrReportedOnce() throws {
