@@ -38,6 +38,18 @@ public final class ServeProcess: Sendable {
 
     public var isRunning: Bool { process.isRunning }
 
+    /// Waits until the log holds `text` (returned whole), or throws after `seconds`.
+    @discardableResult
+    public func waitForLog(containing text: String, within seconds: Double = 10) throws -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let log = (try? String(contentsOfFile: self.log, encoding: .utf8)) ?? ""
+            if log.contains(text) { return log }
+            guard Date() < deadline else { throw ServeFailure(log: "no '\(text)' in the log after \(seconds) s: \(log)") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
     public var processIdentifier: Int32 { process.processIdentifier }
 
     /// The server's peak resident memory so far (`VmHWM`), in bytes.

@@ -35,6 +35,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
+            let signals = ServeSignals()
             let address = try listenAddress()
             let tls = try tlsCredentials()
             guard handshakeLimit >= 0, handshakeLimit <= 86_400 else {
@@ -60,7 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
                 let example = names.first.map { ", e.g. \(address.uri(for: $0, tls: tls != nil))" } ?? ""
                 if let url = side.metricsURL { printNotice("metrics at \(url)") }
                 printNotice("serving \(names.count) volume(s) on \(address)\(tls == nil ? "" : " (TLS required)")" + example)
-                await Self.serveUntilSignalled(controller, policy: policy, notifier: notifier)
+                await Self.serveUntilSignalled(controller, signals: signals, tls: tls, policy: policy, notifier: notifier)
                 printNotice("shutting down: finishing in-flight requests")
                 notifier?.notify("STOPPING=1", "STATUS=shutting down: finishing in-flight requests")
                 await side.shutdown(controller)
@@ -73,9 +74,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    /// Tells the service manager it is ready, then watches the pool (and feeds its watchdog)
-    /// until SIGINT or SIGTERM.
-    static func serveUntilSignalled(_ controller: Controller, policy: AutoextendPolicy, notifier: ServiceNotifier?) async {
+    /// Tells the service manager it is ready, then watches the pool (and feeds its watchdog),
+    /// reloading on SIGHUP, until SIGINT or SIGTERM.
+    static func serveUntilSignalled(_ controller: Controller, signals: ServeSignals, tls: NBDTLS?, policy: AutoextendPolicy,
+                                    notifier: ServiceNotifier?) async {
         // After the notice: a unit ordered after this one starts once both sockets accept.
         let ready = (try? controller.status()).map(serviceStatus) ?? "serving"
         notifier?.notify("READY=1", "STATUS=" + ready)
@@ -84,9 +86,29 @@ struct ServeCommand: AsyncParsableCommand {
             guard let notifier, let interval = notifier.watchdogInterval else { return }
             await keepWatchdogFed(notifier, every: interval, controller: controller)
         }
-        await ShutdownSignal.wait()
+        let reloader = Task {
+            for await _ in signals.reload { reload(tls, notifier: notifier) }
+        }
+        for await _ in signals.shutdown { break }
         watcher.cancel()
         watchdog.cancel()
+        reloader.cancel()
+    }
+
+    /// SIGHUP: the TLS files are read again (a renewed certificate); a refusal keeps the old ones.
+    /// The service manager hears RELOADING=1, then READY=1 (systemd's `Type=notify-reload`).
+    static func reload(_ tls: NBDTLS?, notifier: ServiceNotifier?) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        notifier?.notify("RELOADING=1", "MONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1_000)")
+        defer { notifier?.notify("READY=1") }
+        guard let tls else { return printNotice("SIGHUP: nothing to reload (no TLS)") }
+        do {
+            try tls.reload()
+            printNotice("reloaded the TLS certificate and key (new TLS sessions use them)")
+        } catch {
+            printNotice("ERROR: TLS reload failed, the old certificate stays: \(error)", level: .error)
+        }
     }
 
     /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events; with
@@ -194,35 +216,3 @@ struct PoolExports: NBDExports {
         readOnly || (readOnlySnapshots && controller.registry.snapshot(named: volumeName(name)) != nil)
     }
 }
-
-/// Waits for SIGINT or SIGTERM (handled, so the process can shut down cleanly).
-enum ShutdownSignal {
-    static func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let once = OnceFlag()
-            var sources: [any DispatchSourceSignal] = []
-            for number in [SIGINT, SIGTERM] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { if once.claim() { continuation.resume() } }
-                source.resume()
-                sources.append(source)
-            }
-            SignalSources.keep(sources)
-        }
-    }
-}
-
-/// Keeps the signal sources alive for the process's lifetime.
-enum SignalSources {
-    nonisolated(unsafe) private static var kept: [any DispatchSourceSignal] = []
-    // Called once, before any signal can arrive; never read concurrently.
-    static func keep(_ sources: [any DispatchSourceSignal]) { kept = sources }
-}
-
-/// True for the first caller only.
-final class OnceFlag: Sendable {
-    private let done = Mutex(false)
-    func claim() -> Bool { done.withLock { value in defer { value = true }; return !value } }
-}
-

@@ -51,6 +51,37 @@ struct NBDTLSTests {
         #expect(server.stop() == 0)
     }
 
+    /// SIGHUP reads the certificate and key again: a renewed certificate (here from another CA)
+    /// serves new sessions without a restart; a broken file is refused and the last good
+    /// certificate stays; the server never stops.
+    @Test func sighupReloadsTheCertificate() throws {
+        let (pool, tls) = try pool()
+        let port = Int.random(in: 20000...60000)
+        let server = try serve(pool, tls, port: port)
+        let renewedDirectory = try TemporaryDirectory()
+        let renewed = try TLSCredentials(in: renewedDirectory.path)
+        func size(trusting ca: TLSCredentials) throws -> Shell.Result {
+            try Shell.run(["nbdinfo", "--size", "nbds://localhost:\(port)/data?tls-certificates=\(ca.caOnly)"])
+        }
+        func hangUp(until line: String) throws {
+            kill(server.processIdentifier, SIGHUP)
+            try server.waitForLog(containing: line)
+        }
+        #expect(try size(trusting: tls).status == 0)
+        #expect(try size(trusting: renewed).status != 0)
+        for file in ["server-cert.pem", "server-key.pem"] {
+            try Data(contentsOf: URL(fileURLWithPath: "\(renewed.directory)/\(file)")).write(to: URL(fileURLWithPath: "\(tls.directory)/\(file)"))
+        }
+        try hangUp(until: "reloaded the TLS certificate and key")
+        #expect(try size(trusting: renewed).text == "\(8 << 20)\n")
+        #expect(try size(trusting: tls).status != 0)
+        try Data("not PEM".utf8).write(to: URL(fileURLWithPath: tls.serverCertificate))
+        try hangUp(until: "ERROR: TLS reload failed, the old certificate stays: TLS certificate \(tls.serverCertificate)")
+        #expect(try size(trusting: renewed).status == 0)
+        #expect(server.isRunning)
+        #expect(server.stop() == 0)
+    }
+
     @Test func aClientCertificateIsRequiredWithAClientCA() throws {
         let (pool, tls) = try pool()
         let port = Int.random(in: 20000...60000)
