@@ -40,7 +40,8 @@ public struct ControllerSource: PoolSource {
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
     public func resizeOrigin(name: String, size: UInt64) async throws { try await controller.resizeOrigin(name: name, size: size) }
 
-    static func stamp(_ date: Date) -> String {
+    /// "HH:mm:ss" in local time, as the event pane shows an event.
+    public static func stamp(_ date: Date) -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "HH:mm:ss"
         return formatter.string(from: date)

@@ -100,6 +100,15 @@ extension Origin {
         }
         return copied.map { min(1, $0 / perCell) }
     }
+
+    /// `chunkMap` with the bytes of the origin each cell covers (cell `i` holds the chunks from
+    /// `i * total / cells` up, rounded up, as `chunkMap` counts them).
+    public func chunkMapParts(of snapshot: Snapshot, cells: Int) -> [(range: Range<UInt64>, held: Double)] {
+        let geometry = snapshot.geometry
+        let perCell = Double(max(geometry.chunksCovering(size), 1)) / Double(max(cells, 1))
+        let bytes = { (cell: Int) in min(self.size, UInt64((Double(cell) * perCell).rounded(.up)) * UInt64(geometry.chunkBytes)) }
+        return chunkMap(of: snapshot, cells: cells).enumerated().map { cell, held in (bytes(cell)..<bytes(cell + 1), held) }
+    }
 }
 
 extension Origin {

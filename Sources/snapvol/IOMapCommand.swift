@@ -18,6 +18,9 @@ extension IOCommand {
         @Argument(help: "Origin or snapshot name.") var volume: String
         @Flag(help: "The chunks the snapshot holds instead of data and holes.") var exceptions = false
         @Flag(help: "Print the extents as JSON.") var json = false
+        @Option(help: ArgumentHelp("With --exceptions: split the snapshot into this many equal parts and say what share of each it holds.",
+                                   valueName: "parts"))
+        var cells: Int?
 
         struct Extent: Encodable, Equatable {
             let offset: UInt64
@@ -31,6 +34,7 @@ extension IOCommand {
                     let target = try controller.volume(named: volume)
                     let snapshot = target as? Snapshot
                     if exceptions && snapshot == nil { throw ControllerError.refused("'\(volume)' is not a snapshot: --exceptions lists a snapshot's chunks") }
+                    if let cells { return try Self.printParts(cells, of: snapshot, exceptions: exceptions, json: json) }
                     let extents = try await Self.extents(of: target, exceptionsOf: exceptions ? snapshot : nil)
                     if json { return try printJSON(extents) }
                     for extent in extents { emit("\(extent.offset) \(extent.length) \(extent.type)") }
@@ -61,6 +65,25 @@ extension IOCommand {
                 }
             }
             return extents
+        }
+
+        /// One share of the volume: its bytes and the fraction of its chunks the snapshot holds.
+        struct Part: Codable, Equatable {
+            let offset: UInt64
+            let length: UInt64
+            let held: Double
+        }
+
+        /// `--cells`: the TUI's chunk map, `parts` lines `OFFSET LENGTH HELD` (HELD from 0 to 1).
+        static func printParts(_ parts: Int, of snapshot: Snapshot?, exceptions: Bool, json: Bool) throws {
+            guard exceptions, let snapshot else { throw ControllerError.refused("--cells needs --exceptions (a snapshot's chunks)") }
+            guard (1...4096).contains(parts) else { throw ControllerError.refused("invalid --cells \(parts): from 1 to 4096") }
+            let result = snapshot.origin.chunkMapParts(of: snapshot, cells: parts).map { part in
+                Part(offset: part.range.lowerBound, length: part.range.upperBound - part.range.lowerBound,
+                     held: (part.held * 10_000).rounded() / 10_000)
+            }
+            if json { return try printJSON(result) }
+            for part in result { emit("\(part.offset) \(part.length) \(part.held)") }
         }
     }
 }

@@ -30,8 +30,22 @@ struct ServerSource: PoolSource {
 
     func status() throws -> PoolStatus { try JSONDecoder().decode(PoolStatus.self, from: try run(["status", "--json"])) }
     func registry() throws -> Registry { try PoolObserver.registry(location) }
-    func recentEvents() -> [String] { [] }
-    func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
+    /// The server's events (`events --json`), stamped as the in-process source stamps them.
+    func recentEvents() -> [String] {
+        guard let data = try? run(["events", "--json"]),
+              let events = try? JSONDecoder().decode([EventsCommand.Event].self, from: data) else { return [] }
+        return events.map { event in
+            let time = (try? Date(event.time, strategy: .iso8601)).map(ControllerSource.stamp) ?? event.time
+            return time + " " + event.text
+        }
+    }
+
+    /// The server's chunk map of `snapshot` (`io map --exceptions --cells`).
+    func chunkMap(snapshot: String, cells: Int) -> [Double]? {
+        guard let data = try? run(["io", "map", snapshot, "--exceptions", "--cells", "\(cells)", "--json"]),
+              let parts = try? JSONDecoder().decode([IOCommand.Map.Part].self, from: data) else { return nil }
+        return parts.map(\.held)
+    }
 
     /// `snapshot create` with every request's name, `--origin` and `--cow` in order; the size
     /// options are the first request's (the form gives all of them the same).

@@ -12,7 +12,7 @@ struct Snapvol: AsyncParsableCommand {
             bytes, binary K/M/G/T suffixes, or s for 512-byte sectors.
             """,
         version: "0.1.0",
-        subcommands: [PoolCommand.self, OriginCommand.self, SnapshotCommand.self, StatusCommand.self,
+        subcommands: [PoolCommand.self, OriginCommand.self, SnapshotCommand.self, StatusCommand.self, EventsCommand.self,
                       IOCommand.self, CheckCommand.self, RemapCommand.self, ServeCommand.self, TUICommand.self, MonitorCommand.self, DemoCommand.self, BenchCommand.self]
     )
 

@@ -29,6 +29,44 @@ import TestSupport
         server.stop()
     }
 
+    /// `events` shows the server's journal (`--after` for what is new); without a server there
+    /// is nothing to show, and it says where events are kept.
+    @Test func eventsComeFromTheServer() throws {
+        let pool = try Self.pool()
+        #expect(try pool.ok("events").text == "no events (they are kept by the process that owns the pool: snapvol serve)\n")
+        let server = try ServeProcess(pool: pool)
+        try pool.ok("snapshot", "create", "first", "--origin", "data", "--cow", pool.file("first.cow"))
+        try pool.ok("snapshot", "create", "second", "--origin", "data", "--cow", pool.file("second.cow"))
+        let lines = try pool.ok("events").text.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].hasSuffix("  first: created (COW \(pool.file("first.cow")), chunk 16 KiB)"), "\(lines)")
+        let all = try #require(try JSONSerialization.jsonObject(with: pool.ok("events", "--json").stdout) as? [[String: Any]])
+        let firstSequence = try #require(all.first?["sequence"] as? Int)
+        let newer = try #require(try JSONSerialization.jsonObject(with: pool.ok("events", "--json", "--after", "\(firstSequence)").stdout)
+                                 as? [[String: Any]])
+        #expect(newer.map { $0["text"] as? String } == [all[1]["text"] as? String])
+        #expect(newer.first?["alarm"] as? Bool == false)
+        #expect(server.stop() == 0)
+    }
+
+    /// `io map --exceptions --cells N`: the share of each Nth of the volume a snapshot holds
+    /// (the TUI's chunk map), the same with and without a server.
+    @Test func mapPartsSayHowMuchOfEachPartASnapshotHolds() throws {
+        let pool = try Self.pool()
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--chunk-size", "4K",
+                    "--cow-size", "4M")
+        try pool.ok("io", "write", "data", "0", "1536K", "--pattern", "0x22")
+        let expected = "0 1048576 1.0\n1048576 1048576 0.5\n2097152 1048576 0.0\n3145728 1048576 0.0\n"
+        #expect(try pool.ok("io", "map", "snap", "--exceptions", "--cells", "4").text == expected)
+        let server = try ServeProcess(pool: pool)
+        #expect(try pool.ok("io", "map", "snap", "--exceptions", "--cells", "4").text == expected)
+        for (arguments, message) in [(["--cells", "4"], "--cells needs --exceptions (a snapshot's chunks)"),
+                                     (["--exceptions", "--cells", "0"], "invalid --cells 0: from 1 to 4096")] {
+            let refused = try pool.run(arguments: ["io", "map", "snap"] + arguments)
+            #expect(refused.status == 1 && refused.stderr == "snapvol: error: \(message)\n", "\(refused.stderr)")
+        }
+        #expect(server.stop() == 0)
+    }
+
     /// Output larger than the socket takes at once arrives whole (it was cut short at about
     /// 200 KiB when the server closed the connection before its writes had drained).
     @Test func largeOutputArrivesWhole() throws {

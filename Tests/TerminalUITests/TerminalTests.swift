@@ -218,6 +218,26 @@ struct AttachedTerminalTests {
         for snapshot in made { #expect(try pool.snapshotStatus(snapshot) != nil, "\(snapshot)") }
     }
 
+    /// Attached, the detail pane still shows the server's events for the volume and the chunk
+    /// map of the selected snapshot (`events` and `io map --cells` through the control socket).
+    @Test func anAttachedTUIShowsTheServersEventsAndChunkMap() throws {
+        let pool = try TerminalTests.pool()
+        let server = try ServeProcess(pool: pool)
+        defer { server.stop() }
+        try pool.ok("snapshot", "create", "later", "--origin", "vm", "--cow", pool.file("later.cow"), "--chunk-size", "4K",
+                    "--cow-size", "8M")
+        try pool.ok("io", "write", "vm", "0", "4M", "--pattern", "0x61")
+        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
+        try session.waitFor(text: "└ later")
+        // Rows: vm, └ base, └ later.
+        try session.press("j", "j", until: "later: created (COW \(pool.file("later.cow")), chunk 4 KiB)")
+        let screen = try session.waitFor(text: "copied out:")
+        let map = try #require(screen.split(separator: "\n").first { $0.contains("copied out:") })
+        // The first half of the 8 MiB origin was written after the snapshot: full cells, then blank.
+        #expect(map.contains("[" + String(repeating: "█", count: 32) + String(repeating: " ", count: 32) + "]"), "\(map)")
+        try session.press("q", until: "SESSION-ENDED")
+    }
+
     /// A snapshot an NBD client has open: the detail pane says so, the delete prompt warns that
     /// the client is disconnected, and confirming deletes it (`--force` through the server).
     @Test func deletingASnapshotInUseWarnsAndDisconnectsItsClient() throws {
