@@ -22,9 +22,11 @@ extension Controller {
         let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in events.record(Self.describe($0), alarm: Self.isAlarm($0)) })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
+        guardIfSnapshotsAreMissing(origin)
     }
 
     func activate(_ record: SnapshotRecord, of origin: Origin) async {
+        if let stale = record.staleReason { return await giveUp(record, of: origin, stale) }
         do {
             let snapshot = try await attach(record, to: origin)
             if record.merging { try await origin.beginMerge(snapshot) }

@@ -126,6 +126,10 @@ extension Controller {
         if let other = originRecord.snapshots.first(where: { $0.merging && $0.name != name }) {
             throw ControllerError.refused("origin '\(originRecord.name)' is already merging '\(other.name)'")
         }
+        let inactive = state.withLock { $0.live[originRecord.name]?.snapshotProblems.filter { $0.value.state == "inactive" }.keys.sorted() } ?? []
+        if !inactive.isEmpty {
+            throw ControllerError.refused("origin '\(originRecord.name)' has inactive snapshots (\(inactive.joined(separator: ", "))): a merge rewrites the origin, so they would no longer match it; make their COW available, or delete them, first")
+        }
         return MergeTarget(origin: originRecord.name, record: record, snapshot: snapshot)
     }
 

@@ -87,8 +87,8 @@ public final class Controller: Sendable {
             if let problem = state.remapProblems[name] { throw ControllerError.inactiveVolume(name: name, reason: problem) }
             for (originName, live) in state.live {
                 if originName == name {
-                    guard let origin = live.origin else { throw ControllerError.inactiveVolume(name: name, reason: live.problem ?? "unknown") }
-                    return origin
+                    guard let volume = live.volume else { throw ControllerError.inactiveVolume(name: name, reason: live.problem ?? "unknown") }
+                    return volume
                 }
                 if let snapshot = live.snapshots[name] { return snapshot }
                 if let problem = live.snapshotProblems[name] { throw ControllerError.inactiveVolume(name: name, reason: problem.reason) }
@@ -118,6 +118,11 @@ struct LiveOrigin {
     var snapshots: [String: Snapshot] = [:]
     /// Snapshots that could not be activated, and why (state `inactive` or `invalid`).
     var snapshotProblems: [String: (state: String, reason: String)] = [:]
+    /// What front ends write through while some snapshots are `inactive` (see `GuardedOrigin`).
+    var guarded: GuardedOrigin?
+
+    /// The volume front ends get for the origin: guarded while a snapshot could not be activated.
+    var volume: (any Volume)? { guarded ?? origin }
 }
 
 /// Recent events, newest last, for status displays (the TUI's event pane).

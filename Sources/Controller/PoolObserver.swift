@@ -44,6 +44,9 @@ public enum PoolObserver {
         guard record.persistent else {
             return SnapshotReport(record: record, origin: origin, state: "inactive", reason: "transient: held in its owner's memory", originSize: originSize)
         }
+        if let stale = record.staleReason {
+            return SnapshotReport(record: record, origin: origin, state: "invalid", reason: stale, originSize: originSize)
+        }
         let scan: CowScan
         let device: FileBlockDevice
         do {

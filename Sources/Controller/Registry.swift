@@ -152,11 +152,14 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     /// The other snapshots of its consistent group (taken at the same instant) still in the
     /// pool; nil when it was taken alone.
     public var takenWith: [String]?
+    /// Why the snapshot was given up while its COW could not be opened (its origin was written
+    /// meanwhile, so the COW no longer matches it): it is invalid whenever it is seen again.
+    public var staleReason: String?
 
     enum CodingKeys: String, CodingKey {
         case name, persistent, merging, created
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
-        case exceptionCache = "exception_cache", takenWith = "taken_with"
+        case exceptionCache = "exception_cache", takenWith = "taken_with", staleReason = "stale_reason"
     }
 
     /// The budget the snapshot's exception table gets (nil: unlimited).
@@ -188,6 +191,7 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         created = try values.decodeIfPresent(Date.self, forKey: .created)
         exceptionCache = try values.decodeIfPresent(UInt64.self, forKey: .exceptionCache)
         takenWith = try values.decodeIfPresent([String].self, forKey: .takenWith)
+        staleReason = try values.decodeIfPresent(String.self, forKey: .staleReason)
     }
 }
 

@@ -1,0 +1,50 @@
+import BlockDevices
+import ExceptionMachinery
+import VolumeTargets
+
+extension Controller {
+    /// When some of `origin`'s snapshots could not be activated, front ends get the origin
+    /// behind a `GuardedOrigin`: its first write gives those snapshots up first.
+    func guardIfSnapshotsAreMissing(_ origin: Origin) {
+        state.withLock { state in
+            guard let live = state.live[origin.name], live.origin === origin else { return }
+            let missing = live.snapshotProblems.contains { $0.value.state == "inactive" }
+            state.live[origin.name]?.guarded = missing ? GuardedOrigin(origin) { [weak self] in
+                try await self?.giveUpInactiveSnapshots(of: origin.name)
+            } : nil
+        }
+    }
+
+    /// Before an origin's first write with snapshots inactive: each of them is marked stale in
+    /// the registry (saved before the write may go on) and shown invalid from now on.
+    func giveUpInactiveSnapshots(of originName: String) async throws {
+        try await command {
+            var registry = self.registry
+            guard let index = registry.origins.firstIndex(where: { $0.name == originName }) else { return }
+            let inactive = state.withLock { $0.live[originName]?.snapshotProblems.filter { $0.value.state == "inactive" } } ?? [:]
+            var given: [(name: String, reason: String)] = []
+            for (position, record) in registry.origins[index].snapshots.enumerated() {
+                guard let problem = inactive[record.name], record.staleReason == nil else { continue }
+                let reason = "its origin was written while its COW could not be opened (\(problem.reason))"
+                registry.origins[index].snapshots[position].staleReason = reason
+                given.append((record.name, reason))
+            }
+            guard !given.isEmpty else { return }
+            try save(registry)
+            state.withLock { state in
+                for (name, reason) in given { state.live[originName]?.snapshotProblems[name] = ("invalid", reason) }
+            }
+            for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
+        }
+    }
+
+    /// A snapshot given up earlier: invalid, and its COW, if it can be opened now, marked
+    /// invalid on disk too (as the kernel would read it). It never joins its origin.
+    func giveUp(_ record: SnapshotRecord, of origin: Origin, _ reason: String) async {
+        if record.persistent, let device = try? FileBlockDevice.open(path: record.cowPath),
+           let store = try? await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize) {
+            await store.invalidate()
+        }
+        state.withLock { $0.live[origin.name]?.snapshotProblems[record.name] = ("invalid", reason) }
+    }
+}

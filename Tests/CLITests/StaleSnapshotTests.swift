@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Controller
+import Synchronization
+
+/// A snapshot whose COW cannot be opened (a disk not mounted yet, a loop device not attached)
+/// is given up before its origin's first write, instead of coming back later as an "active"
+/// snapshot that silently shows the origin's newer data.
+@Suite struct StaleSnapshotTests {
+    /// Origin `o` (4 MiB of 0x11) with snapshots `s` and `t`; `s`'s COW moved away.
+    static func poolWithAMissingCow() throws -> TestPool {
+        let pool = try TestPool.withOrigin("o", size: "4M", pattern: "0x11")
+        for name in ["s", "t"] {
+            try pool.ok("snapshot", "create", name, "--origin", "o", "--cow", pool.file("\(name).cow"), "--cow-size", "4M")
+        }
+        try FileManager.default.moveItem(atPath: pool.file("s.cow"), toPath: pool.file("s.away"))
+        return pool
+    }
+
+    static func state(_ pool: TestPool, _ name: String) throws -> (String?, String?) {
+        let snapshot = try pool.snapshotStatus(name)
+        return (snapshot?["state"] as? String, snapshot?["reason"] as? String)
+    }
+
+    @Test func theFirstWriteGivesUpASnapshotWhoseCowIsMissing() throws {
+        let pool = try Self.poolWithAMissingCow()
+        #expect(try Self.state(pool, "s").0 == "inactive")
+        #expect(try pool.ok("io", "read", "o", "0", "64K").stdout.allSatisfy { $0 == 0x11 })
+        #expect(try Self.state(pool, "s").0 == "inactive", "reads give nothing up")
+        let merge = try pool.run("snapshot", "merge", "t")
+        #expect(merge.status == 1)
+        #expect(merge.stderr == "snapvol: error: origin 'o' has inactive snapshots (s): a merge rewrites the origin, so they would no longer match it; make their COW available, or delete them, first\n")
+
+        try pool.ok("io", "write", "o", "0", "1M", "--pattern", "0x22")
+        let (state, reason) = try Self.state(pool, "s")
+        #expect(state == "invalid")
+        #expect(reason?.hasPrefix("its origin was written while its COW could not be opened (\(pool.file("s.cow")): ") == true, "\(reason ?? "")")
+        #expect(try pool.ok("io", "read", "t", "0", "1M").stdout.allSatisfy { $0 == 0x11 }, "the other snapshot kept its data")
+
+        // The COW comes back: still invalid, and invalid on disk too, as the kernel would read it.
+        try FileManager.default.moveItem(atPath: pool.file("s.away"), toPath: pool.file("s.cow"))
+        #expect(try Self.state(pool, "s").0 == "invalid")
+        let check = try #require(try JSONSerialization.jsonObject(with: SnapvolBinary.run(["check", pool.file("s.cow"), "--json"]).stdout)
+                                 as? [String: Any])
+        #expect(check["valid"] as? Bool == false)
+        let read = try pool.run("io", "read", "s", "0", "4K")
+        #expect(read.status == 1)
+        try pool.ok("snapshot", "delete", "s")
+    }
+
+    /// No write while it was missing: the snapshot comes back whole.
+    @Test func aCowThatComesBackBeforeAnyWriteIsKept() throws {
+        let pool = try Self.poolWithAMissingCow()
+        try pool.ok("status")
+        _ = try pool.ok("io", "read", "o", "0", "1M")
+        try FileManager.default.moveItem(atPath: pool.file("s.away"), toPath: pool.file("s.cow"))
+        #expect(try Self.state(pool, "s").0 == "active")
+        try pool.ok("io", "write", "o", "0", "1M", "--pattern", "0x22")
+        #expect(try pool.ok("io", "read", "s", "0", "1M").stdout.allSatisfy { $0 == 0x11 })
+    }
+
+    /// Through `serve`, a real client's write (qemu-io over NBD) gives the snapshot up first;
+    /// the server's log and events say so as an alarm.
+    @Test(.enabled(if: Environment.canRun(commands: ["qemu-io"])))
+    func anNBDClientsFirstWriteGivesItUp() throws {
+        let pool = try Self.poolWithAMissingCow()
+        let server = try ServeProcess(pool: pool)
+        try Shell.check(["qemu-io", "-f", "raw", server.uri("o"), "-c", "write -P 0x33 0 64k"])
+        #expect(try Self.state(pool, "s").0 == "invalid")
+        try server.waitForLog(containing: "snapvol: s: INVALIDATED (its origin was written while its COW could not be opened")
+        #expect(try pool.ok("events").text.contains("ALARM s: INVALIDATED"))
+        #expect(try pool.ok("io", "read", "t", "0", "64K").stdout.allSatisfy { $0 == 0x11 })
+        #expect(server.stop() == 0)
+    }
+
+    /// The barrier's action runs once however many writes arrive together; all of them wait for
+    /// it; a failure fails the writes that waited, and the next write runs it again.
+    @Test func theWriteBarrierRunsItsActionOnceBeforeAnyWritePasses() async throws {
+        let counts = BarrierCounts()
+        let barrier = WriteBarrier {
+            try await Task.sleep(for: .milliseconds(50))
+            if counts.run() == 1 { throw ControllerError.refused("disk full") }
+        }
+        let firstRound = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 { group.addTask { (try? await barrier.pass()) != nil } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(firstRound.allSatisfy { !$0 }, "every write waiting on a failed action fails")
+        #expect(counts.runs == 1)
+        let secondRound = await withTaskGroup(of: (Bool, Int).self) { group in
+            for _ in 0..<8 { group.addTask { ((try? await barrier.pass()) != nil, counts.runs) } }
+            return await group.reduce(into: [(Bool, Int)]()) { $0.append($1) }
+        }
+        #expect(secondRound.allSatisfy { $0.0 && $0.1 == 2 }, "all pass, each after the action's one successful run: \(secondRound)")
+        try await barrier.pass()
+        #expect(counts.runs == 2)
+    }
+}
+
+/// How often a barrier's action ran.
+final class BarrierCounts: Sendable {
+    private let count = Mutex(0)
+    /// Counts a run; returns its number (from 1).
+    func run() -> Int { count.withLock { $0 += 1; return $0 } }
+    var runs: Int { count.withLock { $0 } }
+}
