@@ -52,6 +52,7 @@ private struct SnapshotPlan {
         record.exceptionCache = request.exceptionCache
         record.transientOwner = request.transient ? getpid() : nil
         record.created = instant
+        record.originSize = origin.size
         if group.count > 1 { record.takenWith = group.filter { $0 != request.name } }
         return record
     }

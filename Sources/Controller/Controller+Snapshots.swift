@@ -24,6 +24,7 @@ extension Controller {
             let store = try await PersistentExceptionStore.open(device, originChunks: layout.geometry.chunksCovering(origin.size))
             var record = SnapshotRecord(name: name, cowPath: cowPath, chunkSize: layout.geometry.chunkBytes)
             record.exceptionCache = exceptionCache
+            record.originSize = origin.size
             let snapshot = try await origin.attach(name: name, store: store, cacheBudget: record.cacheBudget)
             registry.origins[originIndex].snapshots.append(record)
             do {

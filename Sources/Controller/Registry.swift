@@ -155,11 +155,15 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     /// Why the snapshot was given up while its COW could not be opened (its origin was written
     /// meanwhile, so the COW no longer matches it): it is invalid whenever it is seen again.
     public var staleReason: String?
+    /// The origin's size when the snapshot was taken (nil in registries older than this field):
+    /// an origin found at another size was resized outside snapvol.
+    public var originSize: UInt64?
 
     enum CodingKeys: String, CodingKey {
         case name, persistent, merging, created
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
-        case exceptionCache = "exception_cache", takenWith = "taken_with", staleReason = "stale_reason"
+        case exceptionCache = "exception_cache", takenWith = "taken_with", staleReason = "stale_reason",
+             originSize = "origin_size"
     }
 
     /// The budget the snapshot's exception table gets (nil: unlimited).
@@ -192,6 +196,7 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         exceptionCache = try values.decodeIfPresent(UInt64.self, forKey: .exceptionCache)
         takenWith = try values.decodeIfPresent([String].self, forKey: .takenWith)
         staleReason = try values.decodeIfPresent(String.self, forKey: .staleReason)
+        originSize = try values.decodeIfPresent(UInt64.self, forKey: .originSize)
     }
 }
 

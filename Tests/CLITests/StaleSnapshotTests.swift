@@ -60,6 +60,22 @@ import Synchronization
         #expect(try pool.ok("io", "read", "s", "0", "1M").stdout.allSatisfy { $0 == 0x11 })
     }
 
+    /// An origin resized outside snapvol (`truncate`, `qemu-img resize`) with a snapshot: the
+    /// snapshot is inactive, given up by the first write; put back first, it is kept.
+    @Test func anOriginResizedBehindSnapvolsBackIsNotSnapshotAtItsNewSize() throws {
+        let pool = try TestPool.withOrigin("o", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "o", "--cow", pool.file("s.cow"), "--cow-size", "4M")
+        try Shell.check(["truncate", "-s", "8M", pool.file("o.img")])
+        let (state, reason) = try Self.state(pool, "s")
+        #expect(state == "inactive")
+        #expect(reason == "origin 'o' is 8 MiB but was 4 MiB when 's' was taken (resized outside snapvol): put it back to 4 MiB, or delete the snapshot")
+        try Shell.check(["truncate", "-s", "4M", pool.file("o.img")])
+        #expect(try Self.state(pool, "s").0 == "active")
+        try Shell.check(["truncate", "-s", "8M", pool.file("o.img")])
+        try pool.ok("io", "write", "o", "6M", "64K", "--pattern", "0x22")
+        #expect(try Self.state(pool, "s").0 == "invalid")
+    }
+
     /// Through `serve`, a real client's write (qemu-io over NBD) gives the snapshot up first;
     /// the server's log and events say so as an alarm.
     @Test(.enabled(if: Environment.canRun(commands: ["qemu-io"])))
