@@ -10,32 +10,31 @@ extension Controller {
             guard let live = state.live[origin.name], live.origin === origin else { return }
             let missing = live.snapshotProblems.contains { $0.value.state == "inactive" }
             state.live[origin.name]?.guarded = missing ? GuardedOrigin(origin) { [weak self] in
-                try await self?.giveUpInactiveSnapshots(of: origin.name)
+                try self?.giveUpInactiveSnapshots(of: origin.name)
             } : nil
         }
     }
 
     /// Before an origin's first write with snapshots inactive: each of them is marked stale in
-    /// the registry (saved before the write may go on) and shown invalid from now on.
-    func giveUpInactiveSnapshots(of originName: String) async throws {
-        try await command {
-            var registry = self.registry
+    /// the registry (saved before the write may go on) and shown invalid from now on. Not a
+    /// command: a write must not wait for one (a merge of another origin runs for minutes);
+    /// `save` keeps the marks when a command saves its copy of the registry.
+    func giveUpInactiveSnapshots(of originName: String) throws {
+        let inactive = state.withLock { $0.live[originName]?.snapshotProblems.filter { $0.value.state == "inactive" } } ?? [:]
+        var given: [(name: String, reason: String)] = []
+        try editRegistry { registry in
             guard let index = registry.origins.firstIndex(where: { $0.name == originName }) else { return }
-            let inactive = state.withLock { $0.live[originName]?.snapshotProblems.filter { $0.value.state == "inactive" } } ?? [:]
-            var given: [(name: String, reason: String)] = []
             for (position, record) in registry.origins[index].snapshots.enumerated() {
                 guard let problem = inactive[record.name], record.staleReason == nil else { continue }
                 let reason = "its origin was written while its COW could not be opened (\(problem.reason))"
                 registry.origins[index].snapshots[position].staleReason = reason
                 given.append((record.name, reason))
             }
-            guard !given.isEmpty else { return }
-            try save(registry)
-            state.withLock { state in
-                for (name, reason) in given { state.live[originName]?.snapshotProblems[name] = ("invalid", reason) }
-            }
-            for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
         }
+        state.withLock { state in
+            for (name, reason) in given { state.live[originName]?.snapshotProblems[name] = ("invalid", reason) }
+        }
+        for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
     }
 
     /// A snapshot given up earlier: invalid, and its COW, if it can be opened now, marked

@@ -20,6 +20,9 @@ public final class Controller: Sendable {
     public let events = EventJournal()
     /// The volumes clients hold open (NBD sessions); removing one is refused while held.
     public let claims = VolumeClaims()
+    /// Serializes writes of the registry file: commands (one at a time) and a guarded origin's
+    /// first write, which marks snapshots stale without waiting for a command to end.
+    private let registryWrites = Mutex(())
 
     private init(location: PoolLocation, lock: PoolLock, registry: Registry) {
         self.location = location
@@ -73,9 +76,22 @@ public final class Controller: Sendable {
         return try await body()
     }
 
+    /// Saves `registry` (a command's edited copy), keeping the stale marks made since the
+    /// command copied it: a mark is never undone except by deleting its snapshot.
     func save(_ registry: Registry) throws {
-        try RegistryFile.save(registry, to: location)
-        state.withLock { $0.registry = registry }
+        try editRegistry { current in current = registry.keepingStaleMarks(of: current) }
+    }
+
+    /// Edits the registry in place and saves it (if the edit changed it), under `registryWrites`.
+    func editRegistry(_ edit: (inout Registry) throws -> Void) throws {
+        try registryWrites.withLock { _ in
+            let current = state.withLock { $0.registry }
+            var registry = current
+            try edit(&registry)
+            if registry == current { return }
+            try RegistryFile.save(registry, to: location)
+            state.withLock { $0.registry = registry }
+        }
     }
 
     // MARK: volumes

@@ -27,6 +27,25 @@ public struct Registry: Codable, Equatable, Sendable {
 
     public func origin(named name: String) -> OriginRecord? { origins.first { $0.name == name } }
 
+    /// This registry with the stale marks of `other`'s snapshots (the same name and COW) that it
+    /// lacks.
+    func keepingStaleMarks(of other: Registry) -> Registry {
+        var marks: [String: (cow: String, reason: String)] = [:]
+        for origin in other.origins {
+            for snapshot in origin.snapshots { if let reason = snapshot.staleReason { marks[snapshot.name] = (snapshot.cowPath, reason) } }
+        }
+        guard !marks.isEmpty else { return self }
+        var result = self
+        for originIndex in result.origins.indices {
+            for index in result.origins[originIndex].snapshots.indices {
+                let snapshot = result.origins[originIndex].snapshots[index]
+                guard snapshot.staleReason == nil, let mark = marks[snapshot.name], mark.cow == snapshot.cowPath else { continue }
+                result.origins[originIndex].snapshots[index].staleReason = mark.reason
+            }
+        }
+        return result
+    }
+
     /// Removes snapshot `name` (deleted or merged away), and its name from its group's members.
     mutating func removeSnapshot(named name: String) {
         for originIndex in origins.indices {

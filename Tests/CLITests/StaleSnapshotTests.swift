@@ -90,6 +90,27 @@ import Synchronization
         #expect(server.stop() == 0)
     }
 
+    /// A command saves the copy of the registry it took before a stale mark was made: the mark
+    /// stays, for the same snapshot (name and COW) only.
+    @Test func aCommandsSaveKeepsStaleMarksMadeMeanwhile() {
+        func registry(_ snapshots: [(String, String, String?)]) -> Registry {
+            var registry = Registry()
+            var origin = OriginRecord(name: "o", path: "/o")
+            for (name, cow, stale) in snapshots {
+                var record = SnapshotRecord(name: name, cowPath: cow, chunkSize: 4096)
+                record.staleReason = stale
+                origin.snapshots.append(record)
+            }
+            registry.origins = [origin]
+            return registry
+        }
+        let current = registry([("s", "/s.cow", "gone"), ("t", "/t.cow", nil), ("u", "/u.cow", "gone too")])
+        let commandCopy = registry([("s", "/s.cow", nil), ("t", "/t.cow", nil), ("u", "/other.cow", nil), ("v", "/v.cow", nil)])
+        let saved = commandCopy.keepingStaleMarks(of: current)
+        #expect(saved.origins[0].snapshots.map(\.staleReason) == ["gone", nil, nil, nil])
+        #expect(commandCopy.keepingStaleMarks(of: registry([])) == commandCopy)
+    }
+
     /// The barrier's action runs once however many writes arrive together; all of them wait for
     /// it; a failure fails the writes that waited, and the next write runs it again.
     @Test func theWriteBarrierRunsItsActionOnceBeforeAnyWritePasses() async throws {
