@@ -78,6 +78,8 @@ extension IOCommand {
         static func printParts(_ parts: Int, of snapshot: Snapshot?, exceptions: Bool, json: Bool) throws {
             guard exceptions, let snapshot else { throw ControllerError.refused("--cells needs --exceptions (a snapshot's chunks)") }
             guard (1...4096).contains(parts) else { throw ControllerError.refused("invalid --cells \(parts): from 1 to 4096") }
+            // As the extents are refused: an invalid snapshot holds nothing to show.
+            if case .invalid(let reason) = snapshot.status.condition { throw VolumeError.invalid(volume: snapshot.name, reason: reason) }
             let result = snapshot.origin.chunkMapParts(of: snapshot, cells: parts).map { part in
                 Part(offset: part.range.lowerBound, length: part.range.upperBound - part.range.lowerBound,
                      held: (part.held * 10_000).rounded() / 10_000)

@@ -64,6 +64,12 @@ import TestSupport
             let refused = try pool.run(arguments: ["io", "map", "snap"] + arguments)
             #expect(refused.status == 1 && refused.stderr == "snapvol: error: \(message)\n", "\(refused.stderr)")
         }
+        // An invalid snapshot shows no parts, as it shows no extents.
+        try pool.ok("snapshot", "create", "small", "--origin", "data", "--cow", pool.file("small.cow"), "--cow-size", "64K",
+                    "--chunk-size", "4K")
+        try pool.ok("io", "write", "data", "0", "1M", "--pattern", "0x23")
+        let invalid = try pool.run("io", "map", "small", "--exceptions", "--cells", "4")
+        #expect(invalid.status == 1 && invalid.stderr.hasPrefix("snapvol: error: small: snapshot is invalid ("), "\(invalid.stderr)")
         #expect(server.stop() == 0)
     }
 
