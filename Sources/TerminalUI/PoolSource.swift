@@ -8,7 +8,7 @@ public protocol PoolSource: Sendable {
     var poolDirectory: String { get }
     func status() throws -> PoolStatus
     func registry() throws -> Registry
-    func recentEvents() -> [String]
+    func recentEvents() -> [EventLine]
     func chunkMap(snapshot: String, cells: Int) -> [Double]?
     /// Creates one snapshot, or several at one instant (a consistent group).
     func createSnapshots(_ requests: [SnapshotRequest]) async throws
@@ -22,6 +22,17 @@ public protocol PoolSource: Sendable {
     func resizeOrigin(name: String, size: UInt64) async throws
 }
 
+/// One line of the event pane: its time and text, and whether an operator must act on it.
+public struct EventLine: Sendable, Equatable {
+    public let text: String
+    public let isAlarm: Bool
+
+    public init(text: String, isAlarm: Bool) {
+        self.text = text
+        self.isAlarm = isAlarm
+    }
+}
+
 /// The pool driven in this process.
 public struct ControllerSource: PoolSource {
     public let controller: Controller
@@ -32,7 +43,9 @@ public struct ControllerSource: PoolSource {
     public var poolDirectory: String { controller.location.directory }
     public func status() throws -> PoolStatus { try controller.status() }
     public func registry() throws -> Registry { controller.registry }
-    public func recentEvents() -> [String] { controller.events.recent.map { Self.stamp($0.time) + " " + $0.text } }
+    public func recentEvents() -> [EventLine] {
+        controller.events.recent.map { EventLine(text: Self.stamp($0.time) + " " + $0.text, isAlarm: $0.isAlarm) }
+    }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { try await controller.createSnapshots(requests) }
     public func deleteSnapshots(names: [String], force: Bool) async throws { try await controller.deleteSnapshots(names: names, force: force) }
@@ -58,7 +71,7 @@ public struct DiskSource: PoolSource {
     public var poolDirectory: String { location.directory }
     public func status() throws -> PoolStatus { try PoolObserver.status(location) }
     public func registry() throws -> Registry { try PoolObserver.registry(location) }
-    public func recentEvents() -> [String] { [] }
+    public func recentEvents() -> [EventLine] { [] }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { throw Self.refusal }
     public func deleteSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }

@@ -9,7 +9,7 @@ public struct ViewState: Sendable {
     public var paused = false
     public var message = ""
     public var messageIsError = false
-    public var events: [String] = []
+    public var events: [EventLine] = []
     public var chunkMap: [Double]?
     public var showHelp = false
     /// A prompt or confirmation shown on the status line.
@@ -163,9 +163,11 @@ public enum Renderer {
             }
             next += 1
         }
-        let events = view.events.filter { $0.contains(row.name) }.suffix(max(0, top + height - next))
+        let events = view.events.filter { $0.text.contains(row.name) }.suffix(max(0, top + height - next))
         for event in events {
-            screen.put(next, 1, Format.cell(event, screen.columns - 2), .dim)
+            // An alarm is marked by its glyph too, not by colour alone.
+            let text = event.isAlarm ? "! " + event.text : event.text
+            screen.put(next, 1, Format.cell(text, screen.columns - 2), event.isAlarm ? .error : .dim)
             next += 1
         }
     }

@@ -79,6 +79,27 @@ import TestSupport
         #expect(screen.elements[barRow].contains(.selected))
     }
 
+    /// The selected volume's events under its detail; an alarm carries `!` and the error colour.
+    @Test func alarmEventsStandOut() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        model.select(named: "b-snap")
+        var view = ViewState()
+        view.events = [EventLine(text: "10:00:00 b-snap: created (COW /b.cow, chunk 16 KiB)", isAlarm: false),
+                       EventLine(text: "10:05:00 a-snap: merge finished", isAlarm: false),
+                       EventLine(text: "10:07:00 b-snap: INVALIDATED (COW store full)", isAlarm: true)]
+        let screen = TextScreen(rows: 30, columns: 100)
+        Renderer.draw(model, view, on: screen)
+        let created = screen.lines.firstIndex { $0.contains("b-snap: created") }
+        let alarm = screen.lines.firstIndex { $0.contains("! 10:07:00 b-snap: INVALIDATED (COW store full)") }
+        #expect(created != nil && alarm != nil, "\(screen.text)")
+        #expect(!screen.text.contains("a-snap: merge finished"), "only the selected volume's events")
+        if let created, let alarm {
+            #expect(screen.elements[alarm].contains(.error))
+            #expect(!screen.elements[created].contains(.error))
+        }
+    }
+
     /// A snapshot adopted with `snapshot attach` has no known creation time.
     @Test func anAttachedSnapshotsAgeIsNotKnown() {
         var model = MonitorModel()
