@@ -30,6 +30,7 @@ extension Controller {
                                       readBytes: io.readBytes, writeBytes: io.writeBytes, queued: entry?.origin?.queuedWrites,
                                       snapshots: snapshots)
             report.clients = claims.clients(of: record.name)
+            if entry?.origin != nil { (report.readOps, report.writeOps) = (io.readOps, io.writeOps) }
             origins.append(report)
         }
         let remapReports = registry.remaps.filter { name == nil || $0.name == name }.map { record in

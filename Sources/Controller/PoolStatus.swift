@@ -38,6 +38,9 @@ public struct OriginStatus: Codable, Sendable, Equatable {
     public var reason: String?
     public var readBytes: UInt64
     public var writeBytes: UInt64
+    /// Read and write requests served (nil when not known: read-only monitoring).
+    public var readOps: UInt64?
+    public var writeOps: UInt64?
     /// Writes acknowledged and still queued behind their copies, and their bytes (nil when the
     /// origin is not open in this process: a read-only observer cannot know).
     public var queuedWrites: Int?
@@ -49,6 +52,7 @@ public struct OriginStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, path, size, state, reason, snapshots, clients
         case readBytes = "read_bytes", writeBytes = "write_bytes", queuedWrites = "queued_writes", queuedBytes = "queued_bytes"
+        case readOps = "read_ops", writeOps = "write_ops"
     }
 
     public init(name: String, path: String, size: UInt64, state: String, reason: String?, readBytes: UInt64, writeBytes: UInt64,
@@ -84,6 +88,9 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     public var dmStatus: String
     public var readBytes: UInt64
     public var writeBytes: UInt64
+    /// Read and write requests served (nil when not active here).
+    public var readOps: UInt64?
+    public var writeOps: UInt64?
     /// The in-memory exception table (nil when the snapshot is not active here).
     public var table: TableReport?
     /// NBD clients that have it open (nil when not known: read-only monitoring).
@@ -99,7 +106,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         case takenWith = "taken_with"
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
-        case dmStatus = "dm_status", readBytes = "read_bytes", writeBytes = "write_bytes"
+        case dmStatus = "dm_status", readBytes = "read_bytes", writeBytes = "write_bytes", readOps = "read_ops", writeOps = "write_ops"
     }
 
     init(record: SnapshotRecord, origin: String, status: SnapshotStatus) {
@@ -119,6 +126,8 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         dmStatus = status.dmStatusLine
         readBytes = status.io.readBytes
         writeBytes = status.io.writeBytes
+        readOps = status.io.readOps
+        writeOps = status.io.writeOps
         table = status.cache.map(TableReport.init)
         takenWith = record.takenWith
         created = record.created.map(Self.timestamp)

@@ -28,6 +28,7 @@ enum PoolMetrics {
         set(registry, "origin", "size", "bytes", "The origin's size", labels, Double(origin.size))
         add(registry, "origin", "read_bytes", "Bytes read from the origin by this process", labels, origin.readBytes)
         add(registry, "origin", "written_bytes", "Bytes written to the origin by this process", labels, origin.writeBytes)
+        requests(registry, "origin", labels, reads: origin.readOps, writes: origin.writeOps)
         if let writes = origin.queuedWrites, let bytes = origin.queuedBytes {
             set(registry, "origin", "queued_writes", "", "Writes acknowledged and still waiting for their copies", labels, Double(writes))
             set(registry, "origin", "queued", "bytes", "Bytes of those queued writes", labels, Double(bytes))
@@ -49,6 +50,7 @@ enum PoolMetrics {
         }
         add(registry, "snapshot", "read_bytes", "Bytes read from the snapshot by this process", labels, snapshot.readBytes)
         add(registry, "snapshot", "written_bytes", "Bytes written to the snapshot by this process", labels, snapshot.writeBytes)
+        requests(registry, "snapshot", labels, reads: snapshot.readOps, writes: snapshot.writeOps)
         if let table = snapshot.table {
             set(registry, "snapshot", "table_resident", "bytes", "Bytes of the exception table in memory", labels, Double(table.residentBytes))
             if let budget = table.budgetBytes {
@@ -68,6 +70,13 @@ enum PoolMetrics {
         set(registry, "remap", "spare_used", "bytes", "Bytes of the spare area in use", labels, Double(remap.spareUsedBytes))
         set(registry, "remap", "spare_size", "bytes", "The spare area's size", labels, Double(remap.spareTotalBytes))
         clients(registry, remap.name, remap.clients)
+    }
+
+    /// `snapvol_<subsystem>_reads_total` and `_writes_total`: requests, for IOPS (`rate()`).
+    private static func requests(_ registry: PrometheusCollectorRegistry, _ subsystem: String, _ labels: [(String, String)],
+                                 reads: UInt64?, writes: UInt64?) {
+        if let reads { add(registry, subsystem, "reads", "Read requests served by this process", labels, reads) }
+        if let writes { add(registry, subsystem, "writes", "Write requests served by this process", labels, writes) }
     }
 
     /// `snapvol_volume_clients`: known only while `serve` owns the pool.

@@ -79,6 +79,8 @@ import TestSupport
         try pool.ok("io", "write", "vm", "0", "2M", "--pattern", "0x5a")
         #expect(try prometheus.await("snapvol_snapshot_exceptions{snapshot=\"nightly\"}", within: 10) { $0 == 128 } == 128)
         #expect(try prometheus.await("snapvol_origin_written_bytes_total{origin=\"vm\"}", within: 10) { $0 >= Double(2 << 20) } != nil)
+        // `io write` sends 1 MiB at a time: two write requests, for IOPS dashboards.
+        #expect(try prometheus.await("snapvol_origin_writes_total{origin=\"vm\"}", within: 10) { $0 >= 2 } != nil)
         let used = try #require(try Self.snapshots(pool).first?["cow_used_bytes"] as? Double)
         #expect(try prometheus.await("snapvol_snapshot_cow_used_bytes{snapshot=\"nightly\"}", within: 10) { $0 == used } == used)
         _ = client
