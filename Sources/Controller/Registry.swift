@@ -46,6 +46,16 @@ public struct Registry: Codable, Equatable, Sendable {
         return result
     }
 
+    /// Renames snapshot `name`, in its record and in its group's lists.
+    mutating func renameSnapshot(_ name: String, to newName: String) {
+        for originIndex in origins.indices {
+            for index in origins[originIndex].snapshots.indices {
+                if origins[originIndex].snapshots[index].name == name { origins[originIndex].snapshots[index].name = newName }
+                origins[originIndex].snapshots[index].takenWith = origins[originIndex].snapshots[index].takenWith?.map { $0 == name ? newName : $0 }
+            }
+        }
+    }
+
     /// Removes snapshot `name` (deleted or merged away), and its name from its group's members.
     mutating func removeSnapshot(named name: String) {
         for originIndex in origins.indices {

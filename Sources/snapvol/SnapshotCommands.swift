@@ -4,8 +4,8 @@ import Foundation
 
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend and prune snapshots.",
-        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self])
+        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend, prune and rename snapshots.",
+        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self, Rename.self])
 
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(

@@ -83,6 +83,32 @@ import TestSupport
         #expect(try pool.ok("snapshot", "prune", "--match", "n*", "--keep", "2").text == "nothing to prune (4 kept)\n")
     }
 
+    /// A snapshot renamed out of the pattern is kept by a prune; its group's partner knows its new
+    /// name, reads go on, and the engine's events use the new name.
+    @Test func renamingKeepsASnapshotFromThePrune() throws {
+        let pool = try Self.pool()
+        #expect(try pool.ok("snapshot", "rename", "n1-a", "before-upgrade-a").text == "renamed snapshot n1-a to before-upgrade-a\n")
+        #expect(try pool.snapshotStatus("n1-b")?["taken_with"] as? [String] == ["before-upgrade-a"])
+        #expect(try pool.snapshotStatus("before-upgrade-a")?["taken_with"] as? [String] == ["n1-b"])
+        #expect(try pool.snapshotStatus("n1-a") == nil)
+        #expect(try pool.ok("io", "read", "before-upgrade-a", "0", "4K").stdout.count == 4096)
+        #expect(try pool.ok("snapshot", "prune", "--match", "n*", "--keep", "1", "--origin", "a").text
+                == "deleted snapshots n2-a, n3-a (1 kept)\n")
+        #expect(try Self.names(pool).contains("before-upgrade-a"))
+        let cases: [([String], String)] = [
+            (["nope", "x"], "no snapshot named 'nope' in this pool"),
+            (["a", "x"], "'a' is an origin: only snapshots are renamed"),
+            (["n4-a", "keepme"], "a volume named 'keepme' already exists in this pool"),
+            (["n4-a", "bad/name"], "invalid volume name 'bad/name': use 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.'"),
+        ]
+        for (arguments, message) in cases {
+            let result = try pool.run(arguments: ["snapshot", "rename"] + arguments)
+            #expect(result.status == 1, "\(arguments)")
+            #expect(result.stderr == "snapvol: error: \(message)\n", "\(arguments): \(result.stderr)")
+        }
+        #expect(try pool.snapshotStatus("n4-a") != nil)
+    }
+
     /// `--older-than` counts from each snapshot's recorded time (moved back here in the
     /// registry, as ten days of cron would).
     @Test func olderThanCountsFromWhenEachWasTaken() throws {
@@ -132,6 +158,14 @@ import TestSupport
         #expect(try Self.names(pool).isSuperset(of: ["n1-a", "n1-b"]))
         #expect(try pool.ok("snapshot", "prune", "--match", "n*", "--keep", "3", "--force").text == "deleted snapshots n1-a, n1-b (6 kept)\n")
         #expect(client.closedByPeer())
+        // Renaming a snapshot in use is refused the same way, then done with --force.
+        let (other, _) = try RawSocket.transmitting(server.socket, export: "n2-a")
+        #expect(try pool.run("snapshot", "rename", "n2-a", "kept-a").stderr.hasPrefix("snapvol: error: volume 'n2-a' is in use by 1 NBD client"))
+        #expect(try pool.ok("snapshot", "rename", "n2-a", "kept-a", "--force").text == "renamed snapshot n2-a to kept-a\n")
+        #expect(other.closedByPeer())
+        let (renamed, answer) = try RawSocket.transmitting(server.socket, export: "kept-a")
+        #expect(answer.count == 86, "the export answers to its new name")
+        _ = renamed
         #expect(server.stop() == 0)
     }
 }
