@@ -18,8 +18,10 @@ extension Controller {
                     report = SnapshotReport(record: snapshotRecord, origin: record.name, status: snapshot.status)
                 } else {
                     let problem = entry?.snapshotProblems[snapshotRecord.name] ?? ("inactive", entry?.problem ?? "origin inactive")
+                    // Its origin is writable: say what its next write does (`GuardedOrigin`).
+                    let warning = problem.state == "inactive" && entry?.origin != nil ? "; the origin's next write gives it up" : ""
                     report = SnapshotReport(record: snapshotRecord, origin: record.name, state: problem.state,
-                                            reason: problem.reason, originSize: size)
+                                            reason: problem.reason + warning, originSize: size)
                 }
                 report.clients = claims.clients(of: snapshotRecord.name)
                 snapshots.append(report)

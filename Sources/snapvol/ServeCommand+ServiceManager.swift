@@ -9,7 +9,7 @@ extension ServeCommand {
         let clients = status.origins.compactMap(\.clients).reduce(0, +) + snapshots.compactMap(\.clients).reduce(0, +)
             + status.remaps.compactMap(\.clients).reduce(0, +)
         var line = "serving \(counted(volumes, "volume")), \(counted(clients, "NBD client"))"
-        let unusable = snapshots.filter { ["invalid", "overflow", "merge-failed"].contains($0.state) }
+        let unusable = snapshots.filter { ["invalid", "overflow", "merge-failed", "inactive"].contains($0.state) }
         if !unusable.isEmpty {
             line += "; " + counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "
                 + unusable.map { "\($0.name) (\($0.state))" }.joined(separator: ", ")
