@@ -385,4 +385,25 @@ struct FullFileSystemTests {
         #expect([UInt8](try pool.ok("io", "read", "data", "3M", "2").stdout) == [8, 8])
         try pool.ok("snapshot", "delete", "snap")
     }
+
+    /// A sparse origin whose file system fills: the client is told ENOSPC, not EIO, so qemu's
+    /// `werror=enospc` can pause the VM until space is freed instead of failing the guest's I/O.
+    /// Once space is freed, writes go through again.
+    @Test func anOriginOnAFullFileSystemAnswersENOSPC() throws {
+        let pool = try TestPool()
+        let small = pool.file("small-fs")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        try Shell.check(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", small])
+        defer { _ = try? Shell.run(["umount", small]) }
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", "\(small)/vm.img", "--size", "16M")
+        try Shell.check(["dd", "if=/dev/zero", "of=\(small)/ballast", "bs=1M", "count=2", "status=none"])
+        let server = try ServeProcess(pool: pool)
+        let full = try Shell.run(["qemu-io", "-f", "raw", "-c", "write -P 0x7 0 4M", server.uri("vm")])
+        #expect((full.text + full.stderr).contains("No space left on device"), "\(full.text) \(full.stderr)")
+        try FileManager.default.removeItem(atPath: "\(small)/ballast")
+        try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x8 0 1M", server.uri("vm")])
+        #expect(try pool.ok("io", "read", "vm", "0", "1M").stdout.allSatisfy { $0 == 8 })
+        #expect(server.stop() == 0)
+    }
 }
