@@ -24,8 +24,8 @@ public final class MonitorApp {
         /// `group`: the snapshot's group partners, which `a` deletes or merges with it
         /// (`groupForce`: some of them, or it, are open by clients).
         case confirm(action: String, target: String, force: Bool, group: [String], groupForce: Bool)
-        /// A new size typed for a snapshot's COW, or for an origin.
-        case size(target: String, origin: Bool, text: String)
+        /// A size or a name being typed at the prompt.
+        case typing(TypedValue)
     }
 
     public init(source: any PoolSource, screen: CursesScreen, delay: Double) {
@@ -80,7 +80,7 @@ public final class MonitorApp {
         case .form: handleForm(key)
         case let .confirm(action, target, force, group, groupForce):
             handleConfirm(key, action: action, target: target, force: force, group: group, groupForce: groupForce)
-        case let .size(target, origin, text): handleSize(key, target: target, origin: origin, text: text)
+        case .typing(let value): handleTyping(key, value)
         }
         return true
     }
@@ -103,6 +103,7 @@ public final class MonitorApp {
         case Int32(UInt8(ascii: "d")), snapvol_key_f(8): askOnSnapshot("delete")
         case Int32(UInt8(ascii: "m")), snapvol_key_f(6): askOnSnapshot("merge")
         case Int32(UInt8(ascii: "e")), snapvol_key_f(5): startExtend()
+        case Int32(UInt8(ascii: "r")): startRename()
         default: break
         }
         return true
@@ -149,12 +150,19 @@ public final class MonitorApp {
     private func startExtend() {
         if refuseIfReadOnly("extend") { return }
         guard let row = model.selected, row.kind != .remap else { return show("select a snapshot to extend or an origin to resize", error: true) }
-        mode = .size(target: row.name, origin: row.kind == .origin, text: "")
-        view.prompt = Self.sizePrompt(row.name, origin: row.kind == .origin, size: row.size, text: "")
+        startTyping(TypedValue(purpose: row.kind == .origin ? .originSize(current: row.size) : .cowSize, target: row.name))
     }
 
-    static func sizePrompt(_ target: String, origin: Bool, size: UInt64, text: String) -> String {
-        origin ? "new size for origin \(target) (now \(ByteSize.describe(size))): \(text)_" : "new COW size for \(target): \(text)_"
+    private func startRename() {
+        if refuseIfReadOnly("rename") { return }
+        guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to rename", error: true) }
+        let clients = model.status?.snapshot(named: row.name)?.clients ?? 0
+        startTyping(TypedValue(purpose: .name(force: clients > 0), target: row.name))
+    }
+
+    private func startTyping(_ value: TypedValue) {
+        mode = .typing(value)
+        view.prompt = value.prompt
     }
 
     private func handleFilter(_ key: Int32) {
@@ -212,28 +220,35 @@ public final class MonitorApp {
         }
     }
 
-    private func handleSize(_ key: Int32, target: String, origin: Bool, text: String) {
-        var text = text
+    private func handleTyping(_ key: Int32, _ value: TypedValue) {
+        var value = value
         switch key {
-        case 27: finishPrompt(); return show(origin ? "resize cancelled" : "extend cancelled")
-        case 10, 13, KEY_ENTER:
-            finishPrompt()
-            guard let size = try? ByteSize.parse(text) else { return show("invalid size '\(text)'", error: true) }
-            if origin {
-                run("resizing \(target)", done: "resized \(target) to \(ByteSize.describe(size))") { [source] in
-                    try await source.resizeOrigin(name: target, size: size)
-                }
-            } else {
-                run("extending \(target)", done: "extended \(target) to \(ByteSize.describe(size))") { [source] in
-                    try await source.extendSnapshot(name: target, cowSize: size)
-                }
-            }
-            return
-        case KEY_BACKSPACE, 127, 8: if !text.isEmpty { text.removeLast() }
-        default: if let character = Self.printable(key) { text.append(character) }
+        case 27: finishPrompt(); return show(value.cancelled)
+        case 10, 13, KEY_ENTER: finishPrompt(); return submit(value)
+        case KEY_BACKSPACE, 127, 8: if !value.text.isEmpty { value.text.removeLast() }
+        default: if let character = Self.printable(key) { value.text.append(character) }
         }
-        mode = .size(target: target, origin: origin, text: text)
-        view.prompt = Self.sizePrompt(target, origin: origin, size: model.selected?.size ?? 0, text: text)
+        startTyping(value)
+    }
+
+    /// Runs the command a typed value asks for.
+    private func submit(_ value: TypedValue) {
+        let (target, text) = (value.target, value.text)
+        if case .name(let force) = value.purpose {
+            return run("renaming \(target)", done: "renamed \(target) to \(text)") { [source] in
+                try await source.renameSnapshot(target, to: text, force: force)
+            }
+        }
+        guard let size = try? ByteSize.parse(text) else { return show("invalid size '\(text)'", error: true) }
+        if case .originSize = value.purpose {
+            run("resizing \(target)", done: "resized \(target) to \(ByteSize.describe(size))") { [source] in
+                try await source.resizeOrigin(name: target, size: size)
+            }
+        } else {
+            run("extending \(target)", done: "extended \(target) to \(ByteSize.describe(size))") { [source] in
+                try await source.extendSnapshot(name: target, cowSize: size)
+            }
+        }
     }
 
     /// The exceptions the named snapshots hold, as last refreshed (a merged one is gone: none).

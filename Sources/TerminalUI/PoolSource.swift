@@ -20,6 +20,8 @@ public protocol PoolSource: Sendable {
     func extendSnapshot(name: String, cowSize: UInt64) async throws
     /// Grows (or shrinks, refused without the CLI's --force) an origin with no snapshots.
     func resizeOrigin(name: String, size: UInt64) async throws
+    /// Renames a snapshot; `force`: disconnect the NBD clients that have it open.
+    func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws
 }
 
 /// One line of the event pane: its time and text, and whether an operator must act on it.
@@ -52,6 +54,9 @@ public struct ControllerSource: PoolSource {
     public func mergeSnapshots(names: [String], force: Bool) async throws { try await controller.mergeSnapshots(names: names, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
     public func resizeOrigin(name: String, size: UInt64) async throws { try await controller.resizeOrigin(name: name, size: size) }
+    public func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws {
+        try await controller.renameSnapshot(name, to: newName, force: force)
+    }
 
     /// "HH:mm:ss" in local time, as the event pane shows an event.
     public static func stamp(_ date: Date) -> String {
@@ -78,6 +83,7 @@ public struct DiskSource: PoolSource {
     public func mergeSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
     public func resizeOrigin(name: String, size: UInt64) async throws { throw Self.refusal }
+    public func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")
 }

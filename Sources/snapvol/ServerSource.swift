@@ -64,4 +64,7 @@ struct ServerSource: PoolSource {
     }
     func extendSnapshot(name: String, cowSize: UInt64) async throws { _ = try run(["snapshot", "extend", name, "--cow-size", "\(cowSize)"]) }
     func resizeOrigin(name: String, size: UInt64) async throws { _ = try run(["origin", "resize", name, "--size", "\(size)"]) }
+    func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws {
+        _ = try run(["snapshot", "rename", name, newName] + (force ? ["--force"] : []))
+    }
 }

@@ -132,6 +132,21 @@ struct TerminalTests {
         #expect(try FileManager.default.attributesOfItem(atPath: pool.file("vm.img"))[.size] as? UInt64 == 16 << 20)
     }
 
+    /// `r` renames the selected snapshot; Esc cancels; the tree and the registry follow.
+    @Test func renameFromTheKeyboard() throws {
+        let pool = try Self.pool()
+        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
+        try session.waitFor(text: "└ base")
+        try session.press("j", "r", until: "new name for base: _")
+        try session.press("Escape", until: "rename cancelled")
+        try session.press("r", until: "new name for base: _")
+        try session.type("kept")
+        try session.press("Enter", until: "renamed base to kept")
+        try session.waitFor(text: "└ kept")
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("kept") != nil && pool.snapshotStatus("base") == nil)
+    }
+
     @Test func readOnlyRefusesEveryChangeAndTouchesNothing() throws {
         let pool = try Self.pool()
         try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "3")
@@ -143,7 +158,7 @@ struct TerminalTests {
         #expect(screen.contains("READ-ONLY"))
         #expect(screen.contains("16"), "exceptions read from the COW on disk")
         try session.keys("j")
-        for key in ["n", "d", "m", "e"] {
+        for key in ["n", "d", "m", "e", "r"] {
             try session.press(key, until: "read-only mode")
             try session.keys("Escape")
         }
