@@ -361,10 +361,9 @@ struct ServeDutiesTests {
 struct FullFileSystemTests {
     @Test func autoextendIntoAFullFileSystem() throws {
         let pool = try TestPool()
-        let small = pool.file("small-fs")
-        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-        try Shell.check(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", small])
-        defer { _ = try? Shell.run(["umount", small]) }
+        let fileSystem = try SmallFileSystem(in: pool, size: "3M")
+        defer { fileSystem.unmount() }
+        let small = fileSystem.path
         try pool.ok("pool", "init")
         try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "16M")
         try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", "\(small)/snap.cow", "--cow-size", "2M")
@@ -391,10 +390,9 @@ struct FullFileSystemTests {
     /// Once space is freed, writes go through again.
     @Test func anOriginOnAFullFileSystemAnswersENOSPC() throws {
         let pool = try TestPool()
-        let small = pool.file("small-fs")
-        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-        try Shell.check(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", small])
-        defer { _ = try? Shell.run(["umount", small]) }
+        let fileSystem = try SmallFileSystem(in: pool, size: "4M")
+        defer { fileSystem.unmount() }
+        let small = fileSystem.path
         try pool.ok("pool", "init")
         try pool.ok("origin", "add", "vm", "--path", "\(small)/vm.img", "--size", "16M")
         try Shell.check(["dd", "if=/dev/zero", "of=\(small)/ballast", "bs=1M", "count=2", "status=none"])
@@ -406,4 +404,17 @@ struct FullFileSystemTests {
         #expect(try pool.ok("io", "read", "vm", "0", "1M").stdout.allSatisfy { $0 == 8 })
         #expect(server.stop() == 0)
     }
+}
+
+/// A small tmpfs mounted in a pool's directory (root); the test unmounts it (`defer`).
+struct SmallFileSystem {
+    let path: String
+
+    init(in pool: TestPool, size: String) throws {
+        path = pool.file("small-fs")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try Shell.check(["mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+    }
+
+    func unmount() { _ = try? Shell.run(["umount", path]) }
 }

@@ -13,6 +13,13 @@ struct TerminalTests {
 
     static let environment = ["TERM": "tmux-256color", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"]
 
+    /// `snapvol tui` on `pool` in a tmux session, once it shows the snapshot `base`.
+    static func tui(_ pool: TestPool) throws -> TmuxSession {
+        let session = try TmuxSession(command: "\(binary) tui --pool \(pool.path)", environment: environment)
+        try session.waitFor(text: "└ base")
+        return session
+    }
+
     @Test func demoShowsTheTreeAndFiguresMove() throws {
         let dir = try TemporaryDirectory(prefix: "snapvol-demo")
         let session = try TmuxSession(command: "\(Self.binary) demo --dir \(dir.path) --rate 4M", environment: Self.environment)
@@ -36,8 +43,7 @@ struct TerminalTests {
 
     @Test func newSnapshotFormCreatesWhatStatusThenLists() throws {
         let pool = try Self.pool()
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.press("n", until: "New snapshot")
         try session.type("fromtui")
         try session.keys("Tab", "Tab", "Tab")
@@ -60,8 +66,7 @@ struct TerminalTests {
         try pool.ok("origin", "add", "db", "--path", pool.file("db.img"), "--size", "4M")
         try pool.ok("origin", "add", "gone", "--path", pool.file("gone.img"), "--size", "4M")
         try FileManager.default.removeItem(atPath: pool.file("gone.img"))   // inactive: left out of the group
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.press("N", until: "New snapshot")
         try session.type("nightly")
         let form = try session.waitFor(text: "At one instant: nightly-vm, nightly-db")
@@ -81,8 +86,7 @@ struct TerminalTests {
 
     @Test func badFormInputShowsInlineErrorsAndCreatesNothing() throws {
         let pool = try Self.pool()
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.keys("n")
         try session.type("base")
         try session.waitFor(text: "'base' already exists")
@@ -101,8 +105,7 @@ struct TerminalTests {
 
     @Test func deleteAsksAndThenDeletes() throws {
         let pool = try Self.pool()
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.press("j", "d", until: "Delete snapshot base? (y/N)")
         try session.press("n", until: "delete cancelled")
         try session.press("d", "y", until: "deleted snapshot base")
@@ -114,8 +117,7 @@ struct TerminalTests {
     /// has snapshots (the controller's line is shown), done once they are gone.
     @Test func extendGrowsACowAndResizeGrowsAnOriginWithoutSnapshots() throws {
         let pool = try Self.pool()
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.press("j", "e", until: "new COW size for base: _")
         try session.type("32M")
         try session.press("Enter", until: "extended base to 32 MiB")
@@ -135,8 +137,7 @@ struct TerminalTests {
     /// `r` renames the selected snapshot; Esc cancels; the tree and the registry follow.
     @Test func renameFromTheKeyboard() throws {
         let pool = try Self.pool()
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.press("j", "r", until: "new name for base: _")
         try session.press("Escape", until: "rename cancelled")
         try session.press("r", until: "new name for base: _")
@@ -179,8 +180,7 @@ struct TerminalTests {
 
     @Test func resizeRedrawsAndTooSmallSaysSo() throws {
         let pool = try Self.pool()
-        let session = try TmuxSession(command: "\(Self.binary) tui --pool \(pool.path)", environment: Self.environment)
-        try session.waitFor(text: "└ base")
+        let session = try Self.tui(pool)
         try session.resize(width: 80, height: 24)
         try session.waitFor("redrawn at 80x24") { $0.contains("└ base") && $0.contains("F10Quit") && $0.split(separator: "\n").count <= 24 }
         try session.resize(width: 60, height: 20)
