@@ -143,14 +143,40 @@ struct LiveOrigin {
 
 /// Recent events, newest last, for status displays (the TUI's event pane).
 public final class EventJournal: Sendable {
-    /// One event as shown: when, and its text. Sequences are unique and increasing.
-    public struct Entry: Sendable, Equatable {
+    /// One event as shown: when, and its text. Sequences are unique and increasing. As JSON
+    /// (`snapvol events --json`, read back by an attached TUI) its time is ISO 8601 in UTC.
+    public struct Entry: Sendable, Equatable, Codable {
         /// Increases by one per event, so a reader can ask for what is new.
         public let sequence: Int
         public let time: Date
         public let text: String
         /// A snapshot lost (invalidated, overflowed) or a merge that failed: an operator must act.
         public let isAlarm: Bool
+
+        enum CodingKeys: String, CodingKey { case sequence, time, text, isAlarm = "alarm" }
+
+        public init(sequence: Int, time: Date, text: String, isAlarm: Bool) {
+            self.sequence = sequence
+            self.time = time
+            self.text = text
+            self.isAlarm = isAlarm
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let values = try decoder.container(keyedBy: CodingKeys.self)
+            sequence = try values.decode(Int.self, forKey: .sequence)
+            time = try Date(values.decode(String.self, forKey: .time), strategy: .iso8601)
+            text = try values.decode(String.self, forKey: .text)
+            isAlarm = try values.decode(Bool.self, forKey: .isAlarm)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var values = encoder.container(keyedBy: CodingKeys.self)
+            try values.encode(sequence, forKey: .sequence)
+            try values.encode(time.formatted(.iso8601), forKey: .time)
+            try values.encode(text, forKey: .text)
+            try values.encode(isAlarm, forKey: .isAlarm)
+        }
     }
 
     private let entries = Mutex<(list: [Entry], next: Int)>(([], 0))

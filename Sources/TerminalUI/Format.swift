@@ -33,6 +33,11 @@ enum Format {
         return whole >= 60 ? "\(whole / 60) min" : "\(whole) s"
     }
 
+    /// "23:58:12", local time: when an event happened.
+    static func clock(_ date: Date) -> String {
+        date.formatted(Date.FormatStyle().hour(.twoDigits(amPM: .omitted)).minute(.twoDigits).second(.twoDigits))
+    }
+
     /// "2026-11-30 23:58 UTC, 12 min ago": when a snapshot was taken, from `now`.
     static func taken(_ date: Date, now: Date) -> String {
         let utc = date.formatted(Date.ISO8601FormatStyle(dateSeparator: .dash, dateTimeSeparator: .space, timeZone: .gmt)

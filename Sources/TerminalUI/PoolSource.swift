@@ -8,7 +8,7 @@ public protocol PoolSource: Sendable {
     var poolDirectory: String { get }
     func status() throws -> PoolStatus
     func registry() throws -> Registry
-    func recentEvents() -> [EventLine]
+    func recentEvents() -> [EventJournal.Entry]
     func chunkMap(snapshot: String, cells: Int) -> [Double]?
     /// Creates one snapshot, or several at one instant (a consistent group).
     func createSnapshots(_ requests: [SnapshotRequest]) async throws
@@ -24,17 +24,6 @@ public protocol PoolSource: Sendable {
     func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws
 }
 
-/// One line of the event pane: its time and text, and whether an operator must act on it.
-public struct EventLine: Sendable, Equatable {
-    public let text: String
-    public let isAlarm: Bool
-
-    public init(text: String, isAlarm: Bool) {
-        self.text = text
-        self.isAlarm = isAlarm
-    }
-}
-
 /// The pool driven in this process.
 public struct ControllerSource: PoolSource {
     public let controller: Controller
@@ -45,9 +34,7 @@ public struct ControllerSource: PoolSource {
     public var poolDirectory: String { controller.location.directory }
     public func status() throws -> PoolStatus { try controller.status() }
     public func registry() throws -> Registry { controller.registry }
-    public func recentEvents() -> [EventLine] {
-        controller.events.recent.map { EventLine(text: Self.stamp($0.time) + " " + $0.text, isAlarm: $0.isAlarm) }
-    }
+    public func recentEvents() -> [EventJournal.Entry] { controller.events.recent }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { controller.chunkMap(snapshot: snapshot, cells: cells) }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { try await controller.createSnapshots(requests) }
     public func deleteSnapshots(names: [String], force: Bool) async throws { try await controller.deleteSnapshots(names: names, force: force) }
@@ -56,13 +43,6 @@ public struct ControllerSource: PoolSource {
     public func resizeOrigin(name: String, size: UInt64) async throws { try await controller.resizeOrigin(name: name, size: size) }
     public func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws {
         try await controller.renameSnapshot(name, to: newName, force: force)
-    }
-
-    /// "HH:mm:ss" in local time, as the event pane shows an event.
-    public static func stamp(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "HH:mm:ss"
-        return formatter.string(from: date)
     }
 }
 
@@ -76,7 +56,7 @@ public struct DiskSource: PoolSource {
     public var poolDirectory: String { location.directory }
     public func status() throws -> PoolStatus { try PoolObserver.status(location) }
     public func registry() throws -> Registry { try PoolObserver.registry(location) }
-    public func recentEvents() -> [EventLine] { [] }
+    public func recentEvents() -> [EventJournal.Entry] { [] }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { throw Self.refusal }
     public func deleteSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }

@@ -9,7 +9,7 @@ public struct ViewState: Sendable {
     public var paused = false
     public var message = ""
     public var messageIsError = false
-    public var events: [EventLine] = []
+    public var events: [EventJournal.Entry] = []
     public var chunkMap: [Double]?
     public var showHelp = false
     /// A prompt or confirmation shown on the status line.
@@ -166,7 +166,7 @@ public enum Renderer {
         let events = view.events.filter { $0.text.contains(row.name) }.suffix(max(0, top + height - next))
         for event in events {
             // An alarm is marked by its glyph too, not by colour alone.
-            let text = event.isAlarm ? "! " + event.text : event.text
+            let text = (event.isAlarm ? "! " : "") + Format.clock(event.time) + " " + event.text
             screen.put(next, 1, Format.cell(text, screen.columns - 2), event.isAlarm ? .error : .dim)
             next += 1
         }

@@ -12,21 +12,12 @@ struct EventsCommand: AsyncParsableCommand, ForwardableCommand {
     @Flag(help: "Print the events as JSON (sequence, time, text, alarm).") var json = false
     @Option(help: ArgumentHelp("Only the events after this sequence number (for polling).", valueName: "sequence")) var after: Int?
 
-    /// One event as printed by `--json`.
-    struct Event: Codable, Equatable {
-        let sequence: Int
-        let time: String
-        let text: String
-        let alarm: Bool
-    }
-
     func run() async throws {
         try await guarded {
-            let entries = try await options.withController("snapvol events") { $0.events.since(after ?? -1) }
-            let events = entries.map { Event(sequence: $0.sequence, time: $0.time.formatted(.iso8601), text: $0.text, alarm: $0.isAlarm) }
+            let events = try await options.withController("snapvol events") { $0.events.since(after ?? -1) }
             if json { return try printJSON(events) }
             if events.isEmpty { return emit("no events (they are kept by the process that owns the pool: snapvol serve)") }
-            for event in events { emit("\(event.time)  \(event.alarm ? "ALARM " : "")\(event.text)") }
+            for event in events { emit("\(event.time.formatted(.iso8601))  \(event.isAlarm ? "ALARM " : "")\(event.text)") }
         }
     }
 }

@@ -30,14 +30,10 @@ struct ServerSource: PoolSource {
 
     func status() throws -> PoolStatus { try JSONDecoder().decode(PoolStatus.self, from: try run(["status", "--json"])) }
     func registry() throws -> Registry { try PoolObserver.registry(location) }
-    /// The server's events (`events --json`), stamped as the in-process source stamps them.
-    func recentEvents() -> [EventLine] {
-        guard let data = try? run(["events", "--json"]),
-              let events = try? JSONDecoder().decode([EventsCommand.Event].self, from: data) else { return [] }
-        return events.map { event in
-            let time = (try? Date(event.time, strategy: .iso8601)).map(ControllerSource.stamp) ?? event.time
-            return EventLine(text: time + " " + event.text, isAlarm: event.alarm)
-        }
+    /// The server's events (`events --json`).
+    func recentEvents() -> [EventJournal.Entry] {
+        guard let data = try? run(["events", "--json"]) else { return [] }
+        return (try? JSONDecoder().decode([EventJournal.Entry].self, from: data)) ?? []
     }
 
     /// The server's chunk map of `snapshot` (`io map --exceptions --cells`).

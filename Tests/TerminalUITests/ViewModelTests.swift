@@ -85,13 +85,14 @@ import TestSupport
         model.update(Self.status())
         model.select(named: "b-snap")
         var view = ViewState()
-        view.events = [EventLine(text: "10:00:00 b-snap: created (COW /b.cow, chunk 16 KiB)", isAlarm: false),
-                       EventLine(text: "10:05:00 a-snap: merge finished", isAlarm: false),
-                       EventLine(text: "10:07:00 b-snap: INVALIDATED (COW store full)", isAlarm: true)]
+        let time = Date(timeIntervalSince1970: 1_800_000_000)
+        view.events = [EventJournal.Entry(sequence: 0, time: time, text: "b-snap: created (COW /b.cow, chunk 16 KiB)", isAlarm: false),
+                       EventJournal.Entry(sequence: 1, time: time, text: "a-snap: merge finished", isAlarm: false),
+                       EventJournal.Entry(sequence: 2, time: time, text: "b-snap: INVALIDATED (COW store full)", isAlarm: true)]
         let screen = TextScreen(rows: 30, columns: 100)
         Renderer.draw(model, view, on: screen)
-        let created = screen.lines.firstIndex { $0.contains("b-snap: created") }
-        let alarm = screen.lines.firstIndex { $0.contains("! 10:07:00 b-snap: INVALIDATED (COW store full)") }
+        let created = screen.lines.firstIndex { $0.contains(Format.clock(time) + " b-snap: created") }
+        let alarm = screen.lines.firstIndex { $0.contains("! \(Format.clock(time)) b-snap: INVALIDATED (COW store full)") }
         #expect(created != nil && alarm != nil, "\(screen.text)")
         #expect(!screen.text.contains("a-snap: merge finished"), "only the selected volume's events")
         if let created, let alarm {
