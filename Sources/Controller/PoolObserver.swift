@@ -7,7 +7,7 @@ extension Controller {
     /// The chunk map of an active snapshot (see `Origin.chunkMap`).
     public func chunkMap(snapshot name: String, cells: Int) -> [Double]? {
         guard let snapshot = state.withLock({ $0.live.values.compactMap { $0.snapshots[name] }.first }) else { return nil }
-        return snapshot.origin.chunkMap(of: snapshot, cells: cells)
+        return snapshot.origin.chunkMap(of: snapshot, cells: cells).map(\.held)
     }
 }
 

@@ -79,36 +79,36 @@ extension Origin {
 }
 
 extension Origin {
-    /// How much of each of `cells` equal parts of the origin has been copied into `snapshot`
-    /// (0...1 each): the picture the TUI's chunk map draws.
-    public func chunkMap(of snapshot: Snapshot, cells: Int) -> [Double] {
+    /// The origin cut into `cells` equal parts (whole chunks: part `i` starts at chunk
+    /// `i * chunks / cells`, rounded up), each with the share of its chunks copied into
+    /// `snapshot` (0...1): the picture the TUI's chunk map draws, and `io map --cells` prints.
+    public func chunkMap(of snapshot: Snapshot, cells: Int) -> [ChunkMapCell] {
         let geometry = snapshot.geometry
-        let total = max(geometry.chunksCovering(size), 1)
+        let count = max(cells, 1)
+        let perCell = Double(max(geometry.chunksCovering(size), 1)) / Double(count)
+        let firstChunk = { (cell: Int) in UInt64((Double(cell) * perCell).rounded(.up)) }
         let runs = state.withLock { $0.tables[ObjectIdentifier(snapshot)]?.exceptions.completed.table.runs } ?? []
-        var copied = [Double](repeating: 0, count: max(cells, 1))
-        let perCell = Double(total) / Double(copied.count)
+        var copied = [Double](repeating: 0, count: count)
         for run in runs {
             var chunk = run.old
             let end = run.old + UInt64(run.length)
             while chunk < end {
-                let cell = min(Int(Double(chunk) / perCell), copied.count - 1)
-                let cellEnd = min(end, UInt64((Double(cell + 1) * perCell).rounded(.up)))
-                let step = max(cellEnd, chunk + 1) - chunk
+                let cell = min(Int(Double(chunk) / perCell), count - 1)
+                let step = max(min(end, firstChunk(cell + 1)), chunk + 1) - chunk
                 copied[cell] += Double(step)
                 chunk += step
             }
         }
-        return copied.map { min(1, $0 / perCell) }
+        let bytes = { (cell: Int) in min(self.size, firstChunk(cell) * UInt64(geometry.chunkBytes)) }
+        return copied.indices.map { ChunkMapCell(range: bytes($0)..<bytes($0 + 1), held: min(1, copied[$0] / perCell)) }
     }
+}
 
-    /// `chunkMap` with the bytes of the origin each cell covers (cell `i` holds the chunks from
-    /// `i * total / cells` up, rounded up, as `chunkMap` counts them).
-    public func chunkMapParts(of snapshot: Snapshot, cells: Int) -> [(range: Range<UInt64>, held: Double)] {
-        let geometry = snapshot.geometry
-        let perCell = Double(max(geometry.chunksCovering(size), 1)) / Double(max(cells, 1))
-        let bytes = { (cell: Int) in min(self.size, UInt64((Double(cell) * perCell).rounded(.up)) * UInt64(geometry.chunkBytes)) }
-        return chunkMap(of: snapshot, cells: cells).enumerated().map { cell, held in (bytes(cell)..<bytes(cell + 1), held) }
-    }
+/// One part of a chunk map: the origin's bytes it covers, and the share of its chunks a
+/// snapshot holds (0...1).
+public struct ChunkMapCell: Sendable, Equatable {
+    public let range: Range<UInt64>
+    public let held: Double
 }
 
 extension Origin {

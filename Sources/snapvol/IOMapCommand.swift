@@ -80,7 +80,7 @@ extension IOCommand {
             guard (1...4096).contains(parts) else { throw ControllerError.refused("invalid --cells \(parts): from 1 to 4096") }
             // As the extents are refused: an invalid snapshot holds nothing to show.
             if case .invalid(let reason) = snapshot.status.condition { throw VolumeError.invalid(volume: snapshot.name, reason: reason) }
-            let result = snapshot.origin.chunkMapParts(of: snapshot, cells: parts).map { part in
+            let result = snapshot.origin.chunkMap(of: snapshot, cells: parts).map { part in
                 Part(offset: part.range.lowerBound, length: part.range.upperBound - part.range.lowerBound,
                      held: (part.held * 10_000).rounded() / 10_000)
             }
