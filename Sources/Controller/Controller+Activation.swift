@@ -45,9 +45,7 @@ extension Controller {
             }
             throw ControllerError.refused("transient snapshot cannot be re-attached")
         }
-        if let taken = record.originSize, taken != origin.size {
-            throw ControllerError.refused("origin '\(origin.name)' is \(ByteSize.describe(origin.size)) but was \(ByteSize.describe(taken)) when '\(record.name)' was taken (resized outside snapvol): put it back to \(ByteSize.describe(taken)), or delete the snapshot")
-        }
+        if let resized = record.resizedOrigin(origin.name, size: origin.size) { throw ControllerError.refused(resized) }
         let device = try FileBlockDevice.open(path: record.cowPath)
         let geometry = try ChunkGeometry(chunkBytes: record.chunkSize)
         let store = try await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize,

@@ -47,9 +47,8 @@ public enum PoolObserver {
         if let stale = record.staleReason {
             return SnapshotReport(record: record, origin: origin, state: "invalid", reason: stale, originSize: originSize)
         }
-        if let taken = record.originSize, taken != originSize, originSize > 0 {
-            let reason = "origin '\(origin)' is \(ByteSize.describe(originSize)) but was \(ByteSize.describe(taken)) when it was taken"
-            return SnapshotReport(record: record, origin: origin, state: "inactive", reason: reason, originSize: originSize)
+        if originSize > 0, let resized = record.resizedOrigin(origin, size: originSize) {
+            return SnapshotReport(record: record, origin: origin, state: "inactive", reason: resized, originSize: originSize)
         }
         let scan: CowScan
         let device: FileBlockDevice

@@ -195,6 +195,14 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
              originSize = "origin_size"
     }
 
+    /// Why the snapshot cannot join its origin `origin`, found at `size`: the origin was resized
+    /// outside snapvol since the snapshot was taken. Nil when the size is the one recorded (or
+    /// none was, in registries older than `originSize`).
+    func resizedOrigin(_ origin: String, size: UInt64) -> String? {
+        guard let taken = originSize, taken != size else { return nil }
+        return "origin '\(origin)' is \(ByteSize.describe(size)) but was \(ByteSize.describe(taken)) when '\(name)' was taken (resized outside snapvol): put it back to \(ByteSize.describe(taken)), or delete the snapshot"
+    }
+
     /// The budget the snapshot's exception table gets (nil: unlimited).
     public var cacheBudget: ExceptionCache.Budget? { Self.cacheBudget(exceptionCache) }
 
