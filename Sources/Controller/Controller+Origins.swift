@@ -57,6 +57,16 @@ extension Controller {
         return state.withLock { state in names.filter { state.live[$0]?.origin != nil } }
     }
 
+    /// The registry index of origin `name`; a snapshot's name is refused with `snapshotAdvice`.
+    func originIndex(named name: String, in registry: Registry, snapshotAdvice: String) throws -> Int {
+        guard let index = registry.origins.firstIndex(where: { $0.name == name }) else {
+            throw registry.snapshot(named: name) != nil
+                ? ControllerError.refused("'\(name)' is a snapshot: \(snapshotAdvice)")
+                : ControllerError.unknownOrigin(name)
+        }
+        return index
+    }
+
     func checkNewName(_ name: String, in registry: Registry) throws {
         guard Registry.isValidName(name) else { throw ControllerError.badName(name) }
         if registry.allNames.contains(name) { throw ControllerError.duplicateName(name) }

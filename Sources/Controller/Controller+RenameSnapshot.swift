@@ -8,12 +8,8 @@ extension Controller {
     public func renameSnapshot(_ name: String, to newName: String, force: Bool = false) async throws {
         try await command {
             let registry = self.registry
-            guard let (originRecord, record) = registry.snapshot(named: name) else {
-                throw registry.origin(named: name) != nil
-                    ? ControllerError.refused("'\(name)' is an origin: only snapshots are renamed")
-                    : ControllerError.unknownSnapshot(name)
-            }
-            if record.merging { throw ControllerError.refused("snapshot '\(name)' is being merged: run 'snapshot merge \(name)' to finish") }
+            let (originRecord, record) = try snapshotRecord(named: name, in: registry, originAdvice: "only snapshots are renamed")
+            try Self.refuseIfMerging(record)
             try checkNewName(newName, in: registry)
             try await removing([name], force: force) {
                 // On the registry as it is now: a stale mark made since the command began stays.

@@ -68,14 +68,4 @@ extension Controller {
         }
         return asked
     }
-
-    /// The registry index of origin `name`; a snapshot's name is refused with `snapshotAdvice`.
-    func originIndex(named name: String, in registry: Registry, snapshotAdvice: String) throws -> Int {
-        guard let index = registry.origins.firstIndex(where: { $0.name == name }) else {
-            throw registry.snapshot(named: name) != nil
-                ? ControllerError.refused("'\(name)' is a snapshot: \(snapshotAdvice)")
-                : ControllerError.unknownOrigin(name)
-        }
-        return index
-    }
 }

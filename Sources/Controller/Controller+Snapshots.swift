@@ -53,12 +53,8 @@ extension Controller {
             var registry = self.registry
             guard Set(names).count == names.count else { throw ControllerError.refused("a snapshot is named twice") }
             let records = try names.map { name in
-                guard let (originRecord, record) = registry.snapshot(named: name) else {
-                    throw registry.origin(named: name) != nil
-                        ? ControllerError.refused("'\(name)' is an origin: use 'origin remove'")
-                        : ControllerError.unknownSnapshot(name)
-                }
-                if record.merging { throw ControllerError.refused("snapshot '\(name)' is being merged: run 'snapshot merge \(name)' to finish") }
+                let (originRecord, record) = try snapshotRecord(named: name, in: registry, originAdvice: "use 'origin remove'")
+                try Self.refuseIfMerging(record)
                 return (origin: originRecord.name, record: record)
             }
             try await removing(names, force: force) {
@@ -164,5 +160,20 @@ extension Controller {
             if let snapshot { snapshot.origin.clearOverflow(snapshot) }
             events.record("\(name): COW extended to \(ByteSize.describe(size))")
         }
+    }
+
+    /// Snapshot `name` and its origin in `registry`; an origin's name is refused with `originAdvice`.
+    func snapshotRecord(named name: String, in registry: Registry, originAdvice: String) throws -> (OriginRecord, SnapshotRecord) {
+        guard let found = registry.snapshot(named: name) else {
+            throw registry.origin(named: name) != nil
+                ? ControllerError.refused("'\(name)' is an origin: \(originAdvice)")
+                : ControllerError.unknownSnapshot(name)
+        }
+        return (found.origin, found.snapshot)
+    }
+
+    /// Refuses a snapshot marked as being merged: only `snapshot merge` may go on with it.
+    static func refuseIfMerging(_ record: SnapshotRecord) throws {
+        if record.merging { throw ControllerError.refused("snapshot '\(record.name)' is being merged: run 'snapshot merge \(record.name)' to finish") }
     }
 }
