@@ -36,6 +36,10 @@ import TestSupport
                 // Mid-merge, the origin already shows the snapshot's content everywhere.
                 #expect([UInt8](try pool.ok("io", "read", "data", "31M", "4").stdout) == [0x11, 0x11, 0x11, 0x11])
                 #expect(try pool.run("snapshot", "delete", "snap").status != 0)
+                // Neither deleted nor renamed while marked merging: only the merge may go on.
+                let refusal = "snapvol: error: snapshot 'snap' is being merged: run 'snapshot merge snap' to finish\n"
+                #expect(try pool.run("snapshot", "delete", "snap").stderr == refusal)
+                #expect(try pool.run("snapshot", "rename", "snap", "other").stderr == refusal)
             }
             try pool.ok("snapshot", "merge", "snap", "--no-progress")
         }
