@@ -59,11 +59,14 @@ final class WriteBarrier: Sendable {
     }
 
     private let phase = Mutex(Phase.closed)
+    /// Set once the action succeeded: from then on a write passes with one atomic load, no lock.
+    private let isOpen = Atomic(false)
     private let action: @Sendable () async throws -> Void
 
     init(_ action: @escaping @Sendable () async throws -> Void) { self.action = action }
 
     func pass() async throws {
+        if isOpen.load(ordering: .acquiring) { return }
         let (event, runs) = phase.withLock { phase -> (OneShotEvent<Bool>?, Bool) in
             switch phase {
             case .open: return (nil, false)
@@ -87,6 +90,7 @@ final class WriteBarrier: Sendable {
             throw error
         }
         phase.withLock { $0 = .open }
+        isOpen.store(true, ordering: .releasing)
         _ = event.signal(true)
     }
 }
