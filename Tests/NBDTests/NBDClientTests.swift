@@ -369,10 +369,7 @@ struct FullFileSystemTests {
         try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", "\(small)/snap.cow", "--cow-size", "2M")
         let server = try ServeProcess(pool: pool, extra: ["--autoextend-threshold", "50", "--autoextend-percent", "100"])
         try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x7 0 1536k", server.uri("data")])
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, !((try? String(contentsOfFile: server.log, encoding: .utf8)) ?? "").contains("autoextend of snap failed") {
-            Thread.sleep(forTimeInterval: 0.2)
-        }
+        try server.waitForLog(containing: "autoextend of snap failed", within: 15)
         try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x8 2M 4M", server.uri("data")])
         Thread.sleep(forTimeInterval: 2.5)
         #expect(server.stop() == 0)
