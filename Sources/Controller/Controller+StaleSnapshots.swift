@@ -10,7 +10,7 @@ extension Controller {
             guard let live = state.live[origin.name], live.origin === origin else { return }
             let missing = live.snapshotProblems.contains { $0.value.state == "inactive" }
             state.live[origin.name]?.guarded = missing ? GuardedOrigin(origin) { [weak self] in
-                try self?.giveUpInactiveSnapshots(of: origin.name)
+                try self?.giveUpInactiveSnapshots(of: origin)
             } : nil
         }
     }
@@ -19,10 +19,12 @@ extension Controller {
     /// the registry (saved before the write may go on) and shown invalid from now on. Not a
     /// command: a write must not wait for one (a merge of another origin runs for minutes);
     /// `save` keeps the marks when a command saves its copy of the registry.
-    func giveUpInactiveSnapshots(of originName: String) throws {
-        let inactive = state.withLock { $0.live[originName]?.snapshotProblems.filter { $0.value.state == "inactive" } } ?? [:]
+    func giveUpInactiveSnapshots(of origin: Origin) throws {
         var given: [(name: String, reason: String)] = []
+        // The origin's name is read under the registry's lock, which a rename holds.
         try editRegistry { registry in
+            let originName = origin.name
+            let inactive = state.withLock { $0.live[originName]?.snapshotProblems.filter { $0.value.state == "inactive" } } ?? [:]
             guard let index = registry.origins.firstIndex(where: { $0.name == originName }) else { return }
             for (position, record) in registry.origins[index].snapshots.enumerated() {
                 guard let problem = inactive[record.name], record.staleReason == nil else { continue }
@@ -30,9 +32,8 @@ extension Controller {
                 registry.origins[index].snapshots[position].staleReason = reason
                 given.append((record.name, reason))
             }
-        }
-        state.withLock { state in
-            for (name, reason) in given { state.live[originName]?.snapshotProblems[name] = ("invalid", reason) }
+        } apply: { state in
+            for (name, reason) in given { state.live[origin.name]?.snapshotProblems[name] = ("invalid", reason) }
         }
         for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
     }

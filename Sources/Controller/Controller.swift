@@ -82,15 +82,20 @@ public final class Controller: Sendable {
         try editRegistry { current in current = registry.keepingStaleMarks(of: current) }
     }
 
-    /// Edits the registry in place and saves it (if the edit changed it), under `registryWrites`.
-    func editRegistry(_ edit: (inout Registry) throws -> Void) throws {
+    /// Edits the registry in place and saves it (if the edit changed it), under `registryWrites`;
+    /// once saved, `apply` changes the live state to match, under the same state lock that
+    /// publishes the new registry.
+    func editRegistry(_ edit: (inout Registry) throws -> Void, apply: (inout ControllerState) -> Void = { _ in }) throws {
         try registryWrites.withLock { _ in
             let current = state.withLock { $0.registry }
             var registry = current
             try edit(&registry)
             if registry == current { return }
             try RegistryFile.save(registry, to: location)
-            state.withLock { $0.registry = registry }
+            state.withLock { state in
+                state.registry = registry
+                apply(&state)
+            }
         }
     }
 

@@ -23,6 +23,8 @@ public struct PoolStatus: Codable, Sendable, Equatable {
         remaps = try values.decodeIfPresent([RemapReport].self, forKey: .remaps) ?? []
     }
 
+    public func origin(named name: String) -> OriginStatus? { origins.first { $0.name == name } }
+
     public func snapshot(named name: String) -> SnapshotReport? {
         origins.lazy.flatMap(\.snapshots).first { $0.name == name }
     }

@@ -46,6 +46,7 @@ public final class MonitorApp {
                 merging = nil
                 show(result.text, error: result.isError)
                 refresh()
+                if let name = result.select { model.select(named: name) }
             }
             if let merging { showMergeProgress(merging) }
             Renderer.draw(model, view, on: screen)
@@ -155,9 +156,9 @@ public final class MonitorApp {
 
     private func startRename() {
         if refuseIfReadOnly("rename") { return }
-        guard let row = model.selected, row.kind == .snapshot else { return show("select a snapshot to rename", error: true) }
-        let clients = model.status?.snapshot(named: row.name)?.clients ?? 0
-        startTyping(TypedValue(purpose: .name(force: clients > 0), target: row.name))
+        guard let row = model.selected, row.kind != .remap else { return show("select a snapshot or an origin to rename", error: true) }
+        let clients = row.kind == .origin ? model.status?.origin(named: row.name)?.clients : model.status?.snapshot(named: row.name)?.clients
+        startTyping(TypedValue(purpose: .name(kind: row.kind, force: (clients ?? 0) > 0), target: row.name))
     }
 
     private func startTyping(_ value: TypedValue) {
@@ -234,9 +235,9 @@ public final class MonitorApp {
     /// Runs the command a typed value asks for.
     private func submit(_ value: TypedValue) {
         let (target, text) = (value.target, value.text)
-        if case .name(let force) = value.purpose {
-            return run("renaming \(target)", done: "renamed \(target) to \(text)") { [source] in
-                try await source.renameSnapshot(target, to: text, force: force)
+        if case .name(let kind, let force) = value.purpose {
+            return run("renaming \(target)", done: "renamed \(target) to \(text)", select: text) { [source] in
+                try await source.rename(kind, target, to: text, force: force)
             }
         }
         guard let size = try? ByteSize.parse(text) else { return show("invalid size '\(text)'", error: true) }
@@ -265,14 +266,16 @@ public final class MonitorApp {
     }
 
     /// Starts a command as a task; its result comes back to the status line.
-    private func run(_ working: String, done: String, _ body: @escaping @Sendable () async throws -> Void) {
+    /// Runs a command in the background; once it succeeds, the status line says `done` and the
+    /// volume named `select` (a renamed one) is selected.
+    private func run(_ working: String, done: String, select: String? = nil, _ body: @escaping @Sendable () async throws -> Void) {
         guard commands.start() else { return show("another command is still running", error: true) }
         show(working + "...")
         let commands = self.commands
         Task.detached {
             do {
                 try await body()
-                commands.finish(done, isError: false)
+                commands.finish(done, isError: false, select: select)
             } catch {
                 commands.finish("\(error)", isError: true)
             }
@@ -287,7 +290,9 @@ public final class MonitorApp {
 
 /// One command at a time from the UI, and its result for the status line.
 final class CommandSlot: Sendable {
-    private let state = Mutex<(running: Bool, result: (text: String, isError: Bool)?)>((false, nil))
+    /// A finished command's status line, and the volume to select then.
+    typealias Result = (text: String, isError: Bool, select: String?)
+    private let state = Mutex<(running: Bool, result: Result?)>((false, nil))
 
     /// Claims the slot; false if a command is still running.
     func start() -> Bool {
@@ -298,11 +303,11 @@ final class CommandSlot: Sendable {
         }
     }
 
-    func finish(_ text: String, isError: Bool) {
-        state.withLock { $0 = (false, (text, isError)) }
+    func finish(_ text: String, isError: Bool, select: String? = nil) {
+        state.withLock { $0 = (false, (text, isError, select)) }
     }
 
-    func takeResult() -> (text: String, isError: Bool)? {
+    func takeResult() -> Result? {
         state.withLock { state in
             defer { state.result = nil }
             return state.result

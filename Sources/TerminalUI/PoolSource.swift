@@ -20,8 +20,8 @@ public protocol PoolSource: Sendable {
     func extendSnapshot(name: String, cowSize: UInt64) async throws
     /// Grows (or shrinks, refused without the CLI's --force) an origin with no snapshots.
     func resizeOrigin(name: String, size: UInt64) async throws
-    /// Renames a snapshot; `force`: disconnect the NBD clients that have it open.
-    func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws
+    /// Renames an origin or a snapshot; `force`: disconnect the NBD clients that have it open.
+    func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws
 }
 
 /// The pool driven in this process.
@@ -41,8 +41,12 @@ public struct ControllerSource: PoolSource {
     public func mergeSnapshots(names: [String], force: Bool) async throws { try await controller.mergeSnapshots(names: names, force: force) }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { try await controller.extendSnapshot(name: name, cowSize: cowSize) }
     public func resizeOrigin(name: String, size: UInt64) async throws { try await controller.resizeOrigin(name: name, size: size) }
-    public func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws {
-        try await controller.renameSnapshot(name, to: newName, force: force)
+    public func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws {
+        switch kind {
+        case .origin: try await controller.renameOrigin(name, to: newName, force: force)
+        case .snapshot: try await controller.renameSnapshot(name, to: newName, force: force)
+        case .remap: throw ControllerError.refused("remap volumes are not renamed")
+        }
     }
 }
 
@@ -63,7 +67,7 @@ public struct DiskSource: PoolSource {
     public func mergeSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
     public func resizeOrigin(name: String, size: UInt64) async throws { throw Self.refusal }
-    public func renameSnapshot(_ name: String, to newName: String, force: Bool) async throws { throw Self.refusal }
+    public func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")
 }

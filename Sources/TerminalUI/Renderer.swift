@@ -147,7 +147,7 @@ public enum Renderer {
             lines.append("spare \(remap.sparePath)   used \(Format.size(remap.spareUsedBytes)) of \(Format.size(remap.spareTotalBytes)) (\(Format.percent(remap.fillPercent)))")
             lines.append("state \(remap.state)" + (remap.reason.map { " (\($0))" } ?? "") + clientsNote(remap.clients))
         } else {
-            let clients = model.status?.origins.first { $0.name == row.name }?.clients
+            let clients = model.status?.origin(named: row.name)?.clients
             lines.append("origin volume, \(Format.size(row.size)), state \(row.state)" + (row.reason.map { " (\($0))" } ?? "") + clientsNote(clients))
             lines.append("read \(Format.rate(row.readRate))   write \(Format.rate(row.writeRate))")
         }
@@ -219,7 +219,7 @@ enum HelpOverlay {
         ("Up/Down, j/k", "select a volume", false), ("n, F2", "new snapshot (a form)", true),
         ("N", "snapshot every origin at one instant (a group)", true),
         ("d, F8", "delete the selected snapshot (asks)", true), ("m, F6", "merge the selected snapshot (asks)", true),
-        ("e, F5", "extend the selected snapshot's COW, or resize the origin", true), ("r", "rename the selected snapshot", true), ("/, F3", "filter by name or state (Esc clears)", false),
+        ("e, F5", "extend the selected snapshot's COW, or resize the origin", true), ("r", "rename the selected snapshot or origin", true), ("/, F3", "filter by name or state (Esc clears)", false),
         ("s, F4", "cycle the sort order", false), ("+ / -", "refresh slower / faster", false),
         ("p", "pause or resume refreshing", false), ("?, F1", "this help (any key closes)", false), ("q, F10", "quit", false),
     ]

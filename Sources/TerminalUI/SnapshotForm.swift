@@ -86,7 +86,7 @@ public struct SnapshotForm: Sendable {
     public mutating func validate(against status: PoolStatus, registry: Registry) -> [SnapshotRequest]? {
         errors = [:]
         checkNames(registry)
-        let found = origins.compactMap { name in status.origins.first { $0.name == name } }
+        let found = origins.compactMap { status.origin(named: $0) }
         if origins.isEmpty { errors[.origin] = "an origin, or several for a group" }
         else if let missing = origins.first(where: { name in !found.contains { $0.name == name } }) { errors[.origin] = "no origin '\(missing)'" }
         let chunk = checkChunkSize()

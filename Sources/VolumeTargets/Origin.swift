@@ -68,7 +68,9 @@ struct OriginState {
 ///   for it, and `flush` waits for it (and reports its failure);
 /// - once retired (removed from its pool), its own I/O never reaches the device again.
 public final class Origin: Sendable {
-    public let name: String
+    /// Its name in the pool; it changes only by `rename` (no I/O path reads it).
+    public var name: String { currentName.value }
+    private let currentName: VolumeName
     public let device: any BlockDevice
     /// The device's size when the origin was made: origins are never resized, and every I/O's
     /// range check reads it (a stored value, not a call through the device's existential).
@@ -88,13 +90,16 @@ public final class Origin: Sendable {
     ///   `write` returns only after the data is on the device, as dm-snapshot's origin does.
     public init(name: String, device: any BlockDevice, copier: ChunkCopier = ChunkCopier(), writeBack: Bool = false,
                 onEvent: @escaping @Sendable (VolumeEvent) -> Void = { _ in }) {
-        self.name = name
+        currentName = VolumeName(name)
         self.device = device
         self.size = device.size
         self.copier = copier
         self.writeBack = writeBack
         self.onEvent = onEvent
     }
+
+    /// Gives the origin another name (its errors say the new one from now on).
+    public func rename(to newName: String) { currentName.change(to: newName) }
 
     // MARK: snapshots joining and leaving
 

@@ -1,6 +1,5 @@
 import BlockDevices
 import ExceptionMachinery
-import Synchronization
 
 /// A point-in-time view of an origin, readable and writable like dm's snapshot target.
 /// Its bookkeeping (exception table, pending exceptions, state) lives in its `Origin`, under
@@ -10,8 +9,8 @@ import Synchronization
 /// it, plus whatever was written to the snapshot since.
 public final class Snapshot: Sendable {
     /// Its name in the pool; it changes only by `rename` (no I/O path reads it).
-    public var name: String { currentName.withLock { $0 } }
-    private let currentName: Mutex<String>
+    public var name: String { currentName.value }
+    private let currentName: VolumeName
     /// Strong: a handle a client still holds (an NBD session) after its snapshot was deleted
     /// and its origin removed must answer `inactive`, not reach a freed origin (with `unowned`
     /// such a read killed the server). The cycle through the origin's members is broken by
@@ -27,7 +26,7 @@ public final class Snapshot: Sendable {
     public let counters = IOCounters()
 
     init(name: String, origin: Origin, store: any ExceptionStore) {
-        currentName = Mutex(name)
+        currentName = VolumeName(name)
         self.origin = origin
         self.store = store
         self.geometry = store.geometry
@@ -35,7 +34,7 @@ public final class Snapshot: Sendable {
     }
 
     /// Gives the snapshot another name (its events and errors say the new one from now on).
-    public func rename(to newName: String) { currentName.withLock { $0 = newName } }
+    public func rename(to newName: String) { currentName.change(to: newName) }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
         try await origin.readSnapshot(self, into: buffer, at: offset)

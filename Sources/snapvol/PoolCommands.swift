@@ -20,7 +20,8 @@ struct PoolCommand: AsyncParsableCommand {
 
 struct OriginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "origin", abstract: "Register, resize and unregister origin volumes.", subcommands: [Add.self, Resize.self, Remove.self])
+        commandName: "origin", abstract: "Register, resize, rename and unregister origin volumes.",
+        subcommands: [Add.self, Resize.self, Rename.self, Remove.self])
 
     struct Add: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
@@ -60,6 +61,26 @@ struct OriginCommand: AsyncParsableCommand {
                 }
                 let (old, new) = (ByteSize.describe(resize.old), ByteSize.describe(resize.new))
                 emit(resize.old == resize.new ? "origin \(name) is already \(new)" : "resized origin \(name) from \(old) to \(new)")
+            }
+        }
+    }
+
+    struct Rename: AsyncParsableCommand, ForwardableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rename an origin (its path and its snapshots stay as they are).",
+            discussion: """
+                Refused while an NBD client of 'snapvol serve' has it open, unless --force (the export's name \
+                changes). Its snapshots' clients stay connected.
+                """)
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The origin's name.") var name: String
+        @Argument(help: "Its new name.") var newName: String
+        @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
+
+        func run() async throws {
+            try await guarded {
+                try await options.withController("snapvol origin rename") { try await $0.renameOrigin(name, to: newName, force: force) }
+                emit("renamed origin \(name) to \(newName)")
             }
         }
     }

@@ -97,7 +97,7 @@ import TestSupport
         #expect(try Self.names(pool).contains("before-upgrade-a"))
         let cases: [([String], String)] = [
             (["nope", "x"], "no snapshot named 'nope' in this pool"),
-            (["a", "x"], "'a' is an origin: only snapshots are renamed"),
+            (["a", "x"], "'a' is an origin: use 'origin rename'"),
             (["n4-a", "keepme"], "a volume named 'keepme' already exists in this pool"),
             (["n4-a", "bad/name"], "invalid volume name 'bad/name': use 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.'"),
         ]

@@ -134,18 +134,26 @@ struct TerminalTests {
         #expect(try FileManager.default.attributesOfItem(atPath: pool.file("vm.img"))[.size] as? UInt64 == 16 << 20)
     }
 
-    /// `r` renames the selected snapshot; Esc cancels; the tree and the registry follow.
+    /// `r` renames the selected snapshot or origin; Esc cancels; the tree and the registry
+    /// follow, and the renamed volume stays selected where its new name sorts it.
     @Test func renameFromTheKeyboard() throws {
         let pool = try Self.pool()
+        try pool.ok("origin", "add", "mm", "--path", pool.file("mm.img"), "--size", "1M")
         let session = try Self.tui(pool)
-        try session.press("j", "r", until: "new name for base: _")
+        try session.press("j", "j", "r", until: "new name for base: _")
         try session.press("Escape", until: "rename cancelled")
         try session.press("r", until: "new name for base: _")
         try session.type("kept")
         try session.press("Enter", until: "renamed base to kept")
         try session.waitFor(text: "└ kept")
-        try session.press("q", until: "SESSION-ENDED")
+        // The origin vm, renamed to aa, sorts first; the selection follows it there.
+        try session.press("k", "r", until: "new name for origin vm: _")
+        try session.type("aa")
+        try session.press("Enter", until: "renamed vm to aa")
+        try session.press("r", until: "new name for origin aa: _")
+        try session.press("Escape", "q", until: "SESSION-ENDED")
         #expect(try pool.snapshotStatus("kept") != nil && pool.snapshotStatus("base") == nil)
+        #expect(try (pool.status()["origins"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["aa", "mm"])
     }
 
     @Test func readOnlyRefusesEveryChangeAndTouchesNothing() throws {
@@ -269,6 +277,24 @@ struct AttachedTerminalTests {
         try session.press("q", until: "SESSION-ENDED")
         #expect(client.closedByPeer())
         #expect(try pool.snapshotStatus("base") == nil)
+    }
+
+    /// Renaming an origin a client has open, through the server: the prompt warns, and the
+    /// rename (`origin rename --force`) disconnects the client.
+    @Test func renamingAnOriginInUseWarnsAndGoesThroughTheServer() throws {
+        let pool = try TerminalTests.pool()
+        let server = try ServeProcess(pool: pool)
+        defer { server.stop() }
+        let (client, replies) = try RawSocket.transmitting(server.socket, export: "vm")
+        #expect(replies.count == 86)
+        let session = try TmuxSession(command: "\(TerminalTests.binary) tui --pool \(pool.path)", environment: TerminalTests.environment)
+        try session.waitFor(text: "└ base")
+        try session.press("r", until: "new name for origin vm (disconnects its NBD clients): _")
+        try session.type("web")
+        try session.press("Enter", until: "renamed vm to web")
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(client.closedByPeer())
+        #expect(try (pool.status()["origins"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["web"])
     }
 }
 
