@@ -3,7 +3,7 @@ import Controller
 
 struct PoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pool", abstract: "Manage the pool itself.", subcommands: [Init.self])
+        commandName: "pool", abstract: "Manage the pool itself.", subcommands: [Init.self, Check.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create the pool (refused if one exists).")

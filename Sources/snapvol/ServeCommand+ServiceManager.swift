@@ -9,7 +9,7 @@ extension ServeCommand {
         let clients = status.origins.compactMap(\.clients).reduce(0, +) + snapshots.compactMap(\.clients).reduce(0, +)
             + status.remaps.compactMap(\.clients).reduce(0, +)
         var line = "serving \(counted(volumes, "volume")), \(counted(clients, "NBD client"))"
-        let unusable = snapshots.filter { ["invalid", "overflow", "merge-failed", "inactive"].contains($0.state) }
+        let unusable = snapshots.filter { PoolHealth.unusableStates.contains($0.state) }
         if !unusable.isEmpty {
             line += "; " + counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "
                 + unusable.map { "\($0.name) (\($0.state))" }.joined(separator: ", ")
@@ -19,8 +19,6 @@ extension ServeCommand {
         }
         return line
     }
-
-    private static func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 
     /// Sends `WATCHDOG=1` every `interval` for as long as the controller answers a status query:
     /// a server whose controller hangs stops pinging, and the service manager restarts it.

@@ -108,3 +108,6 @@ final class ProgressBar: Sendable {
         FileHandle.standardError.write(Data("\n".utf8))
     }
 }
+
+/// "1 snapshot", "2 snapshots".
+func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
