@@ -60,6 +60,21 @@ struct ControlServer: Sendable {
         await listener.close()
         unlink(path)
     }
+
+    /// Runs `body` with `controller`'s pool served on its control socket, so that commands run
+    /// elsewhere meanwhile (a cron job's `snapshot create`) are forwarded here instead of finding
+    /// the pool locked. Without the socket (it cannot be bound), `body` runs all the same.
+    static func whileRunning<T>(_ controller: Controller, _ body: () async throws -> T) async throws -> T {
+        let server = try? await start(controller: controller)
+        do {
+            let result = try await body()
+            await server?.shutdown(removing: controller.location.controlSocketPath)
+            return result
+        } catch {
+            await server?.shutdown(removing: controller.location.controlSocketPath)
+            throw error
+        }
+    }
 }
 
 /// One control connection: read the request line, run it, stream the output, close.

@@ -15,7 +15,11 @@ struct TerminalUIOptions: ParsableArguments {
 struct TUICommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tui", abstract: "The terminal UI: live monitoring and keyboard-driven snapshots.",
-        discussion: "Drives the pool in-process, or attaches to 'snapvol serve' over its control socket when a server owns the pool.")
+        discussion: """
+            Drives the pool in-process, or attaches to 'snapvol serve' over its control socket when a server owns \
+            the pool. Driving it, it answers on the control socket too, so snapvol commands run meanwhile (a cron \
+            job's) go through it instead of finding the pool locked.
+            """)
     @OptionGroup var options: PoolOptions
     @OptionGroup var ui: TerminalUIOptions
     @Flag(help: "Monitor only: no changes, nothing opened for writing, no pool lock taken.") var readOnly = false
@@ -30,7 +34,9 @@ struct TUICommand: AsyncParsableCommand {
                 return try await TerminalLauncher.run(source: ServerSource(location: options.location), options: ui.terminal)
             }
             try await options.withController("snapvol tui") { controller in
-                try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
+                try await ControlServer.whileRunning(controller) {
+                    try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
+                }
             }
         }
     }
@@ -68,7 +74,9 @@ struct DemoCommand: AsyncParsableCommand {
             let controller = try await Controller.open(location, purpose: "snapvol demo")
             let writer = Task { await DemoPool.write(controller, bytesPerSecond: bytesPerSecond) }
             defer { writer.cancel() }
-            try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
+            try await ControlServer.whileRunning(controller) {
+                try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
+            }
             writer.cancel()
             await controller.close()
         }

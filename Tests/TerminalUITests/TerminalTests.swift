@@ -156,6 +156,21 @@ struct TerminalTests {
         #expect(try (pool.status()["origins"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["aa", "mm"])
     }
 
+    /// While the TUI drives the pool, commands from elsewhere (a cron job) go through it instead
+    /// of finding the pool locked, and it shows their effect; it removes its socket on quitting.
+    @Test func commandsRunElsewhereGoThroughTheTUI() throws {
+        let pool = try Self.pool()
+        let session = try Self.tui(pool)
+        try pool.ok("snapshot", "create", "fromcron", "--origin", "vm", "--cow", pool.file("fromcron.cow"))
+        try session.waitFor(text: "└ fromcron")
+        try session.press("j", "j", until: "fromcron: created")
+        #expect(try pool.snapshotStatus("fromcron")?["state"] as? String == "active")
+        #expect(FileManager.default.fileExists(atPath: pool.file("pool/control.sock")))
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(!FileManager.default.fileExists(atPath: pool.file("pool/control.sock")))
+        #expect(try pool.snapshotStatus("fromcron") != nil, "the pool is free again")
+    }
+
     @Test func readOnlyRefusesEveryChangeAndTouchesNothing() throws {
         let pool = try Self.pool()
         try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "3")
