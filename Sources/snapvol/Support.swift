@@ -7,19 +7,27 @@ import Synchronization
 struct PoolOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The pool directory.", valueName: "dir"))
     var pool: String?
+    @Option(help: ArgumentHelp("Seconds to wait while another snapvol process holds the pool (0: refuse at once).",
+                               valueName: "seconds"))
+    var wait: Double = 60
+
+    func validate() throws {
+        guard wait >= 0, wait.isFinite else { throw ValidationError("--wait \(wait): give seconds from 0") }
+    }
 
     var location: PoolLocation {
         pool.map { PoolLocation(directory: absolutePath($0)) } ?? PoolLocation.defaultLocation()
     }
 
     /// Opens the pool (taking its lock), runs `body`, flushes and closes; inside the server
-    /// (a forwarded command) uses the server's controller instead.
-    func withController<T>(_ purpose: String, _ body: (Controller) async throws -> T) async throws -> T {
+    /// (a forwarded command) uses the server's controller instead. `forwardable`: while it
+    /// waits for the pool, a holder that starts answering on the control socket runs it.
+    func withController<T>(_ purpose: String, forwardable: Bool = true, _ body: (Controller) async throws -> T) async throws -> T {
         if let owner = CommandEnvironment.current.controller {
             guard owner.location == location else { throw ControllerError.refused("this server owns \(owner.location.directory), not \(location.directory)") }
             return try await body(owner)
         }
-        let controller = try await Controller.open(location, purpose: purpose)
+        let controller = try await open(purpose, forwardable: forwardable)
         do {
             let result = try await body(controller)
             await controller.close()
@@ -27,6 +35,36 @@ struct PoolOptions: ParsableArguments {
         } catch {
             await controller.close()
             throw error
+        }
+    }
+}
+
+extension PoolOptions {
+    /// Opens the pool, waiting up to `--wait` seconds while another process holds it (as LVM
+    /// waits for a volume group's lock), so that two cron jobs do not fail each other. A holder
+    /// that starts answering on the control socket meanwhile (a server, a TUI) gets the command
+    /// line, and its exit status ends this process.
+    private func open(_ purpose: String, forwardable: Bool) async throws -> Controller {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
+        let waitText = wait == wait.rounded() ? "\(Int(wait)) s" : "\(wait) s"
+        var told = false
+        while true {
+            do {
+                return try await Controller.open(location, purpose: purpose)
+            } catch ControllerError.locked(let pool, let holder) {
+                if forwardable, let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: location) {
+                    throw ExitCode(status)
+                }
+                guard ContinuousClock.now < deadline else {
+                    guard wait > 0 else { throw ControllerError.locked(pool: pool, holder: holder) }
+                    throw ControllerError.refused("pool \(pool) is still in use by \(holder) after waiting \(waitText)")
+                }
+                if !told, CommandEnvironment.current.interactive {
+                    printNotice("waiting for pool \(pool), in use by \(holder) (--wait \(waitText))")
+                    told = true
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
     }
 }

@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// A command finding the pool held by another process waits for it (`--wait`, default 60 s),
+/// as LVM waits for a volume group's lock, so two cron jobs do not fail each other.
+@Suite(.enabled(if: Environment.canRun(commands: ["flock"])))
+struct PoolWaitTests {
+    /// A process holding `pool`'s lock for `seconds` (one process: terminating it frees the
+    /// pool), returned once the lock is held.
+    static func holdLock(_ pool: TestPool, seconds: Double) throws -> Process {
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "exec 9>>\"$0\" && flock 9 && exec sleep \(seconds)", pool.file("pool/pool.lock")]
+        try holder.run()
+        var tries = 0
+        while try pool.run("status", "--wait", "0").status == 0, tries < 100 {
+            tries += 1
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return holder
+    }
+
+    static func registry(_ pool: TestPool) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json"))) }
+
+    @Test func aCommandWaitsForAShortHolder() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M")
+        let holder = try Self.holdLock(pool, seconds: 1.5)
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let start = Date()
+        let created = try pool.run("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.text == "created snapshot s of vm\n")
+        #expect(created.stderr.isEmpty, "no notice when standard error is not a terminal")
+        #expect(Date().timeIntervalSince(start) >= 0.5, "it waited")
+        #expect(try pool.snapshotStatus("s")?["state"] as? String == "active")
+    }
+
+    @Test func aHolderThatStaysIsReportedAtOnceOrAfterTheWait() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M")
+        let before = try Self.registry(pool)
+        let holder = try Self.holdLock(pool, seconds: 30)
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let prefix = "snapvol: error: pool \(pool.file("pool")) is "
+        let atOnce = try pool.run("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--wait", "0")
+        #expect(atOnce.status == 1)
+        // The holder is named by the pid that took the lock (here flock(1), gone since; a
+        // snapvol holder is named with its command line).
+        #expect(atOnce.stderr.wholeMatch(of: /snapvol: error: pool \S+ is in use by process [0-9]+\n/) != nil, "\(atOnce.stderr)")
+        #expect(atOnce.stderr.hasPrefix(prefix))
+        let waited = try pool.run("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--wait", "0.5")
+        #expect(waited.status == 1)
+        #expect(waited.stderr.hasPrefix(prefix + "still in use by process "), "\(waited.stderr)")
+        #expect(waited.stderr.hasSuffix(" after waiting 0.5 s\n"), "\(waited.stderr)")
+        #expect(try Self.registry(pool) == before)
+        #expect(!FileManager.default.fileExists(atPath: pool.file("s.cow")))
+        let bad = try pool.run("status", "--wait=-1")
+        #expect(bad.status == 64)
+        #expect(bad.stderr == "snapvol: error: --wait -1.0: give seconds from 0 (see 'snapvol --help')\n")
+    }
+
+    /// On a terminal, a waiting command says what it waits for, once.
+    @Test(.enabled(if: Environment.canRun(commands: ["tmux"])))
+    func onATerminalTheWaitIsAnnounced() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M")
+        let holder = try Self.holdLock(pool, seconds: 1.5)
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let session = try TmuxSession(command: "\(SnapvolBinary.path) status --pool \(pool.file("pool")); echo EXIT $?; sleep 60")
+        let screen = try session.waitFor(text: "EXIT 0")
+        #expect(screen.contains("snapvol: waiting for pool \(pool.file("pool")), in use by process "), "\(screen)")
+        #expect(screen.contains("(--wait 60 s)"))
+        #expect(screen.components(separatedBy: "waiting for pool").count == 2, "announced once")
+        #expect(screen.contains("vm "), "then the status")
+    }
+
+    /// A command and a server both waiting for a holder: whichever gets the pool first, both
+    /// succeed (the command runs alone, or is forwarded to the server).
+    @Test func aWaitingCommandAndAStartingServerBothGetThrough() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M")
+        let holder = try Self.holdLock(pool, seconds: 1)
+        defer { holder.terminate(); holder.waitUntilExit() }
+        let command = Process()
+        command.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        command.arguments = ["snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--pool", pool.file("pool")]
+        command.standardOutput = FileHandle.nullDevice
+        command.standardError = FileHandle.nullDevice
+        try command.run()
+        let server = try ServeProcess(pool: pool)
+        command.waitUntilExit()
+        #expect(command.terminationStatus == 0)
+        #expect(try pool.snapshotStatus("s")?["state"] as? String == "active")
+        #expect(server.stop() == 0)
+    }
+}
