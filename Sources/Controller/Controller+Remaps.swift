@@ -74,6 +74,52 @@ extension Controller {
         }
     }
 
+    /// Removes remap volume `name` from the pool; its data device is left as it is. Its spare
+    /// area is deleted if snapvol created it and no chunk lives there. Refused while chunks are
+    /// remapped (their data lives only in the spare area) or the spare cannot be read, and while
+    /// a client has it open, unless `force`, which keeps the spare area for those chunks.
+    /// Returns the number of chunks left in a kept spare area (nil: it was deleted or was not ours).
+    @discardableResult
+    public func removeRemap(name: String, force: Bool = false) async throws -> RemapRemoval {
+        try await command {
+            var registry = self.registry
+            guard let index = registry.remaps.firstIndex(where: { $0.name == name }) else {
+                throw registry.allNames.contains(name) ? ControllerError.refused("'\(name)' is not a remap volume") : ControllerError.unknownVolume(name)
+            }
+            let record = registry.remaps[index]
+            let volume = state.withLock { $0.remaps[name] }
+            let remapped = volume.map { $0.status.remapped + $0.status.pending }
+            if !force {
+                guard let remapped else {
+                    throw ControllerError.refused("the spare area of '\(name)' cannot be read, so whether chunks live there is not known: add --force to remove it anyway (the spare area is kept)")
+                }
+                guard remapped == 0 else {
+                    throw ControllerError.refused("\(remapped) chunk(s) of '\(name)' live only in its spare area \(record.sparePath): copy the volume's data elsewhere first (io dump), or add --force to remove it and keep the spare area")
+                }
+            }
+            return try await removing([name], force: force) {
+                registry.remaps.remove(at: index)
+                try save(registry)
+                state.withLock { state in
+                    state.remaps[name] = nil
+                    state.remapProblems[name] = nil
+                }
+                volume?.retire()
+                let deletes = record.ownsSpare && remapped == 0
+                if deletes { try? FileManager.default.removeItem(atPath: record.sparePath) }
+                events.record("\(name): remap volume removed" + (deletes ? "" : " (spare \(record.sparePath) kept)"))
+                return RemapRemoval(spareKept: deletes ? nil : record.sparePath, chunksInSpare: remapped)
+            }
+        }
+    }
+
     /// The chunk size of remap volume `name` (to turn an offset into a chunk).
     public func remapChunkSize(_ name: String) -> Int? { registry.remaps.first { $0.name == name }?.chunkSize }
+}
+
+/// What `removeRemap` did with the spare area.
+public struct RemapRemoval: Sendable, Equatable {
+    /// The spare area left in place (nil: deleted); it holds `chunksInSpare` chunks (nil: not known).
+    public let spareKept: String?
+    public let chunksInSpare: Int?
 }

@@ -27,11 +27,7 @@ extension Controller {
     public func renameOrigin(_ name: String, to newName: String, force: Bool = false) async throws {
         try await command {
             let registry = self.registry
-            guard registry.origin(named: name) != nil else {
-                throw registry.snapshot(named: name) != nil
-                    ? ControllerError.refused("'\(name)' is a snapshot: use 'snapshot rename'")
-                    : ControllerError.unknownOrigin(name)
-            }
+            _ = try originIndex(named: name, in: registry, snapshotAdvice: "use 'snapshot rename'")
             try checkNewName(newName, in: registry)
             try await removing([name], force: force) {
                 // The registry, the engine's name and the live table change under the registry's

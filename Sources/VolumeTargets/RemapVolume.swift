@@ -202,6 +202,12 @@ public final class RemapVolume: Volume {
         }
     }
 
+    /// Removed from its pool: writes and remaps are refused from now on (a write already
+    /// routed may still land; reads go on, and change nothing).
+    public func retire() {
+        state.withLock { $0.failure = "remap volume was removed from its pool" }
+    }
+
     /// EIO from the medium (or an injected fault): the errors remapping exists for.
     static func isMediumError(_ error: any Error) -> Bool {
         (error as? DeviceError)?.errno == .ioError

@@ -5,7 +5,7 @@ import Foundation
 struct RemapCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remap", abstract: "Bad-block remap volumes: a data device whose failing chunks move to a spare area.",
-        subcommands: [Create.self, Add.self])
+        subcommands: [Create.self, Add.self, Remove.self])
 
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
@@ -53,6 +53,31 @@ struct RemapCommand: AsyncParsableCommand {
                     return (chunk, try await controller.addRemap(name: name, chunk: chunk))
                 }
                 emit(remapped.1 ? "remapped chunk \(remapped.0) of \(name)" : "chunk \(remapped.0) of \(name) was already remapped")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand, ForwardableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a remap volume from the pool; its data device is left as it is.",
+            discussion: """
+                Its spare area is deleted if snapvol created it. Refused while chunks are remapped (their data lives \
+                only in the spare area) or the spare area cannot be read, and while an NBD client of 'snapvol serve' \
+                has it open, unless --force, which keeps the spare area and disconnects those clients.
+                """)
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The remap volume.") var name: String
+        @Flag(help: "Remove it even with chunks in its spare area (kept); disconnect its NBD clients.") var force = false
+
+        func run() async throws {
+            try await guarded {
+                let removal = try await options.withController("snapvol remap remove") { try await $0.removeRemap(name: name, force: force) }
+                var line = "removed remap volume \(name)"
+                if let spare = removal.spareKept {
+                    let chunks = removal.chunksInSpare.map { "\(counted($0, "remapped chunk")) left in it" } ?? "its content not known"
+                    line += "; kept its spare area \(spare) (\(chunks))"
+                }
+                emit(line)
             }
         }
     }

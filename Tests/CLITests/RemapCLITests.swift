@@ -45,4 +45,74 @@ import TestSupport
         }
         #expect(fingerprint([pool.dir.path]) == before)
     }
+
+    /// `remap remove`: a volume with nothing remapped goes with the spare area snapvol made; one
+    /// with remapped chunks is refused (their data lives only in the spare area) until `--force`,
+    /// which keeps the spare area; the data device is never touched.
+    @Test func removingARemapVolumeNeverLosesARemappedChunk() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        for name in ["a", "b"] {
+            try Data(patternBytes(seed: 3, count: 1 << 20)).write(to: URL(fileURLWithPath: pool.file("\(name).img")))
+            try pool.ok("remap", "create", name, "--device", pool.file("\(name).img"), "--spare", pool.file("\(name).spare"))
+        }
+        #expect(try pool.ok("remap", "remove", "a").text == "removed remap volume a\n")
+        #expect(!FileManager.default.fileExists(atPath: pool.file("a.spare")))
+        #expect(FileManager.default.contents(atPath: pool.file("a.img")) == Data(patternBytes(seed: 3, count: 1 << 20)))
+
+        try pool.ok("remap", "add", "b", "2")
+        try pool.ok("io", "write", "b", "8K", "4K", "--pattern", "0x77")
+        let before = fingerprint([pool.dir.path])
+        let cases: [([String], String)] = [
+            (["b"], "1 chunk(s) of 'b' live only in its spare area \(pool.file("b.spare")): copy the volume's data elsewhere first (io dump), or add --force to remove it and keep the spare area"),
+            (["nope"], "no volume named 'nope' in this pool"),
+        ]
+        for (arguments, message) in cases {
+            let result = try pool.run(arguments: ["remap", "remove"] + arguments)
+            #expect(result.status == 1, "\(arguments)")
+            #expect(result.stderr == "snapvol: error: \(message)\n", "\(arguments): \(result.stderr)")
+        }
+        #expect(fingerprint([pool.dir.path]) == before)
+        #expect(try pool.ok("remap", "remove", "b", "--force").text
+                == "removed remap volume b; kept its spare area \(pool.file("b.spare")) (1 remapped chunk left in it)\n")
+        let check = try SnapvolBinary.run(["check", pool.file("b.spare")])
+        #expect(check.status == 0 && check.text.contains("exceptions: 1"), "the chunk is still there: \(check.text)")
+        #expect((try pool.status()["remaps"] as? [[String: Any]])?.isEmpty ?? true)
+        // The names and paths are free again.
+        try pool.ok("remap", "create", "b", "--device", pool.file("b.img"), "--spare", pool.file("b2.spare"))
+    }
+
+    /// A remap volume whose spare area is missing: whether chunks live there is not known, so
+    /// only `--force` removes it.
+    @Test func aRemapVolumeWithoutItsSpareAreaNeedsForce() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: pool.file("d.img")))
+        try pool.ok("remap", "create", "d", "--device", pool.file("d.img"), "--spare", pool.file("d.spare"))
+        try FileManager.default.moveItem(atPath: pool.file("d.spare"), toPath: pool.file("d.away"))
+        let refused = try pool.run("remap", "remove", "d")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.hasPrefix("snapvol: error: the spare area of 'd' cannot be read"), "\(refused.stderr)")
+        #expect(try pool.ok("remap", "remove", "d", "--force").text
+                == "removed remap volume d; kept its spare area \(pool.file("d.spare")) (its content not known)\n")
+    }
+
+    /// Through a server: a client of the volume refuses the removal until `--force`
+    /// disconnects it; the export is gone afterwards.
+    @Test func aServedRemapVolumeInUseIsRemovedOnlyWithForce() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: pool.file("d.img")))
+        try pool.ok("remap", "create", "d", "--device", pool.file("d.img"), "--spare", pool.file("d.spare"))
+        let server = try ServeProcess(pool: pool)
+        let (client, replies) = try RawSocket.transmitting(server.socket, export: "d")
+        #expect(replies.count == 86)
+        let refused = try pool.run("remap", "remove", "d")
+        #expect(refused.stderr.hasPrefix("snapvol: error: volume 'd' is in use by 1 NBD client"), "\(refused.stderr)")
+        #expect(try pool.ok("remap", "remove", "d", "--force").text == "removed remap volume d\n")
+        #expect(client.closedByPeer())
+        let (_, gone) = try RawSocket.transmitting(server.socket, export: "d")
+        #expect(gone.count != 86)
+        #expect(server.stop() == 0)
+    }
 }

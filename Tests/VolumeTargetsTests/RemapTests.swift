@@ -32,6 +32,19 @@ import VolumeTargets
         #expect(try await volume.readBytes(at: 8192, count: 4096) == expected)
     }
 
+    /// A retired volume (removed from its pool) refuses writes and remaps, and writes nothing;
+    /// reads still answer.
+    @Test func aRetiredVolumeRefusesWritesAndRemaps() async throws {
+        let data = FaultInjectingDevice(wrapping: patternedDevice("data", size: 64 << 10))
+        let volume = try await Self.volume(data: data, spare: MemoryBlockDevice(name: "spare", size: 64 << 10))
+        let before = (data.base as! MemoryBlockDevice).contents
+        volume.retire()
+        await #expect(throws: VolumeError.self) { try await volume.writeBytes(pattern(0x11, 4096), at: 0) }
+        await #expect(throws: VolumeError.self) { try await volume.remap(chunk: 1) }
+        #expect((data.base as! MemoryBlockDevice).contents == before)
+        #expect(try await volume.readBytes(at: 0, count: 4096) == Array(before[0..<4096]))
+    }
+
     /// On a sparse data file: written chunks and remapped ones are data (a remapped hole too:
     /// its copy lives in the spare area), the rest holes.
     @Test func dataMapShowsTheDataFilesHolesAndTheRemappedChunks() async throws {
