@@ -16,6 +16,8 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
     case notADevice(device: String)
     /// An injected failure from `FaultInjectingDevice`.
     case injected(device: String, operation: String, offset: UInt64)
+    /// Another program writes the image, or forbids writing it (qemu's image locks).
+    case heldByAnother(device: String, holder: String)
 
     /// The errno this failure corresponds to (EIO for injected faults).
     public var errno: Errno {
@@ -26,6 +28,7 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
         case .readOnly: return .readOnlyFileSystem
         case .misaligned: return .invalidArgument
         case .notADevice: return .invalidArgument
+        case .heldByAnother: return .resourceTemporarilyUnavailable
         }
     }
 
@@ -45,6 +48,8 @@ public enum DeviceError: Error, Equatable, CustomStringConvertible {
             return "\(device): not a regular file or block device"
         case let .injected(device, operation, offset):
             return "\(device): injected \(operation) error at offset \(offset)"
+        case let .heldByAnother(device, holder):
+            return "\(device): in use by \(holder), which writes it or forbids writing it (qemu's image lock): stop it first"
         }
     }
 }

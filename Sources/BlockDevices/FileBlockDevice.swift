@@ -21,7 +21,7 @@ public final class FileBlockDevice: ResizableDevice {
     /// The logical sector size of a block device (512 for a regular file): a block device
     /// deallocates whole sectors only.
     public let sectorBytes: Int
-    private let descriptor: FileDescriptor
+    let descriptor: FileDescriptor
     private let currentSize: Atomic<UInt64>
 
     public var size: UInt64 { currentSize.load(ordering: .acquiring) }

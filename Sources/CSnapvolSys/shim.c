@@ -45,3 +45,20 @@ int snapvol_punch_hole(int fd, uint64_t offset, uint64_t length) {
 }
 
 int snapvol_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+static int ofd_byte(int fd, int command, short type, uint64_t offset, struct flock *lock) {
+    *lock = (struct flock){ .l_type = type, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
+    return fcntl(fd, command, lock) == 0 ? 0 : errno;
+}
+
+int snapvol_ofd_share_byte(int fd, uint64_t offset, int locked) {
+    struct flock lock;
+    return ofd_byte(fd, F_OFD_SETLK, locked ? F_RDLCK : F_UNLCK, offset, &lock);
+}
+
+int snapvol_ofd_byte_held(int fd, uint64_t offset, int *held) {
+    struct flock lock;
+    int result = ofd_byte(fd, F_OFD_GETLK, F_WRLCK, offset, &lock);
+    *held = result == 0 && lock.l_type != F_UNLCK;
+    return result;
+}

@@ -4,12 +4,14 @@ import Foundation
 import VolumeTargets
 
 extension Controller {
-    /// Opens an origin's device and attaches each of its snapshots (metadata first: resume).
+    /// Opens an origin's device, taking qemu's image locks (no VM or qemu tool writes it behind
+    /// its snapshots' back), and attaches each of its snapshots (metadata first: resume).
     /// A volume that cannot be activated is recorded with the reason instead of failing the pool.
     func activate(_ record: OriginRecord) async {
         let device: FileBlockDevice
         do {
             device = try FileBlockDevice.open(path: record.path)
+            try device.lockAsSoleWriter()
         } catch {
             state.withLock { $0.live[record.name] = LiveOrigin(problem: "\(error)") }
             return

@@ -20,6 +20,7 @@ extension Controller {
                 guard device.size > 0, device.size % 512 == 0 else {
                     throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
                 }
+                try device.lockAsSoleWriter()
             }
             let record = OriginRecord(name: name, path: path, createdFile: size != nil)
             registry.origins.append(record)

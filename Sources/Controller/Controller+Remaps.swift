@@ -7,6 +7,7 @@ extension Controller {
     func activate(_ record: RemapRecord) async {
         do {
             let data = try FileBlockDevice.open(path: record.devicePath)
+            try data.lockAsSoleWriter()
             let spare = try FileBlockDevice.open(path: record.sparePath)
             let store = try await PersistentExceptionStore.open(spare, requiredChunkBytes: record.chunkSize,
                                                                 originChunks: try ChunkGeometry(chunkBytes: record.chunkSize).chunksCovering(data.size))
@@ -31,6 +32,7 @@ extension Controller {
             guard devicePath != sparePath else { throw ControllerError.refused("the spare area must be another device than \(devicePath)") }
             guard FileManager.default.fileExists(atPath: devicePath) else { throw ControllerError.pathMissing(devicePath) }
             let data = try FileBlockDevice.open(path: devicePath)
+            try data.lockAsSoleWriter()
             let geometry = try ChunkGeometry(chunkBytes: chunk)
             let spare: FileBlockDevice
             let owns = !FileManager.default.fileExists(atPath: sparePath)

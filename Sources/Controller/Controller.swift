@@ -57,14 +57,21 @@ public final class Controller: Sendable {
         return controller
     }
 
-    /// Flushes every active volume. The lock is released when the controller goes away.
+    /// Flushes every active volume, then retires each origin (its I/O refused from then on) and
+    /// detaches its snapshots, so that nothing keeps a device open once the controller goes: its
+    /// descriptors close, with their image locks, and the pool can be opened again in this
+    /// process (an origin and its snapshots hold each other until detached). The pool's lock
+    /// is released when the controller goes away.
     public func close() async {
-        let (origins, snapshots, remaps) = state.withLock { state in
-            (state.live.values.compactMap(\.origin), state.live.values.flatMap { $0.snapshots.values }, Array(state.remaps.values))
-        }
+        let (live, remaps) = state.withLock { state in (Array(state.live.values), Array(state.remaps.values)) }
         for remap in remaps { try? await remap.flush() }
-        for snapshot in snapshots { try? await snapshot.flush() }
-        for origin in origins { try? await origin.flush() }
+        for snapshot in live.flatMap(\.snapshots.values) { try? await snapshot.flush() }
+        for origin in live.compactMap(\.origin) { try? await origin.flush() }
+        for entry in live {
+            guard let origin = entry.origin else { continue }
+            await origin.retire()
+            for snapshot in entry.snapshots.values { await origin.detach(snapshot) }
+        }
     }
 
     public var registry: Registry { state.withLock { $0.registry } }

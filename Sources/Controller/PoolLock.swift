@@ -1,3 +1,4 @@
+import BlockDevices
 import Foundation
 import SystemPackage
 
@@ -33,21 +34,7 @@ public final class PoolLock: Sendable {
 
     /// "process 1234 (snapvol serve)", from the FLOCK line of /proc/locks naming the file's inode.
     static func holderDescription(of fd: FileDescriptor) -> String {
-        guard let info = try? fd.stat(), let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else {
-            return "another process"
-        }
-        let inode = "\(info.inode.rawValue)"
-        for line in locks.split(separator: "\n") where line.contains("FLOCK") {
-            let fields = line.split(separator: " ")
-            guard let id = fields.first(where: { $0.split(separator: ":").count == 3 }),
-                  id.split(separator: ":").last.map(String.init) == inode,
-                  let pidIndex = fields.firstIndex(where: { $0 == "WRITE" || $0 == "READ" }).map({ $0 + 1 }),
-                  pidIndex < fields.count else { continue }
-            let pid = String(fields[pidIndex])
-            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?
-                .split(separator: "\0").joined(separator: " ")
-            return "process \(pid)" + (command.map { " (\($0))" } ?? "")
-        }
-        return "another process"
+        guard let info = try? fd.stat() else { return "another process" }
+        return LockHolder.flockHolder(inode: UInt64(info.inode.rawValue)) ?? "another process"
     }
 }

@@ -109,19 +109,30 @@ public func fingerprint(_ paths: [String]) -> [String: Data] {
     return result
 }
 
-/// Holds a pool's lock from another process (util-linux `flock`), as a second owner would.
-public final class LockHolder: Sendable {
+/// Holds a pool's lock from another process for `seconds`, as a second owner would: one
+/// process (`sh` taking util-linux `flock` on a descriptor it keeps, then becoming `sleep`), so
+/// that terminating it frees the pool. Returned once the lock is held.
+public final class PoolLockHolder: Sendable {
     private let process: Process
 
-    public init(pool: String, seconds: Int = 30) throws {
+    public init(pool: String, seconds: Double = 30) throws {
+        let lock = "\(pool)/pool.lock"
         process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["flock", "\(pool)/pool.lock", "sleep", "\(seconds)"]
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "exec 9>>\"$0\" && flock 9 && exec sleep \(seconds)", lock]
         try process.run()
-        Thread.sleep(forTimeInterval: 0.3)
+        let deadline = Date().addingTimeInterval(10)
+        while try Shell.run(["flock", "--nonblock", "--conflict-exit-code", "99", lock, "true"]).status != 99, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
     }
 
-    deinit { process.terminate() }
+    public var processIdentifier: Int32 { process.processIdentifier }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
 }
 
 extension TestPool {

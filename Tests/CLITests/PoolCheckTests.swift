@@ -76,18 +76,9 @@ import TestSupport
     @Test(.enabled(if: Environment.canRun(commands: ["flock"])))
     func aLockedPoolIsCheckedFromDisk() throws {
         let pool = try Self.pool()
-        let holder = Process()
-        // One process holds the lock (flock on its inherited descriptor), so terminating it frees the pool.
-        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
-        holder.arguments = ["-c", "exec 9>>\"$0\" && flock 9 && exec sleep 30", pool.file("pool/pool.lock")]
-        try holder.run()
-        defer { holder.terminate(); holder.waitUntilExit() }
-        var locked = try pool.run("status")
-        for _ in 0..<50 where locked.status == 0 {
-            Thread.sleep(forTimeInterval: 0.1)
-            locked = try pool.run("status")
-        }
-        #expect(locked.status == 1, "the pool is held")
+        let holder = try PoolLockHolder(pool: pool.path)
+        defer { withExtendedLifetime(holder) {} }
+        #expect(try pool.run("status", "--wait", "0").status == 1, "the pool is held")
         #expect(try Self.check(pool).status == 0)
     }
 

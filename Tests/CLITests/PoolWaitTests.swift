@@ -6,27 +6,12 @@ import TestSupport
 /// as LVM waits for a volume group's lock, so two cron jobs do not fail each other.
 @Suite(.enabled(if: Environment.canRun(commands: ["flock"])))
 struct PoolWaitTests {
-    /// A process holding `pool`'s lock for `seconds` (one process: terminating it frees the
-    /// pool), returned once the lock is held.
-    static func holdLock(_ pool: TestPool, seconds: Double) throws -> Process {
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
-        holder.arguments = ["-c", "exec 9>>\"$0\" && flock 9 && exec sleep \(seconds)", pool.file("pool/pool.lock")]
-        try holder.run()
-        var tries = 0
-        while try pool.run("status", "--wait", "0").status == 0, tries < 100 {
-            tries += 1
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return holder
-    }
-
     static func registry(_ pool: TestPool) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json"))) }
 
     @Test func aCommandWaitsForAShortHolder() throws {
         let pool = try TestPool.withOrigin("vm", size: "4M")
-        let holder = try Self.holdLock(pool, seconds: 1.5)
-        defer { holder.terminate(); holder.waitUntilExit() }
+        let holder = try PoolLockHolder(pool: pool.path, seconds: 1.5)
+        defer { withExtendedLifetime(holder) {} }
         let start = Date()
         let created = try pool.run("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
         #expect(created.status == 0, "\(created.stderr)")
@@ -39,8 +24,8 @@ struct PoolWaitTests {
     @Test func aHolderThatStaysIsReportedAtOnceOrAfterTheWait() throws {
         let pool = try TestPool.withOrigin("vm", size: "4M")
         let before = try Self.registry(pool)
-        let holder = try Self.holdLock(pool, seconds: 30)
-        defer { holder.terminate(); holder.waitUntilExit() }
+        let holder = try PoolLockHolder(pool: pool.path, seconds: 30)
+        defer { withExtendedLifetime(holder) {} }
         let prefix = "snapvol: error: pool \(pool.file("pool")) is "
         let atOnce = try pool.run("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--wait", "0")
         #expect(atOnce.status == 1)
@@ -63,8 +48,8 @@ struct PoolWaitTests {
     @Test(.enabled(if: Environment.canRun(commands: ["tmux"])))
     func onATerminalTheWaitIsAnnounced() throws {
         let pool = try TestPool.withOrigin("vm", size: "4M")
-        let holder = try Self.holdLock(pool, seconds: 1.5)
-        defer { holder.terminate(); holder.waitUntilExit() }
+        let holder = try PoolLockHolder(pool: pool.path, seconds: 1.5)
+        defer { withExtendedLifetime(holder) {} }
         let session = try TmuxSession(command: "\(SnapvolBinary.path) status --pool \(pool.file("pool")); echo EXIT $?; sleep 60")
         let screen = try session.waitFor(text: "EXIT 0")
         #expect(screen.contains("snapvol: waiting for pool \(pool.file("pool")), in use by process "), "\(screen)")
@@ -77,8 +62,8 @@ struct PoolWaitTests {
     /// succeed (the command runs alone, or is forwarded to the server).
     @Test func aWaitingCommandAndAStartingServerBothGetThrough() throws {
         let pool = try TestPool.withOrigin("vm", size: "4M")
-        let holder = try Self.holdLock(pool, seconds: 1)
-        defer { holder.terminate(); holder.waitUntilExit() }
+        let holder = try PoolLockHolder(pool: pool.path, seconds: 1)
+        defer { withExtendedLifetime(holder) {} }
         let command = Process()
         command.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
         command.arguments = ["snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--pool", pool.file("pool")]

@@ -108,11 +108,12 @@ import TestSupport
 
     @Test func poolLockedByAnotherProcess() throws {
         let pool = try Self.pool()
-        let holder = try LockHolder(pool: pool.path)
+        let holder = try PoolLockHolder(pool: pool.path)
         defer { withExtendedLifetime(holder) {} }
-        try Self.expectRefused(pool, ["status"], mentioning: "in use by")
-        let result = try pool.run("io", "read", "data", "0", "1")
+        try Self.expectRefused(pool, ["status", "--wait", "0"], mentioning: "in use by")
+        let result = try pool.run("io", "read", "data", "0", "1", "--wait", "0.2")
         #expect(result.status == 1)
+        #expect(result.stderr.contains("still in use by"))
     }
 
     @Test func corruptRegistry() throws {

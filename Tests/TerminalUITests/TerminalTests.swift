@@ -194,7 +194,7 @@ struct TerminalTests {
 
     @Test func monitorWorksWhileAnotherProcessOwnsThePool() throws {
         let pool = try Self.pool()
-        let holder = try LockHolder(pool: pool.path)
+        let holder = try PoolLockHolder(pool: pool.path)
         defer { withExtendedLifetime(holder) {} }
         let session = try TmuxSession(command: "\(Self.binary) monitor --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")

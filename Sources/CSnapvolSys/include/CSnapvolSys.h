@@ -40,4 +40,12 @@ int snapvol_punch_hole(int fd, uint64_t offset, uint64_t length);
 /// connection's descriptor, or -1 with errno set.
 int snapvol_accept(int fd);
 
+/// F_OFD_SETLK of the one byte at `offset`: a shared (read) lock if `locked`, else unlocked.
+/// Open-file-description locks, as qemu's image locking uses. Returns 0 or the errno value.
+int snapvol_ofd_share_byte(int fd, uint64_t offset, int locked);
+
+/// F_OFD_GETLK of the one byte at `offset` for an exclusive lock: `*held` is 1 when another open
+/// file description holds a lock on it. Returns 0 or the errno value.
+int snapvol_ofd_byte_held(int fd, uint64_t offset, int *held);
+
 #endif

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// qemu's image locks on origins: while snapvol has an origin open, qemu refuses to write the
+/// image behind its snapshots' back; while a qemu program writes an image, snapvol does not take
+/// it as an origin.
+@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["qemu-io"])))
+struct ImageLockTests {
+    /// `qemu-io` on `path`, interactive on an idle pipe: it holds the image (and its write
+    /// lock) until terminated.
+    static func qemuHolding(_ path: String) throws -> (Process, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["qemu-io", "-f", "raw", path]
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while !holdsAnImageLock(process.processIdentifier), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return (process, input)
+    }
+
+    /// Whether process `pid` holds an open-file-description lock (its `fdinfo` lists it).
+    static func holdsAnImageLock(_ pid: Int32) -> Bool {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo")) ?? []
+        return fds.contains { ((try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\($0)", encoding: .utf8)) ?? "").contains("OFDLCK") }
+    }
+
+    @Test func qemuCannotWriteAnOriginSnapvolServes() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
+        let server = try ServeProcess(pool: pool)
+        let write = try Shell.run(["qemu-io", "-f", "raw", pool.file("vm.img"), "-c", "write -P 0x22 0 64k"])
+        #expect(write.status != 0)
+        #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
+        #expect(try pool.ok("io", "read", "vm", "0", "64K").stdout.allSatisfy { $0 == 0x11 })
+        #expect(server.stop() == 0)
+        // Released with the server: the image is qemu's again.
+        try Shell.check(["qemu-io", "-f", "raw", pool.file("vm.img"), "-c", "write -P 0x22 0 64k"])
+    }
+
+    @Test func anImageQemuWritesIsNotTakenAsAnOrigin() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        let (qemu, input) = try Self.qemuHolding(pool.file("vm.img"))
+        defer { if qemu.isRunning { qemu.terminate(); qemu.waitUntilExit() } }
+        let status = try #require((pool.status()["origins"] as? [[String: Any]])?.first)
+        #expect(status["state"] as? String == "inactive")
+        let reason = status["reason"] as? String ?? ""
+        #expect(reason.hasPrefix("\(pool.file("vm.img")): in use by process \(qemu.processIdentifier) (qemu-io -f raw \(pool.file("vm.img"))), which writes it"),
+                "\(reason)")
+        let write = try pool.run("io", "write", "vm", "0", "4K", "--pattern", "0x22")
+        #expect(write.status == 1)
+        #expect(write.stderr.split(separator: "\n").count == 1)
+
+        let other = try TestPool()
+        try other.ok("pool", "init")
+        let registry = try Data(contentsOf: URL(fileURLWithPath: other.file("pool/registry.json")))
+        let add = try other.run("origin", "add", "vm", "--path", pool.file("vm.img"))
+        #expect(add.status == 1)
+        #expect(add.stderr.hasPrefix("snapvol: error: \(pool.file("vm.img")): in use by process \(qemu.processIdentifier) "), "\(add.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: other.file("pool/registry.json"))) == registry)
+
+        try input.fileHandleForWriting.close()
+        qemu.waitUntilExit()
+        #expect((try pool.status()["origins"] as? [[String: Any]])?.first?["state"] as? String == "active")
+        try pool.ok("io", "write", "vm", "0", "4K", "--pattern", "0x22")
+    }
+
+    /// The same on a block device (a loop device): qemu checks the locks there too.
+    @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "qemu-io"])))
+    func qemuCannotWriteABlockDeviceOriginSnapvolServes() throws {
+        let pool = try TestPool()
+        let loop = try LoopDevice(backingFile: pool.file("disk.backing"), size: 4 << 20)
+        defer { loop.detach() }
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "disk", "--path", loop.path)
+        let server = try ServeProcess(pool: pool)
+        let write = try Shell.run(["qemu-io", "-f", "raw", loop.path, "-c", "write -P 0x22 0 64k"])
+        #expect(write.status != 0)
+        #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
+        #expect(server.stop() == 0)
+        try Shell.check(["qemu-io", "-f", "raw", loop.path, "-c", "write -P 0x22 0 64k"])
+    }
+}
