@@ -3,6 +3,7 @@ import Controller
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The control socket of `snapvol serve` (mode 0600, in the pool directory). A client sends one
 /// JSON line, `{"argv": [...], "cwd": "..."}`; the server runs that `snapvol` command against its
@@ -42,36 +43,46 @@ protocol ForwardableCommand: SendableMetatype {
 /// Accepts control connections and runs their commands.
 struct ControlServer: Sendable {
     private let listener: SideListener
+    private let running: RunningCommands
 
     static func start(controller: Controller) async throws -> ControlServer {
         let path = controller.location.controlSocketPath
+        let running = RunningCommands()
         let listener = try await SideListener.start { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller))
+                try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller, running: running))
             }
         } bind: { bootstrap in
             bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
         }
         chmod(path, 0o600)
-        return ControlServer(listener: listener)
+        return ControlServer(listener: listener, running: running)
     }
 
-    func shutdown(removing path: String) async {
-        await listener.close()
+    /// Stops taking connections and removes the socket. With `finishingCommands`, the commands
+    /// already forwarded finish first (their clients get their output and exit status);
+    /// otherwise they are cut off (each command is crash-safe), as `serve` does when it stops.
+    func shutdown(removing path: String, finishingCommands: Bool = false) async {
         unlink(path)
+        await listener.close {
+            guard finishingCommands else { return }
+            if running.count > 0 { printNotice("finishing \(counted(running.count, "command")) forwarded by other snapvol processes") }
+            await running.drained()
+        }
     }
 
     /// Runs `body` with `controller`'s pool served on its control socket, so that commands run
     /// elsewhere meanwhile (a cron job's `snapshot create`) are forwarded here instead of finding
-    /// the pool locked. Without the socket (it cannot be bound), `body` runs all the same.
+    /// the pool locked; they finish before this returns. Without the socket (it cannot be
+    /// bound), `body` runs all the same.
     static func whileRunning<T>(_ controller: Controller, _ body: () async throws -> T) async throws -> T {
         let server = try? await start(controller: controller)
         do {
             let result = try await body()
-            await server?.shutdown(removing: controller.location.controlSocketPath)
+            await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommands: true)
             return result
         } catch {
-            await server?.shutdown(removing: controller.location.controlSocketPath)
+            await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommands: true)
             throw error
         }
     }
@@ -82,10 +93,14 @@ final class ControlSessionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private let controller: Controller
+    private let running: RunningCommands
     private var pending = ByteBuffer()
     private var started = false
 
-    init(controller: Controller) { self.controller = controller }
+    init(controller: Controller, running: RunningCommands) {
+        self.controller = controller
+        self.running = running
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !started else { return }
@@ -109,8 +124,10 @@ final class ControlSessionHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        let controller = self.controller
+        let (controller, running) = (self.controller, self.running)
+        running.begin()
         Task {
+            defer { running.end() }
             let status = await ForwardedCommand.run(request, controller: controller, send: send, drain: drain)
             // Writes complete in order: once the exit frame is written, so is all output. Closing
             // before that dropped what the socket had not taken yet (a forwarded `io read` of
@@ -221,5 +238,20 @@ enum ControlClient {
         let length = header.dropFirst().withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) }
         guard let payload = readExactly(fd, Int(length)) else { return nil }
         return (header[header.startIndex], payload)
+    }
+}
+
+/// The forwarded commands still running, so that a shutdown lets them finish.
+final class RunningCommands: Sendable {
+    private let running = Mutex(0)
+
+    var count: Int { running.withLock { $0 } }
+
+    func begin() { running.withLock { $0 += 1 } }
+    func end() { running.withLock { $0 -= 1 } }
+
+    /// Returns once no forwarded command runs (checked every 20 ms: shutdowns are rare).
+    func drained() async {
+        while count > 0 { try? await Task.sleep(for: .milliseconds(20)) }
     }
 }

@@ -48,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
             let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
             let notifier = try ServiceNotifier.fromEnvironment()
             let metricsAddress = try metricsListen.map { try Self.hostAndPort($0, option: "--metrics-listen", lowestPort: 0) }
-            try await options.withController("snapvol serve", forwardable: false) { controller in
+            try await options.withController("snapvol serve", as: .server) { controller in
                 if let defaultExport, !controller.volumeNames.contains(defaultExport) {
                     throw ControllerError.refused("--default-export \(defaultExport): no such volume in the pool")
                 }

@@ -31,8 +31,11 @@ struct SideListener: Sendable {
         }
     }
 
-    func close() async {
+    /// Closes the listening channel (no new connection), then stops the thread, which ends the
+    /// connections still open: `beforeStopping` may wait for them first.
+    func close(beforeStopping: () async -> Void = {}) async {
         try? await channel.close()
+        await beforeStopping()
         try? await group.shutdownGracefully()
     }
 }

@@ -20,16 +20,16 @@ struct PoolOptions: ParsableArguments {
     }
 
     /// Opens the pool (taking its lock), runs `body`, flushes and closes; inside the server
-    /// (a forwarded command) uses the server's controller instead. `forwardable`: while it
-    /// waits for the pool, a holder that starts answering on the control socket runs it.
-    func withController<T>(_ purpose: String, forwardable: Bool = true, _ body: (Controller) async throws -> T) async throws -> T {
+    /// (a forwarded command) uses the server's controller instead. While this process holds
+    /// the pool, commands run elsewhere are forwarded to it (see `PoolOwner`).
+    func withController<T>(_ purpose: String, as role: PoolOwner = .command, _ body: (Controller) async throws -> T) async throws -> T {
         if let owner = CommandEnvironment.current.controller {
             guard owner.location == location else { throw ControllerError.refused("this server owns \(owner.location.directory), not \(location.directory)") }
             return try await body(owner)
         }
-        let controller = try await open(purpose, forwardable: forwardable)
+        let controller = try await open(purpose, forwardable: role == .command)
         do {
-            let result = try await body(controller)
+            let result = role == .server ? try await body(controller) : try await ControlServer.whileRunning(controller) { try await body(controller) }
             await controller.close()
             return result
         } catch {
@@ -67,6 +67,18 @@ extension PoolOptions {
             }
         }
     }
+}
+
+/// What a process holding a pool is, for the commands run elsewhere meanwhile.
+enum PoolOwner {
+    /// A command: forwarded, while it waits for the pool, to a holder that starts serving; once
+    /// it holds the pool, it answers on the control socket until it ends (others' commands
+    /// then run in it, and finish before it exits).
+    case command
+    /// The TUI: answers on the control socket too, but is never forwarded (it attaches instead).
+    case terminal
+    /// `serve`, which runs its own control socket (with the metrics endpoint).
+    case server
 }
 
 /// Runs a command body, turning any error into one line on stderr and a non-zero exit.

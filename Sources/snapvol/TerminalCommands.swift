@@ -33,10 +33,8 @@ struct TUICommand: AsyncParsableCommand {
             if ServerSource.available(options.location) {
                 return try await TerminalLauncher.run(source: ServerSource(location: options.location), options: ui.terminal)
             }
-            try await options.withController("snapvol tui", forwardable: false) { controller in
-                try await ControlServer.whileRunning(controller) {
-                    try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
-                }
+            try await options.withController("snapvol tui", as: .terminal) { controller in
+                try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
             }
         }
     }

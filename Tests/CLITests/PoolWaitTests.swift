@@ -76,4 +76,64 @@ struct PoolWaitTests {
         #expect(try pool.snapshotStatus("s")?["state"] as? String == "active")
         #expect(server.stop() == 0)
     }
+
+    /// `snapvol io read` of `length` bytes of `volume` to a pipe nobody reads yet: it holds the
+    /// pool (blocked writing its output) until the pipe is drained.
+    static func blockedRead(_ pool: TestPool, _ volume: String, _ length: String) throws -> (Process, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        process.arguments = ["io", "read", volume, "0", length, "--pool", pool.path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: pool.file("pool/control.sock")), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        return (process, output)
+    }
+
+    /// While one command holds the pool (a long read), commands run elsewhere go through it:
+    /// the status is answered and a snapshot is taken, without waiting for the read.
+    @Test func aCommandHoldingThePoolRunsOthersCommands() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        let (reader, output) = try Self.blockedRead(pool, "vm", "4M")
+        let start = Date()
+        #expect(try pool.snapshotStatus("s") == nil)
+        #expect(try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--wait", "0").text == "created snapshot s of vm\n")
+        #expect(Date().timeIntervalSince(start) < 30, "nobody waited for the read")
+        #expect(reader.isRunning)
+        let bytes = output.fileHandleForReading.readDataToEndOfFile()
+        reader.waitUntilExit()
+        #expect(reader.terminationStatus == 0)
+        #expect(bytes.count == 4 << 20 && bytes.allSatisfy { $0 == 0x11 })
+        #expect(!FileManager.default.fileExists(atPath: pool.file("pool/control.sock")))
+        #expect(try pool.snapshotStatus("s")?["state"] as? String == "active", "the snapshot outlives the process it was taken in")
+    }
+
+    /// A command forwarded to a holder finishes before the holder exits: the holder's own work
+    /// ends first, the forwarded one still delivers all its output and its exit status.
+    @Test func aHolderLetsForwardedCommandsFinishBeforeItExits() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        let (holder, holderOutput) = try Self.blockedRead(pool, "vm", "1M")
+        let forwarded = Process()
+        forwarded.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        forwarded.arguments = ["io", "read", "vm", "0", "4M", "--pool", pool.path]
+        let forwardedOutput = Pipe()
+        forwarded.standardOutput = forwardedOutput
+        try forwarded.run()
+        Thread.sleep(forTimeInterval: 0.5)
+        // Its own output, all of it (its end of file comes only when it exits).
+        var own = Data()
+        while own.count < 1 << 20, case let piece = holderOutput.fileHandleForReading.readData(ofLength: (1 << 20) - own.count), !piece.isEmpty {
+            own += piece
+        }
+        #expect(own.count == 1 << 20)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(holder.isRunning, "the holder waits for the command it runs for another process")
+        let bytes = forwardedOutput.fileHandleForReading.readDataToEndOfFile()
+        forwarded.waitUntilExit()
+        holder.waitUntilExit()
+        #expect(forwarded.terminationStatus == 0 && holder.terminationStatus == 0)
+        #expect(bytes.count == 4 << 20 && bytes.allSatisfy { $0 == 0x11 })
+    }
 }
