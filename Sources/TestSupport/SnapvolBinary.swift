@@ -144,6 +144,21 @@ extension TestPool {
         return pool
     }
 
+    /// A fresh pool holding origin `disk` on a new loop device of `size` bytes (backed by
+    /// `disk.backing`), which the caller detaches.
+    public static func withLoopOrigin(size: UInt64) throws -> (TestPool, LoopDevice) {
+        let pool = try TestPool()
+        let loop = try LoopDevice(backingFile: pool.file("disk.backing"), size: size)
+        do {
+            try pool.ok("pool", "init")
+            try pool.ok("origin", "add", "disk", "--path", loop.path)
+        } catch {
+            loop.detach()
+            throw error
+        }
+        return (pool, loop)
+    }
+
     /// A fresh pool holding origin `name`, a new file `<name>.img` of `size`; with `pattern`, its
     /// first `written` bytes (all of it when nil) hold that byte.
     public static func withOrigin(_ name: String, size: String, pattern: String? = nil, written: String? = nil) throws -> TestPool {

@@ -73,15 +73,10 @@ struct OriginCommand: AsyncParsableCommand {
                 changes). Its snapshots' clients stay connected.
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The origin's name.") var name: String
-        @Argument(help: "Its new name.") var newName: String
-        @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
+        @OptionGroup var rename: RenameArguments
 
         func run() async throws {
-            try await guarded {
-                try await options.withController("snapvol origin rename") { try await $0.renameOrigin(name, to: newName, force: force) }
-                emit("renamed origin \(name) to \(newName)")
-            }
+            try await rename.run("origin", options) { try await $0.renameOrigin(rename.name, to: rename.newName, force: rename.force) }
         }
     }
 

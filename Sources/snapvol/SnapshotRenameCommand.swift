@@ -11,15 +11,25 @@ extension SnapshotCommand {
                 (the export's name changes).
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The snapshot's name.") var name: String
-        @Argument(help: "Its new name.") var newName: String
-        @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
+        @OptionGroup var rename: RenameArguments
 
         func run() async throws {
-            try await guarded {
-                try await options.withController("snapvol snapshot rename") { try await $0.renameSnapshot(name, to: newName, force: force) }
-                emit("renamed snapshot \(name) to \(newName)")
-            }
+            try await rename.run("snapshot", options) { try await $0.renameSnapshot(rename.name, to: rename.newName, force: rename.force) }
+        }
+    }
+}
+
+/// NAME NEW_NAME [--force] of `origin rename` and `snapshot rename`.
+struct RenameArguments: ParsableArguments {
+    @Argument(help: "The volume's name.") var name: String
+    @Argument(help: "Its new name.") var newName: String
+    @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
+
+    /// Runs `rename` on the pool and says what was renamed (`kind`: origin or snapshot).
+    func run(_ kind: String, _ options: PoolOptions, _ rename: (Controller) async throws -> Void) async throws {
+        try await guarded {
+            try await options.withController("snapvol \(kind) rename", rename)
+            emit("renamed \(kind) \(name) to \(newName)")
         }
     }
 }

@@ -71,11 +71,8 @@ struct ImageLockTests {
     /// The same on a block device (a loop device): qemu checks the locks there too.
     @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "qemu-io"])))
     func qemuCannotWriteABlockDeviceOriginSnapvolServes() throws {
-        let pool = try TestPool()
-        let loop = try LoopDevice(backingFile: pool.file("disk.backing"), size: 4 << 20)
+        let (pool, loop) = try TestPool.withLoopOrigin(size: 4 << 20)
         defer { loop.detach() }
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "disk", "--path", loop.path)
         let server = try ServeProcess(pool: pool)
         let write = try Shell.run(["qemu-io", "-f", "raw", loop.path, "-c", "write -P 0x22 0 64k"])
         #expect(write.status != 0)

@@ -79,11 +79,8 @@ import TestSupport
 @Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "nbdinfo"])))
 struct BlockOriginResizeTests {
     @Test func aGrownLoopDeviceIsTakenAtItsNewSize() throws {
-        let pool = try TestPool()
-        let loop = try LoopDevice(backingFile: pool.file("disk.backing"), size: 4 << 20)
+        let (pool, loop) = try TestPool.withLoopOrigin(size: 4 << 20)
         defer { loop.detach() }
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "disk", "--path", loop.path)
         let server = try ServeProcess(pool: pool)
         let refused = try pool.run("origin", "resize", "disk", "--size", "8M")
         #expect(refused.status == 1)
