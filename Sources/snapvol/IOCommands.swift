@@ -71,7 +71,7 @@ struct IOCommand: AsyncParsableCommand {
     struct Dump: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Write a whole volume image to a file (with a progress bar on a terminal).")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "Origin or snapshot name.") var volume: String
+        @Argument(help: "Origin or snapshot name.", completion: VolumeCompletion.volumes) var volume: String
         @Option(help: "The image file to write.") var output: String
 
         func run() async throws {
@@ -90,7 +90,7 @@ struct IOCommand: AsyncParsableCommand {
 
 /// The VOLUME OFFSET LENGTH arguments of `io write`, `io read` and `io discard`.
 struct VolumeRange: ParsableArguments {
-    @Argument(help: "Origin or snapshot name.") var volume: String
+    @Argument(help: "Origin or snapshot name.", completion: VolumeCompletion.volumes) var volume: String
     @Argument(help: "Byte offset.") var offset: String
     @Argument(help: "Number of bytes.") var length: String
 

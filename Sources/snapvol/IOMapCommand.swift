@@ -15,7 +15,7 @@ extension IOCommand {
                 to the snapshot) or `shared` (unchanged): the ranges an incremental backup copies.
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "Origin or snapshot name.") var volume: String
+        @Argument(help: "Origin or snapshot name.", completion: VolumeCompletion.volumes) var volume: String
         @Flag(help: "The chunks the snapshot holds instead of data and holes.") var exceptions = false
         @Flag(help: "Print the extents as JSON.") var json = false
         @Option(help: ArgumentHelp("With --exceptions: split the snapshot into this many equal parts and say what share of each it holds.",

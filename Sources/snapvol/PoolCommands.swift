@@ -50,7 +50,7 @@ struct OriginCommand: AsyncParsableCommand {
                 'snapvol serve' has it open, unless --force (it knows only the old size).
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The origin's name.") var name: String
+        @Argument(help: "The origin's name.", completion: VolumeCompletion.origins) var name: String
         @Option(help: "The new size of the origin's file.") var size: String?
         @Flag(help: "Allow shrinking; disconnect the NBD clients that have it open.") var force = false
 
@@ -85,7 +85,7 @@ struct OriginCommand: AsyncParsableCommand {
             abstract: "Unregister an origin (refused while it has snapshots). Its data is left untouched.",
             discussion: "Refused while an NBD client of 'snapvol serve' has it open, unless --force.")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The origin's name.") var name: String
+        @Argument(help: "The origin's name.", completion: VolumeCompletion.origins) var name: String
         @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
 
         func run() async throws {

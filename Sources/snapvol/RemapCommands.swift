@@ -36,7 +36,7 @@ struct RemapCommand: AsyncParsableCommand {
             abstract: "Remap a chunk now, copying its readable data first.",
             discussion: "CHUNK_OR_OFFSET is a chunk index (a plain number) or a byte offset with a unit (4096B, 1M, 2048s).")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The remap volume.") var name: String
+        @Argument(help: "The remap volume.", completion: VolumeCompletion.remaps) var name: String
         @Argument(help: "A chunk index, or a byte offset with a unit.") var chunkOrOffset: String
 
         func run() async throws {
@@ -66,7 +66,7 @@ struct RemapCommand: AsyncParsableCommand {
                 has it open, unless --force, which keeps the spare area and disconnects those clients.
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The remap volume.") var name: String
+        @Argument(help: "The remap volume.", completion: VolumeCompletion.remaps) var name: String
         @Flag(help: "Remove it even with chunks in its spare area (kept); disconnect its NBD clients.") var force = false
 
         func run() async throws {

@@ -20,7 +20,8 @@ struct ServeCommand: AsyncParsableCommand {
     var readOnlySnapshots = false
     @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: off).") var autoextendThreshold: Double?
     @Option(help: "Grow by this percent of the COW's size.") var autoextendPercent: Double = 20
-    @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).")
+    @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).",
+            completion: VolumeCompletion.volumes)
     var defaultExport: String?
     @Option(help: "Require TLS (NBD STARTTLS) on every connection, with this PEM certificate chain (needs --tls-key).")
     var tlsCertificate: String?

@@ -20,7 +20,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var options: PoolOptions
         @Argument(help: ArgumentHelp("The snapshot's name (several: a consistent group).", valueName: "name")) var names: [String]
-        @Option(help: "The origin to snapshot (once per name, in order).") var origin: [String] = []
+        @Option(help: "The origin to snapshot (once per name, in order).", completion: VolumeCompletion.origins) var origin: [String] = []
         @Option(help: "The COW file (created sparse if missing) or block device (once per name, in order).") var cow: [String] = []
         @Flag(help: "Snapshot every active origin at one instant: NAME-<origin> each, COW files in --cow-dir.")
         var allOrigins = false
@@ -88,7 +88,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             abstract: "Adopt an existing persistent COW device (one the kernel wrote, say) as a snapshot of an origin.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The snapshot's name.") var name: String
-        @Option(help: "The origin the COW device belongs to.") var origin: String
+        @Option(help: "The origin the COW device belongs to.", completion: VolumeCompletion.origins) var origin: String
         @Option(help: "The COW file or block device.") var cow: String
         @Option(help: "Memory for the exception table (default 64M; 'unlimited'); beyond it, parts are re-read from the COW's metadata.")
         var exceptionCache: String?
@@ -112,7 +112,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             abstract: "Delete snapshots (their COW files too, if snapvol created them).",
             discussion: "Refused while an NBD client of 'snapvol serve' has it open, unless --force.")
         @OptionGroup var options: PoolOptions
-        @Argument(help: ArgumentHelp("The snapshot's name (several: all are checked first, so a refusal deletes none).", valueName: "name"))
+        @Argument(help: ArgumentHelp("The snapshot's name (several: all are checked first, so a refusal deletes none).", valueName: "name"), completion: VolumeCompletion.snapshots)
         var names: [String]
         @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
 
@@ -134,7 +134,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 first, so a refusal merges none; they are then merged one after another.
                 """)
         @OptionGroup var options: PoolOptions
-        @Argument(help: ArgumentHelp("The snapshot's name (several: one per origin).", valueName: "name")) var names: [String]
+        @Argument(help: ArgumentHelp("The snapshot's name (several: one per origin).", valueName: "name"), completion: VolumeCompletion.snapshots) var names: [String]
         @Flag(help: "Do not draw a progress bar.") var noProgress = false
         @Flag(help: "Disconnect the NBD clients that have the snapshot open.") var force = false
 
@@ -170,7 +170,7 @@ struct SnapshotCommand: AsyncParsableCommand {
     struct Extend: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(abstract: "Grow a file-backed COW device.")
         @OptionGroup var options: PoolOptions
-        @Argument(help: "The snapshot's name.") var name: String
+        @Argument(help: "The snapshot's name.", completion: VolumeCompletion.snapshots) var name: String
         @Option(help: "The new COW size.") var cowSize: String
 
         func run() async throws {

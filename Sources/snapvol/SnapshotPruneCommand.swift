@@ -18,7 +18,8 @@ extension SnapshotCommand {
         @Option(help: ArgumentHelp("Only delete snapshots older than this: 90m, 12h, 7d, 2w (s, m, h, d, w).", valueName: "age"))
         var olderThan: String?
         @Option(help: ArgumentHelp("Only snapshots whose name matches this shell pattern.", valueName: "pattern")) var match = "*"
-        @Option(help: "Only this origin's snapshots (repeatable; default: every origin).") var origin: [String] = []
+        @Option(help: "Only this origin's snapshots (repeatable; default: every origin).", completion: VolumeCompletion.origins)
+        var origin: [String] = []
         @Flag(help: "Say what would be deleted; delete nothing.") var dryRun = false
         @Flag(help: "Disconnect the NBD clients that have a selected snapshot open.") var force = false
 

@@ -21,7 +21,7 @@ extension SnapshotCommand {
 
 /// NAME NEW_NAME [--force] of `origin rename` and `snapshot rename`.
 struct RenameArguments: ParsableArguments {
-    @Argument(help: "The volume's name.") var name: String
+    @Argument(help: "The volume's name.", completion: VolumeCompletion.names([.origins, .snapshots])) var name: String
     @Argument(help: "Its new name.") var newName: String
     @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
 

@@ -6,7 +6,7 @@ struct StatusCommand: AsyncParsableCommand, ForwardableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show origins and snapshots, as lvs does.")
     @OptionGroup var options: PoolOptions
-    @Argument(help: "Only this volume (an origin shows with its snapshots).") var name: String?
+    @Argument(help: "Only this volume (an origin shows with its snapshots).", completion: VolumeCompletion.volumes) var name: String?
     @Flag(help: "Print the status model as JSON.") var json = false
     @Flag(help: "Print one dmsetup-status line per snapshot.") var dm = false
     @Flag(help: "Print Prometheus metrics (text format, for node_exporter's textfile collector).") var prometheus = false
