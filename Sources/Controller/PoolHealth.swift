@@ -95,7 +95,7 @@ public struct PoolHealth: Sendable, Equatable {
 
 extension PoolHealth.Thresholds {
     /// The level a fill of `percent` reaches, or nil below the warning.
-    func level(ofFill percent: Double) -> PoolHealth.Level? {
+    public func level(ofFill percent: Double) -> PoolHealth.Level? {
         if percent >= criticalFill { return .critical }
         if percent >= warningFill { return .warning }
         return nil

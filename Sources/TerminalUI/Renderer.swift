@@ -59,6 +59,27 @@ public enum Renderer {
         title += "  sort: \(model.sort.rawValue)"
         if !model.filter.isEmpty { title += "  filter: \(model.filter)" }
         screen.put(0, 0, Format.cell(title, screen.columns), .title)
+        drawHealth(model, screen, after: title.count)
+    }
+
+    /// The pool's health at the title's right end, as `pool check` judges it: OK, or the level
+    /// and the worst finding (with how many more), in the state colours.
+    static func drawHealth(_ model: MonitorModel, _ screen: Screen, after used: Int) {
+        guard let status = model.status else { return }
+        let health = PoolHealth(status)
+        var text = health.level.word
+        if let worst = health.findings.first(where: { $0.level == health.level }) {
+            text += ": " + worst.text + (health.findings.count > 1 ? " (+\(health.findings.count - 1))" : "")
+        }
+        let room = screen.columns - used - 3
+        guard room >= health.level.word.count else { return }
+        let shown = " " + Format.cell(text, min(text.count, room)) + " "
+        let style: Element = switch health.level {
+        case .ok: .stateOK
+        case .warning: .stateWarn
+        case .critical: .stateBad
+        }
+        screen.put(0, screen.columns - shown.count, shown, style)
     }
 
     static func drawTable(_ model: MonitorModel, _ screen: Screen, top: Int, height: Int) {
@@ -92,7 +113,12 @@ public enum Renderer {
         if let fill = row.fillPercent {
             let barWidth = columns[4].width - 7
             let (filled, empty) = Format.bar(fill, width: barWidth, unicode: screen.unicode)
-            let element: Element = fill >= 90 ? .barHigh : (fill >= 70 ? .barMid : .barLow)
+            // Coloured at the fill levels `pool check` warns at and calls critical.
+            let element: Element = switch PoolHealth.Thresholds().level(ofFill: fill) {
+            case .critical: .barHigh
+            case .warning: .barMid
+            case .ok, nil: .barLow
+            }
             screen.put(y, x, filled, selected ? .selected : element)
             screen.put(y, x + filled.count, empty, selected ? .selected : .barEmpty)
             screen.put(y, x + barWidth, Format.cell(Format.percent(fill), 7, right: true), base)

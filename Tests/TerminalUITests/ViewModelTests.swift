@@ -79,6 +79,20 @@ import TestSupport
         #expect(screen.elements[barRow].contains(.selected))
     }
 
+    /// The title's right end says the pool's health as `pool check` judges it, in words and
+    /// in the state colours.
+    @Test(arguments: [(42.0, "active", " OK ", Element.stateOK),
+                      (85, "active", " WARNING: COW of b-snap is 85% full ", .stateWarn),
+                      (95, "invalid", " CRITICAL: snapshot b-snap is invalid ", .stateBad)])
+    func theTitleSaysThePoolsHealth(fill: Double, state: String, shown: String, style: Element) {
+        var model = MonitorModel()
+        model.update(Self.status(fill: fill, state: state))
+        let screen = TextScreen(rows: 24, columns: 100)
+        Renderer.draw(model, ViewState(), on: screen)
+        #expect(screen.lines[0].hasSuffix(shown.dropLast()), "\(screen.lines[0])")
+        #expect(screen.elements[0].contains(style))
+    }
+
     /// The selected volume's events under its detail; an alarm carries `!` and the error colour.
     @Test func alarmEventsStandOut() {
         var model = MonitorModel()
