@@ -42,24 +42,27 @@ enum StatusTable {
         for origin in status.origins {
             // An origin's PENDING: its writes acknowledged and queued behind their copies.
             rows.append([origin.name, "", ByteSize.describe(origin.size), "", "", "", origin.queuedWrites.map(String.init) ?? "",
-                         "", "", open(origin.clients), origin.state])
+                         "", "", open(origin.clients), state(origin.state, origin.reason)])
             for snapshot in origin.snapshots {
                 rows.append(["  " + snapshot.name, origin.name, ByteSize.describe(origin.size),
                              ByteSize.describe(UInt64(snapshot.chunkSize)), "\(snapshot.exceptions)",
                              String(format: "%.2f", snapshot.fillPercent), "\(snapshot.pendingCopies)",
                              snapshot.table.map { ByteSize.describe(UInt64($0.residentBytes)) } ?? "-",
                              snapshot.table.map { String(format: "%.1f", $0.hitRate * 100) } ?? "-",
-                             open(snapshot.clients), snapshot.state + (snapshot.reason.map { " (\($0))" } ?? "")])
+                             open(snapshot.clients), state(snapshot.state, snapshot.reason)])
             }
         }
         for remap in status.remaps {
             rows.append([remap.name, "(remap)", ByteSize.describe(remap.size), ByteSize.describe(UInt64(remap.chunkSize)),
                          "\(remap.remapped)", String(format: "%.2f", remap.fillPercent), "\(remap.pending)", "-", "-",
-                         open(remap.clients), remap.state + (remap.reason.map { " (\($0))" } ?? "")])
+                         open(remap.clients), state(remap.state, remap.reason)])
         }
         if status.origins.isEmpty && status.remaps.isEmpty { return "no volumes in pool \(status.pool)" }
         return aligned(rows)
     }
+
+    /// STATE: the state, and why when there is a reason ("inactive (...)").
+    private static func state(_ state: String, _ reason: String?) -> String { state + (reason.map { " (\($0))" } ?? "") }
 
     /// OPEN: how many NBD clients have the volume open ("-" when not known).
     private static func open(_ clients: Int?) -> String { clients.map(String.init) ?? "-" }

@@ -50,6 +50,8 @@ struct ImageLockTests {
         let reason = status["reason"] as? String ?? ""
         #expect(reason.hasPrefix("\(pool.file("vm.img")): in use by process \(qemu.processIdentifier) (qemu-io -f raw \(pool.file("vm.img"))), which writes it"),
                 "\(reason)")
+        #expect(try pool.ok("status").text.contains("inactive (\(pool.file("vm.img")): in use by process \(qemu.processIdentifier)"),
+                "the table says why")
         let write = try pool.run("io", "write", "vm", "0", "4K", "--pattern", "0x22")
         #expect(write.status == 1)
         #expect(write.stderr.split(separator: "\n").count == 1)
