@@ -21,7 +21,9 @@ extension Controller {
 
     /// Makes the origin of `record` on `device` (opened already) and attaches its snapshots.
     func activate(_ record: OriginRecord, on device: FileBlockDevice) async {
-        let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in events.record(Self.describe($0), alarm: Self.isAlarm($0)) })
+        let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in
+            events.record(Self.describe($0), alarm: Self.isAlarm($0), logged: !Self.isProgress($0))
+        })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
         guardIfSnapshotsAreMissing(origin)
@@ -61,6 +63,12 @@ extension Controller {
         case .snapshotInvalidated, .snapshotOverflowed, .mergeFailed: return true
         case .mergeProgress, .mergeFinished: return false
         }
+    }
+
+    /// Whether `event` only reports progress (kept out of the event log).
+    static func isProgress(_ event: VolumeEvent) -> Bool {
+        if case .mergeProgress = event { return true }
+        return false
     }
 
     static func describe(_ event: VolumeEvent) -> String {

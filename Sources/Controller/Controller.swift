@@ -17,7 +17,8 @@ public final class Controller: Sendable {
     private let lock: PoolLock
     let state: Mutex<ControllerState>
     let commandSlot = AsyncSemaphore(limit: 1)
-    public let events = EventJournal()
+    /// What happened to the pool's volumes, kept in its `events.log` across processes.
+    public let events: EventJournal
     /// The volumes clients hold open (NBD sessions); removing one is refused while held.
     public let claims = VolumeClaims()
     /// Serializes writes of the registry file: commands (one at a time) and a guarded origin's
@@ -27,6 +28,7 @@ public final class Controller: Sendable {
     private init(location: PoolLocation, lock: PoolLock, registry: Registry) {
         self.location = location
         self.lock = lock
+        events = EventJournal(log: EventLog(path: location.eventsPath))
         state = Mutex(ControllerState(registry: registry))
     }
 
@@ -151,61 +153,4 @@ struct LiveOrigin {
 
     /// The volume front ends get for the origin: guarded while a snapshot could not be activated.
     var volume: (any Volume)? { guarded ?? origin }
-}
-
-/// Recent events, newest last, for status displays (the TUI's event pane).
-public final class EventJournal: Sendable {
-    /// One event as shown: when, and its text. Sequences are unique and increasing. As JSON
-    /// (`snapvol events --json`, read back by an attached TUI) its time is ISO 8601 in UTC.
-    public struct Entry: Sendable, Equatable, Codable {
-        /// Increases by one per event, so a reader can ask for what is new.
-        public let sequence: Int
-        public let time: Date
-        public let text: String
-        /// A snapshot lost (invalidated, overflowed) or a merge that failed: an operator must act.
-        public let isAlarm: Bool
-
-        enum CodingKeys: String, CodingKey { case sequence, time, text, isAlarm = "alarm" }
-
-        public init(sequence: Int, time: Date, text: String, isAlarm: Bool) {
-            self.sequence = sequence
-            self.time = time
-            self.text = text
-            self.isAlarm = isAlarm
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let values = try decoder.container(keyedBy: CodingKeys.self)
-            sequence = try values.decode(Int.self, forKey: .sequence)
-            time = try Date(values.decode(String.self, forKey: .time), strategy: .iso8601)
-            text = try values.decode(String.self, forKey: .text)
-            isAlarm = try values.decode(Bool.self, forKey: .isAlarm)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var values = encoder.container(keyedBy: CodingKeys.self)
-            try values.encode(sequence, forKey: .sequence)
-            try values.encode(time.formatted(.iso8601), forKey: .time)
-            try values.encode(text, forKey: .text)
-            try values.encode(isAlarm, forKey: .isAlarm)
-        }
-    }
-
-    private let entries = Mutex<(list: [Entry], next: Int)>(([], 0))
-    public static let capacity = 200
-
-    public init() {}
-
-    public func record(_ text: String, alarm: Bool = false) {
-        entries.withLock { state in
-            state.list.append(Entry(sequence: state.next, time: Date(), text: text, isAlarm: alarm))
-            state.next += 1
-            if state.list.count > Self.capacity { state.list.removeFirst(state.list.count - Self.capacity) }
-        }
-    }
-
-    public var recent: [Entry] { entries.withLock { $0.list } }
-
-    /// The events recorded after `sequence` (all of them for -1).
-    public func since(_ sequence: Int) -> [Entry] { recent.filter { $0.sequence > sequence } }
 }

@@ -24,6 +24,8 @@ public struct PoolLocation: Sendable, Equatable {
     public var lockPath: String { "\(directory)/pool.lock" }
     public var controlSocketPath: String { "\(directory)/control.sock" }
     public var nbdSocketPath: String { "\(directory)/nbd.sock" }
+    /// The event log (`EventLog`), rotated to `events.log.1`.
+    public var eventsPath: String { "\(directory)/events.log" }
 
     public var exists: Bool { FileManager.default.fileExists(atPath: registryPath) }
 

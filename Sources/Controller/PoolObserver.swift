@@ -16,6 +16,12 @@ extension Controller {
 public enum PoolObserver {
     public static func registry(_ location: PoolLocation) throws -> Registry { try RegistryFile.load(location) }
 
+    /// The pool's recent events, from its event log.
+    public static func events(_ location: PoolLocation) throws -> [EventJournal.Entry] {
+        _ = try RegistryFile.load(location)
+        return EventLog(path: location.eventsPath).tail(EventJournal.capacity)
+    }
+
     public static func status(_ location: PoolLocation) throws -> PoolStatus {
         let registry = try RegistryFile.load(location)
         var origins: [OriginStatus] = []

@@ -60,7 +60,7 @@ public struct DiskSource: PoolSource {
     public var poolDirectory: String { location.directory }
     public func status() throws -> PoolStatus { try PoolObserver.status(location) }
     public func registry() throws -> Registry { try PoolObserver.registry(location) }
-    public func recentEvents() -> [EventJournal.Entry] { [] }
+    public func recentEvents() -> [EventJournal.Entry] { (try? PoolObserver.events(location)) ?? [] }
     public func chunkMap(snapshot: String, cells: Int) -> [Double]? { nil }
     public func createSnapshots(_ requests: [SnapshotRequest]) async throws { throw Self.refusal }
     public func deleteSnapshots(names: [String], force: Bool) async throws { throw Self.refusal }

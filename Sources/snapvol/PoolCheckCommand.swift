@@ -45,11 +45,7 @@ extension PoolCommand {
 
         /// Live from the server that owns the pool, or from disk without taking its lock.
         private func poolStatus() throws -> PoolStatus {
-            guard let owner = CommandEnvironment.current.controller else { return try PoolObserver.status(options.location) }
-            guard owner.location == options.location else {
-                throw ControllerError.refused("this server owns \(owner.location.directory), not \(options.location.directory)")
-            }
-            return try owner.status()
+            try options.owner()?.status() ?? PoolObserver.status(options.location)
         }
 
         private static func unknownJSON(_ problem: String) -> String {

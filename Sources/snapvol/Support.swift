@@ -23,10 +23,7 @@ struct PoolOptions: ParsableArguments {
     /// (a forwarded command) uses the server's controller instead. While this process holds
     /// the pool, commands run elsewhere are forwarded to it (see `PoolOwner`).
     func withController<T>(_ purpose: String, as role: PoolOwner = .command, _ body: (Controller) async throws -> T) async throws -> T {
-        if let owner = CommandEnvironment.current.controller {
-            guard owner.location == location else { throw ControllerError.refused("this server owns \(owner.location.directory), not \(location.directory)") }
-            return try await body(owner)
-        }
+        if let owner = try owner() { return try await body(owner) }
         let controller = try await open(purpose, forwardable: role == .command)
         do {
             let result = role == .server ? try await body(controller) : try await ControlServer.whileRunning(controller) { try await body(controller) }
@@ -40,6 +37,14 @@ struct PoolOptions: ParsableArguments {
 }
 
 extension PoolOptions {
+    /// The controller of the process this command was forwarded to (it holds the pool), or nil
+    /// when the command runs in its own process.
+    func owner() throws -> Controller? {
+        guard let owner = CommandEnvironment.current.controller else { return nil }
+        guard owner.location == location else { throw ControllerError.refused("this server owns \(owner.location.directory), not \(location.directory)") }
+        return owner
+    }
+
     /// Opens the pool, waiting up to `--wait` seconds while another process holds it (as LVM
     /// waits for a volume group's lock), so that two cron jobs do not fail each other. A holder
     /// that starts answering on the control socket meanwhile (a server, a TUI) gets the command
@@ -55,6 +60,8 @@ extension PoolOptions {
                 if forwardable, let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: location) {
                     throw ExitCode(status)
                 }
+                // A second server or TUI waits for no one that serves the pool: it may serve for days.
+                if !forwardable, ServerSource.available(location) { throw ControllerError.locked(pool: pool, holder: holder) }
                 guard ContinuousClock.now < deadline else {
                     guard wait > 0 else { throw ControllerError.locked(pool: pool, holder: holder) }
                     throw ControllerError.refused("pool \(pool) is still in use by \(holder) after waiting \(waitText)")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Controller
 import TestSupport
 
 /// While `snapvol serve` owns the pool, every command is forwarded to it: same output, same
@@ -29,23 +30,50 @@ import TestSupport
         server.stop()
     }
 
-    /// `events` shows the server's journal (`--after` for what is new); without a server there
-    /// is nothing to show, and it says where events are kept.
-    @Test func eventsComeFromTheServer() throws {
+    /// `events` shows the pool's events whoever saw them: a command's from the pool's event log,
+    /// then the server's, numbered on (`--after` for what is new), and the log keeps them after
+    /// the server stops.
+    @Test func eventsOutliveTheProcessThatSawThem() throws {
         let pool = try Self.pool()
-        #expect(try pool.ok("events").text == "no events (they are kept by the process that owns the pool: snapvol serve)\n")
-        let server = try ServeProcess(pool: pool)
+        #expect(try pool.ok("events").text == "no events\n")
         try pool.ok("snapshot", "create", "first", "--origin", "data", "--cow", pool.file("first.cow"))
+        let logged = try pool.ok("events").text.split(separator: "\n")
+        #expect(logged.count == 1 && logged[0].hasSuffix("  first: created (COW \(pool.file("first.cow")), chunk 16 KiB)"), "\(logged)")
+        let server = try ServeProcess(pool: pool)
         try pool.ok("snapshot", "create", "second", "--origin", "data", "--cow", pool.file("second.cow"))
-        let lines = try pool.ok("events").text.split(separator: "\n")
-        #expect(lines.count == 2 && lines[0].hasSuffix("  first: created (COW \(pool.file("first.cow")), chunk 16 KiB)"), "\(lines)")
         let all = try #require(try JSONSerialization.jsonObject(with: pool.ok("events", "--json").stdout) as? [[String: Any]])
+        #expect(all.compactMap { $0["text"] as? String }.map { $0.prefix(14) } == ["first: created", "second: create"])
         let firstSequence = try #require(all.first?["sequence"] as? Int)
+        #expect(all.last?["sequence"] as? Int == firstSequence + 1, "the server numbers on from the log")
         let newer = try #require(try JSONSerialization.jsonObject(with: pool.ok("events", "--json", "--after", "\(firstSequence)").stdout)
                                  as? [[String: Any]])
         #expect(newer.map { $0["text"] as? String } == [all[1]["text"] as? String])
         #expect(newer.first?["alarm"] as? Bool == false)
         #expect(server.stop() == 0)
+        #expect(try pool.ok("events").text.split(separator: "\n").count == 2, "kept after the server stopped")
+    }
+
+    /// The event log rotates past about 1 MiB, keeps its order across the two files, and skips a
+    /// line torn by a crash.
+    @Test func theEventLogRotatesAndSkipsATornLine() throws {
+        let directory = try TemporaryDirectory()
+        let log = EventLog(path: directory.file("events.log"))
+        let journal = EventJournal(log: log)
+        let text = String(repeating: "x", count: 1000)
+        for index in 0..<1500 { journal.record("\(index) \(text)") }
+        #expect(FileManager.default.fileExists(atPath: directory.file("events.log.1")))
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: directory.file("events.log"))[.size] as? Int)
+        #expect(size < 1 << 20)
+        FileHandle(forWritingAtPath: directory.file("events.log")).map { handle in
+            handle.seekToEndOfFile()
+            handle.write(Data(#"{"sequence": 1500, "ti"#.utf8))
+            handle.closeFile()
+        }
+        let reopened = EventJournal(log: log)
+        #expect(reopened.recent.map(\.sequence) == Array(1300..<1500))
+        reopened.record("after the crash")
+        #expect(EventLog(path: directory.file("events.log")).tail(1).map(\.text) == ["after the crash"],
+                "a new line starts after the torn one: \(reopened.recent.last.map(\.sequence) ?? -1)")
     }
 
     /// `io map --exceptions --cells N`: the share of each Nth of the volume a snapshot holds

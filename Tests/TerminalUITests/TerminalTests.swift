@@ -192,12 +192,15 @@ struct TerminalTests {
         #expect(Self.mtimes(files) == mtimes)
     }
 
+    /// A monitor needs no lock, and shows the events of the pool's event log (here, the
+    /// snapshot's creation by an earlier command).
     @Test func monitorWorksWhileAnotherProcessOwnsThePool() throws {
         let pool = try Self.pool()
         let holder = try PoolLockHolder(pool: pool.path)
         defer { withExtendedLifetime(holder) {} }
         let session = try TmuxSession(command: "\(Self.binary) monitor --pool \(pool.path)", environment: Self.environment)
         try session.waitFor(text: "└ base")
+        try session.press("j", until: "base: created (COW \(pool.file("base.cow"))")
         try session.press("q", until: "SESSION-ENDED")
     }
 
