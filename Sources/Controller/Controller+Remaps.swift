@@ -64,9 +64,7 @@ extension Controller {
     @discardableResult
     public func addRemap(name: String, chunk: ChunkIndex) async throws -> Bool {
         try await command {
-            guard registry.remaps.contains(where: { $0.name == name }) else {
-                throw registry.allNames.contains(name) ? ControllerError.refused("'\(name)' is not a remap volume") : ControllerError.unknownVolume(name)
-            }
+            _ = try remapIndex(named: name, in: registry)
             guard let volume = state.withLock({ $0.remaps[name] }) else {
                 throw ControllerError.inactiveVolume(name: name, reason: state.withLock { $0.remapProblems[name] } ?? "unknown")
             }
@@ -80,14 +78,11 @@ extension Controller {
     /// area is deleted if snapvol created it and no chunk lives there. Refused while chunks are
     /// remapped (their data lives only in the spare area) or the spare cannot be read, and while
     /// a client has it open, unless `force`, which keeps the spare area for those chunks.
-    /// Returns the number of chunks left in a kept spare area (nil: it was deleted or was not ours).
     @discardableResult
     public func removeRemap(name: String, force: Bool = false) async throws -> RemapRemoval {
         try await command {
             var registry = self.registry
-            guard let index = registry.remaps.firstIndex(where: { $0.name == name }) else {
-                throw registry.allNames.contains(name) ? ControllerError.refused("'\(name)' is not a remap volume") : ControllerError.unknownVolume(name)
-            }
+            let index = try remapIndex(named: name, in: registry)
             let record = registry.remaps[index]
             let volume = state.withLock { $0.remaps[name] }
             let remapped = volume.map { $0.status.remapped + $0.status.pending }
@@ -113,6 +108,14 @@ extension Controller {
                 return RemapRemoval(spareKept: deletes ? nil : record.sparePath, chunksInSpare: remapped)
             }
         }
+    }
+
+    /// The registry index of remap volume `name`; another volume's name is refused.
+    private func remapIndex(named name: String, in registry: Registry) throws -> Int {
+        guard let index = registry.remaps.firstIndex(where: { $0.name == name }) else {
+            throw registry.allNames.contains(name) ? ControllerError.refused("'\(name)' is not a remap volume") : ControllerError.unknownVolume(name)
+        }
+        return index
     }
 
     /// The chunk size of remap volume `name` (to turn an offset into a chunk).
