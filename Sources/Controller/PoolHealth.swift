@@ -1,3 +1,5 @@
+import Foundation
+
 /// What in a pool's status needs an operator, graded as monitoring plugins grade it (Nagios,
 /// Icinga, Sensu): a snapshot lost or about to be, an origin or remap volume that could not be
 /// activated, a COW device or spare area filling up.
@@ -34,14 +36,18 @@ public struct PoolHealth: Sendable, Equatable {
         }
     }
 
-    /// The fill levels (percent of a COW device or spare area) that warn and that are critical.
+    /// The fill levels (percent of a COW device or spare area) that warn and that are critical,
+    /// and the age (seconds) past which a snapshot warns (nil: none): one forgotten makes every
+    /// first write to its origin pay a copy.
     public struct Thresholds: Sendable, Equatable {
         public var warningFill: Double
         public var criticalFill: Double
+        public var maximumAge: Double?
 
-        public init(warningFill: Double = 80, criticalFill: Double = 95) {
+        public init(warningFill: Double = 80, criticalFill: Double = 95, maximumAge: Double? = nil) {
             self.warningFill = warningFill
             self.criticalFill = criticalFill
+            self.maximumAge = maximumAge
         }
     }
 
@@ -53,14 +59,15 @@ public struct PoolHealth: Sendable, Equatable {
 
     public var level: Level { findings.map(\.level).max() ?? .ok }
 
-    public init(_ status: PoolStatus, thresholds: Thresholds = Thresholds()) {
+    /// - Parameter now: the time ages are counted to.
+    public init(_ status: PoolStatus, thresholds: Thresholds = Thresholds(), now: Date = Date()) {
         self.thresholds = thresholds
         var findings: [Finding] = []
         for origin in status.origins {
             if origin.state != "active" {
                 findings.append(Finding(level: .critical, volume: origin.name, text: "origin \(origin.name) is \(origin.state)\(Self.because(origin.reason))"))
             }
-            for snapshot in origin.snapshots { findings += Self.judge(snapshot, thresholds) }
+            for snapshot in origin.snapshots { findings += Self.judge(snapshot, thresholds, now: now) }
         }
         for remap in status.remaps {
             if remap.state != "active" {
@@ -72,12 +79,29 @@ public struct PoolHealth: Sendable, Equatable {
         self.findings = findings
     }
 
-    private static func judge(_ snapshot: SnapshotReport, _ thresholds: Thresholds) -> [Finding] {
+    private static func judge(_ snapshot: SnapshotReport, _ thresholds: Thresholds, now: Date) -> [Finding] {
         if unusableStates.contains(snapshot.state) {
             return [Finding(level: .critical, volume: snapshot.name, text: lost(snapshot))]
         }
-        guard let level = thresholds.level(ofFill: snapshot.fillPercent) else { return [] }
-        return [Finding(level: level, volume: snapshot.name, text: "COW of \(snapshot.name) is \(percent(snapshot.fillPercent)) full")]
+        var findings: [Finding] = []
+        if let level = thresholds.level(ofFill: snapshot.fillPercent) {
+            findings.append(Finding(level: level, volume: snapshot.name, text: "COW of \(snapshot.name) is \(percent(snapshot.fillPercent)) full"))
+        }
+        if let limit = thresholds.maximumAge, let created = snapshot.createdDate, now.timeIntervalSince(created) > limit {
+            let age = describe(age: now.timeIntervalSince(created))
+            findings.append(Finding(level: .warning, volume: snapshot.name,
+                                    text: "snapshot \(snapshot.name) is \(age) old: every first write to \(snapshot.origin) still copies into it"))
+        }
+        return findings
+    }
+
+    /// "12 days", "5 hours", "40 minutes": the age in its largest whole unit.
+    static func describe(age seconds: Double) -> String {
+        for (unit, length) in [("day", 86_400.0), ("hour", 3_600.0), ("minute", 60.0)] where seconds >= length {
+            let count = Int(seconds / length)
+            return "\(count) \(unit)\(count == 1 ? "" : "s")"
+        }
+        return "\(Int(seconds)) seconds"
     }
 
     private static func lost(_ snapshot: SnapshotReport) -> String {

@@ -12,21 +12,30 @@ extension PoolCommand {
             discussion: """
                 CRITICAL: a snapshot lost (invalid, overflow, merge-failed) or inactive (its COW missing: the \
                 origin's next write gives it up), an origin or remap volume inactive, a COW or spare area at \
-                --critical-fill. WARNING: at --warning-fill. Through 'snapvol serve' when it runs (live figures); \
+                --critical-fill. WARNING: at --warning-fill, or a snapshot older than --max-age. Through 'snapvol serve' when it runs (live figures); \
                 otherwise read from disk without the pool's lock, so it never stands in a server's way.
                 """)
         @OptionGroup var options: PoolOptions
         @Option(help: ArgumentHelp("Warn at this COW or spare fill, in percent.", valueName: "percent")) var warningFill: Double = 80
         @Option(help: ArgumentHelp("Critical at this COW or spare fill, in percent.", valueName: "percent")) var criticalFill: Double = 95
+        @Option(help: ArgumentHelp("Warn about snapshots older than this: 90m, 12h, 7d, 2w.", valueName: "age")) var maxAge: String?
         @Flag(help: "Print the findings as JSON (same exit status).") var json = false
 
         func validate() throws {
             guard (0...100).contains(warningFill), (0...100).contains(criticalFill), warningFill <= criticalFill else {
                 throw ValidationError("--warning-fill and --critical-fill are percentages from 0 to 100, the warning at most the critical")
             }
+            // A usage error (exit 64, which monitoring reads as UNKNOWN), not a WARNING's 1.
+            do {
+                _ = try maxAge.map { try age($0, option: "--max-age") }
+            } catch {
+                throw ValidationError("\(error)")
+            }
         }
 
         func run() async throws {
+            let thresholds = PoolHealth.Thresholds(warningFill: warningFill, criticalFill: criticalFill,
+                                                   maximumAge: try maxAge.map { try age($0, option: "--max-age") })
             let status: PoolStatus
             do {
                 status = try poolStatus()
@@ -34,7 +43,7 @@ extension PoolCommand {
                 emit(json ? Self.unknownJSON("\(error)") : "SNAPVOL UNKNOWN - \(error)")
                 throw ExitCode(3)
             }
-            let health = PoolHealth(status, thresholds: .init(warningFill: warningFill, criticalFill: criticalFill))
+            let health = PoolHealth(status, thresholds: thresholds)
             if json {
                 try printJSON(HealthReport(health))
             } else {

@@ -25,7 +25,7 @@ extension SnapshotCommand {
 
         func run() async throws {
             try await guarded {
-                let policy = SnapshotPrunePolicy(keep: keep, olderThan: try olderThan.map(Self.seconds), match: match, origins: origin)
+                let policy = SnapshotPrunePolicy(keep: keep, olderThan: try olderThan.map { try age($0, option: "--older-than") }, match: match, origins: origin)
                 let selection = try await options.withController("snapvol snapshot prune") {
                     try await $0.pruneSnapshots(policy, dryRun: dryRun, force: force)
                 }
@@ -42,13 +42,5 @@ extension SnapshotCommand {
             }
         }
 
-        /// "90m", "12h", "7d", "2w", "3600s" in seconds.
-        static func seconds(_ text: String) throws -> TimeInterval {
-            let units: [Character: TimeInterval] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800]
-            guard let unit = text.last.flatMap({ units[$0] }), let count = Double(text.dropLast()), count >= 0, count.isFinite else {
-                throw ControllerError.refused("invalid --older-than '\(text)': a number and a unit, s, m, h, d or w (7d)")
-            }
-            return count * unit
-        }
     }
 }

@@ -50,6 +50,29 @@ import TestSupport
         #expect((json["findings"] as? [[String: String]])?.first == ["level": "critical", "volume": "small", "text": "snapshot small is invalid: invalidated on disk"])
     }
 
+    /// `--max-age`: a snapshot older than that warns (each first write to its origin still pays
+    /// a copy into it); its age is the one recorded at creation (moved back here in the registry).
+    @Test func aForgottenSnapshotWarnsPastMaxAge() throws {
+        let pool = try Self.pool()
+        let registryPath = pool.file("pool/registry.json")
+        var registry = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: registryPath))) as? [String: Any])
+        var origins = try #require(registry["origins"] as? [[String: Any]])
+        var snapshots = try #require(origins[0]["snapshots"] as? [[String: Any]])
+        snapshots[1]["created"] = Date().addingTimeInterval(-10 * 86_400 - 60).formatted(.iso8601)
+        origins[0]["snapshots"] = snapshots
+        registry["origins"] = origins
+        try JSONSerialization.data(withJSONObject: registry).write(to: URL(fileURLWithPath: registryPath))
+
+        #expect(try Self.check(pool).status == 0, "no age limit unless asked")
+        let old = try Self.check(pool, "--max-age", "7d")
+        #expect(old.status == 1)
+        #expect(old.lines.last == "WARNING: snapshot big is 10 days old: every first write to vm still copies into it")
+        #expect(try Self.check(pool, "--max-age", "2w").status == 0)
+        let bad = try pool.run("pool", "check", "--max-age", "7x")
+        #expect(bad.status == 64)
+        #expect(bad.stderr == "snapvol: error: invalid --max-age '7x': a number and a unit, s, m, h, d or w (7d) (see 'snapvol --help')\n")
+    }
+
     /// Performance data as monitoring systems parse it: space-separated `'label'=value[UOM];warn;crit;min;max`.
     @Test func performanceDataIsWellFormed() throws {
         let pool = try Self.pool()
