@@ -18,7 +18,8 @@ extension Controller {
                 guard exists else { throw ControllerError.pathMissing(path) }
                 let device = try FileBlockDevice.open(path: path, readOnly: true)
                 guard device.size > 0, device.size % 512 == 0 else {
-                    throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
+                    let format = ImageFormat.detect(at: path).map { " (it is a \($0) image: convert it to raw first, qemu-img convert -O raw)" } ?? ""
+                    throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes\(format)")
                 }
                 try device.lockAsSoleWriter()
             }

@@ -37,6 +37,9 @@ struct OriginCommand: AsyncParsableCommand {
                     try await controller.addOrigin(name: name, path: absolutePath(path), size: try bytes(size))
                 }
                 emit("added origin \(name)")
+                if size == nil, let format = ImageFormat.detect(at: absolutePath(path)) {
+                    printWarning("origin \(name) holds a \(format) image: snapvol snapshots and exports its bytes as they are, so clients must open the export as \(format) (or convert the file to raw first: qemu-img convert -O raw)")
+                }
             }
         }
     }

@@ -82,4 +82,24 @@ struct ImageLockTests {
         #expect(server.stop() == 0)
         try Shell.check(["qemu-io", "-f", "raw", loop.path, "-c", "write -P 0x22 0 64k"])
     }
+
+    /// A qcow2 file as an origin: taken (it is bytes like any other) with a warning that
+    /// clients must read the export as qcow2, or, not a whole number of sectors, refused with
+    /// the reason and the way out.
+    @Test(.enabled(if: Environment.canRun(commands: ["qemu-img"])))
+    func aQcow2OriginIsNamedForWhatItIs() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try Shell.check(["qemu-img", "create", "-f", "qcow2", pool.file("small.qcow2"), "64M"])
+        let refused = try pool.run("origin", "add", "small", "--path", pool.file("small.qcow2"))
+        #expect(refused.status == 1)
+        #expect(refused.stderr.hasSuffix("is not a positive multiple of 512 bytes (it is a qcow2 image: convert it to raw first, qemu-img convert -O raw)\n"),
+                "\(refused.stderr)")
+        try Shell.check(["qemu-img", "create", "-f", "qcow2", "-o", "preallocation=full", pool.file("vm.qcow2"), "4M"])
+        let added = try pool.run("origin", "add", "vm", "--path", pool.file("vm.qcow2"))
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(added.text == "added origin vm\n")
+        #expect(added.stderr == "snapvol: warning: origin vm holds a qcow2 image: snapvol snapshots and exports its bytes as they are, so clients must open the export as qcow2 (or convert the file to raw first: qemu-img convert -O raw)\n")
+        #expect(try pool.run("origin", "add", "blank", "--path", pool.file("blank.img"), "--size", "1M").stderr.isEmpty)
+    }
 }
