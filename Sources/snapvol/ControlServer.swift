@@ -38,6 +38,13 @@ enum ControlProtocol {
 /// does not tie the parsed command to the main actor (its `run` is nonisolated).
 protocol ForwardableCommand: SendableMetatype {
     var options: PoolOptions { get }
+    /// Whether this command line runs in the holder's process (false: it runs here and asks
+    /// the holder for what it needs, as `events --follow` does every second).
+    var runsInHolder: Bool { get }
+}
+
+extension ForwardableCommand {
+    var runsInHolder: Bool { true }
 }
 
 /// Accepts control connections and runs their commands.

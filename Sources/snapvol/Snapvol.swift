@@ -20,7 +20,7 @@ struct Snapvol: AsyncParsableCommand {
     static func main() async {
         do {
             var command = try parseAsRoot()
-            if let forwardable = command as? ForwardableCommand,
+            if let forwardable = command as? ForwardableCommand, forwardable.runsInHolder,
                let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: forwardable.options.location) {
                 Foundation.exit(status)
             }

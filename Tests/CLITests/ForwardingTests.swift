@@ -53,6 +53,31 @@ import TestSupport
         #expect(try pool.ok("events").text.split(separator: "\n").count == 2, "kept after the server stopped")
     }
 
+    /// `events --follow` prints each new event as it comes: from the log while no process holds
+    /// the pool, from the server once one runs; it never runs inside the server.
+    @Test func followingEventsSeesThemAsTheyCome() throws {
+        let pool = try Self.pool()
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        follower.arguments = ["events", "--follow", "--pool", pool.path]
+        let output = Pipe()
+        follower.standardOutput = output
+        try follower.run()
+        defer { if follower.isRunning { follower.terminate() } }
+        func nextLine() -> String {
+            var line = Data()
+            while line.last != UInt8(ascii: "\n"), case let byte = output.fileHandleForReading.readData(ofLength: 1), !byte.isEmpty { line += byte }
+            return String(decoding: line, as: UTF8.self)
+        }
+        try pool.ok("snapshot", "create", "first", "--origin", "data", "--cow", pool.file("first.cow"))
+        #expect(nextLine().hasSuffix("  first: created (COW \(pool.file("first.cow")), chunk 16 KiB)\n"))
+        let server = try ServeProcess(pool: pool)
+        try pool.ok("snapshot", "rename", "first", "kept")
+        #expect(nextLine().hasSuffix("  first: renamed to kept\n"))
+        #expect(server.stop() == 0)
+        #expect(follower.isRunning, "it follows until interrupted")
+    }
+
     /// The event log rotates past about 1 MiB, keeps its order across the two files, and skips a
     /// line torn by a crash.
     @Test func theEventLogRotatesAndSkipsATornLine() throws {
