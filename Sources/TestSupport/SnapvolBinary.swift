@@ -159,6 +159,21 @@ extension TestPool {
         return (pool, loop)
     }
 
+    /// Moves snapshot `name`'s recorded creation time `seconds` into the past, in the registry
+    /// file, as days of cron would.
+    public func backdate(_ name: String, by seconds: TimeInterval) throws {
+        let path = file("pool/registry.json")
+        guard var registry = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
+              var origins = registry["origins"] as? [[String: Any]] else { throw CocoaError(.fileReadCorruptFile) }
+        for (originIndex, origin) in origins.enumerated() {
+            guard var snapshots = origin["snapshots"] as? [[String: Any]], let index = snapshots.firstIndex(where: { $0["name"] as? String == name }) else { continue }
+            snapshots[index]["created"] = Date().addingTimeInterval(-seconds).formatted(.iso8601)
+            origins[originIndex]["snapshots"] = snapshots
+        }
+        registry["origins"] = origins
+        try JSONSerialization.data(withJSONObject: registry).write(to: URL(fileURLWithPath: path))
+    }
+
     /// A fresh pool holding origin `name`, a new file `<name>.img` of `size`; with `pattern`, its
     /// first `written` bytes (all of it when nil) hold that byte.
     public static func withOrigin(_ name: String, size: String, pattern: String? = nil, written: String? = nil) throws -> TestPool {

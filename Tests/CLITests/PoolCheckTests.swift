@@ -54,14 +54,7 @@ import TestSupport
     /// a copy into it); its age is the one recorded at creation (moved back here in the registry).
     @Test func aForgottenSnapshotWarnsPastMaxAge() throws {
         let pool = try Self.pool()
-        let registryPath = pool.file("pool/registry.json")
-        var registry = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: registryPath))) as? [String: Any])
-        var origins = try #require(registry["origins"] as? [[String: Any]])
-        var snapshots = try #require(origins[0]["snapshots"] as? [[String: Any]])
-        snapshots[1]["created"] = Date().addingTimeInterval(-10 * 86_400 - 60).formatted(.iso8601)
-        origins[0]["snapshots"] = snapshots
-        registry["origins"] = origins
-        try JSONSerialization.data(withJSONObject: registry).write(to: URL(fileURLWithPath: registryPath))
+        try pool.backdate("big", by: 10 * 86_400 + 60)
 
         #expect(try Self.check(pool).status == 0, "no age limit unless asked")
         let old = try Self.check(pool, "--max-age", "7d")

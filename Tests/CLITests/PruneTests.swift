@@ -113,15 +113,7 @@ import TestSupport
     /// registry, as ten days of cron would).
     @Test func olderThanCountsFromWhenEachWasTaken() throws {
         let pool = try Self.pool()
-        let registryPath = pool.file("pool/registry.json")
-        var registry = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: registryPath))) as? [String: Any])
-        var origins = try #require(registry["origins"] as? [[String: Any]])
-        var snapshots = try #require(origins[0]["snapshots"] as? [[String: Any]])
-        let index = try #require(snapshots.firstIndex { $0["name"] as? String == "n3-a" })
-        snapshots[index]["created"] = Date().addingTimeInterval(-10 * 86_400).formatted(.iso8601)
-        origins[0]["snapshots"] = snapshots
-        registry["origins"] = origins
-        try JSONSerialization.data(withJSONObject: registry).write(to: URL(fileURLWithPath: registryPath))
+        try pool.backdate("n3-a", by: 10 * 86_400)
 
         #expect(try pool.ok("snapshot", "prune", "--older-than", "7d").text == "deleted snapshot n3-a (8 kept)\n")
         // Both limits: n4-a is among the newest two of a, so nothing goes.
