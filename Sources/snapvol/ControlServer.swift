@@ -8,12 +8,14 @@ import Synchronization
 /// The control socket of `snapvol serve` (mode 0600, in the pool directory). A client sends one
 /// JSON line, `{"argv": [...], "cwd": "..."}`; the server runs that `snapvol` command against its
 /// own controller and streams back frames: a kind byte (`o` stdout, `e` stderr, `x` exit), a
-/// big-endian 32-bit length, the payload (for `x`, the 32-bit exit status).
+/// big-endian 32-bit length, the payload (for `x`, the 32-bit exit status). The argv
+/// `["---holder-role"]` asks instead what the holder is (`PoolOwner`'s raw value on stdout).
 enum ControlProtocol {
     static let stdout = UInt8(ascii: "o")
     static let stderr = UInt8(ascii: "e")
     static let exit = UInt8(ascii: "x")
     static let maxRequest = 1 << 20
+    static let roleQuery = "---holder-role"
 
     struct Request: Codable {
         var argv: [String]
@@ -52,12 +54,13 @@ struct ControlServer: Sendable {
     private let listener: SideListener
     private let running: RunningCommands
 
-    static func start(controller: Controller) async throws -> ControlServer {
+    /// Serves `controller`'s pool for a holder that is `role`.
+    static func start(controller: Controller, role: PoolOwner) async throws -> ControlServer {
         let path = controller.location.controlSocketPath
         let running = RunningCommands()
         let listener = try await SideListener.start { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller, running: running))
+                try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(controller: controller, role: role, running: running))
             }
         } bind: { bootstrap in
             bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
@@ -82,8 +85,8 @@ struct ControlServer: Sendable {
     /// elsewhere meanwhile (a cron job's `snapshot create`) are forwarded here instead of finding
     /// the pool locked; they finish before this returns. Without the socket (it cannot be
     /// bound), `body` runs all the same.
-    static func whileRunning<T>(_ controller: Controller, _ body: () async throws -> T) async throws -> T {
-        let server = try? await start(controller: controller)
+    static func whileRunning<T>(_ controller: Controller, as role: PoolOwner, _ body: () async throws -> T) async throws -> T {
+        let server = try? await start(controller: controller, role: role)
         do {
             let result = try await body()
             await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommands: true)
@@ -100,12 +103,14 @@ final class ControlSessionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private let controller: Controller
+    private let role: PoolOwner
     private let running: RunningCommands
     private var pending = ByteBuffer()
     private var started = false
 
-    init(controller: Controller, running: RunningCommands) {
+    init(controller: Controller, role: PoolOwner, running: RunningCommands) {
         self.controller = controller
+        self.role = role
         self.running = running
     }
 
@@ -128,6 +133,12 @@ final class ControlSessionHandler: ChannelInboundHandler {
         guard let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line)) else {
             send(ControlProtocol.stderr, Data("snapvol: error: malformed control request\n".utf8))
             channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(2)), promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        if request.argv == [ControlProtocol.roleQuery] {
+            send(ControlProtocol.stdout, Data(role.rawValue.utf8))
+            channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(0)), promise: nil)
             context.close(promise: nil)
             return
         }
@@ -183,6 +194,14 @@ enum ControlClient {
         exchange(argv, location: location) { kind, payload in
             (kind == ControlProtocol.stdout ? FileHandle.standardOutput : FileHandle.standardError).write(payload)
         }
+    }
+
+    /// What the process holding the pool is, if one answers on its control socket.
+    static func holderRole(_ location: PoolLocation) -> PoolOwner? {
+        var output = Data()
+        guard exchange([ControlProtocol.roleQuery], location: location, output: { if $0 == ControlProtocol.stdout { output.append($1) } }) == 0
+        else { return nil }
+        return PoolOwner(rawValue: String(decoding: output, as: UTF8.self))
     }
 
     /// Runs `argv` in the server and hands each output frame to `output`; nil if no server answers.

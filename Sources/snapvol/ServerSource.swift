@@ -1,18 +1,23 @@
 import Controller
 import Foundation
+import Synchronization
 import TerminalUI
 
 /// The TUI attached to a running server over its control socket: figures come from the
 /// server's `status --json`, commands are sent as the equivalent command lines.
 struct ServerSource: PoolSource {
     let location: PoolLocation
+    private let events = EventCache()
+
+    init(location: PoolLocation) { self.location = location }
 
     var readOnly: Bool { false }
     var poolDirectory: String { location.directory }
 
-    /// Whether a server answers on the pool's control socket.
+    /// Whether a long-lived holder (`serve`, another TUI) answers on the pool's control socket:
+    /// a TUI attaches to one, and waits for a command holding the pool to end instead.
     static func available(_ location: PoolLocation) -> Bool {
-        ControlClient.exchange(["status", "--json", "--pool", location.directory], location: location) { _, _ in } == 0
+        ControlClient.holderRole(location)?.holdsForLong == true
     }
 
     private func run(_ arguments: [String]) throws -> Data {
@@ -30,10 +35,14 @@ struct ServerSource: PoolSource {
 
     func status() throws -> PoolStatus { try JSONDecoder().decode(PoolStatus.self, from: try run(["status", "--json"])) }
     func registry() throws -> Registry { try PoolObserver.registry(location) }
-    /// The server's events (`events --json`).
+    /// The server's events: only the new ones (`events --json --after`), since sequences go on
+    /// across its restarts; all of them every `EventCache.fullEvery` refreshes, in case its log
+    /// was removed and numbering began again.
     func recentEvents() -> [EventJournal.Entry] {
-        guard let data = try? run(["events", "--json"]) else { return [] }
-        return (try? JSONDecoder().decode([EventJournal.Entry].self, from: data)) ?? []
+        let after = events.nextQuery()
+        guard let data = try? run(["events", "--json"] + (after.map { ["--after", "\($0)"] } ?? [])),
+              let new = try? JSONDecoder().decode([EventJournal.Entry].self, from: data) else { return events.entries }
+        return events.take(new, replacing: after == nil)
     }
 
     /// The server's chunk map of `snapshot` (`io map --exceptions --cells`).
@@ -63,5 +72,31 @@ struct ServerSource: PoolSource {
     func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws {
         guard kind != .remap else { throw ControllerError.refused("remap volumes are not renamed") }
         _ = try run([kind == .origin ? "origin" : "snapshot", "rename", name, newName] + (force ? ["--force"] : []))
+    }
+}
+
+/// The events an attached TUI has fetched from its server, the last `EventJournal.capacity`.
+final class EventCache: Sendable {
+    /// Every this many fetches, all of the server's events are fetched instead of the new ones.
+    static let fullEvery = 60
+    private let state = Mutex<(entries: [EventJournal.Entry], fetches: Int)>(([], 0))
+
+    var entries: [EventJournal.Entry] { state.withLock { $0.entries } }
+
+    /// The sequence to fetch after, or nil for a full fetch.
+    func nextQuery() -> Int? {
+        state.withLock { state in
+            defer { state.fetches += 1 }
+            return state.fetches % Self.fullEvery == 0 ? nil : state.entries.last?.sequence ?? -1
+        }
+    }
+
+    /// Adds what was fetched (or, for a full fetch, replaces the cache with it); returns the cache.
+    func take(_ fetched: [EventJournal.Entry], replacing: Bool) -> [EventJournal.Entry] {
+        state.withLock { state in
+            state.entries = replacing ? fetched : state.entries + fetched
+            if state.entries.count > EventJournal.capacity { state.entries.removeFirst(state.entries.count - EventJournal.capacity) }
+            return state.entries
+        }
     }
 }

@@ -53,7 +53,7 @@ struct SideServers: Sendable {
                       stoppingOnFailure nbd: NBDServer) async throws -> SideServers {
         let control: ControlServer
         do {
-            control = try await ControlServer.start(controller: controller)
+            control = try await ControlServer.start(controller: controller, role: .server)
         } catch {
             await nbd.shutdown()
             throw error

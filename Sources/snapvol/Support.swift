@@ -26,7 +26,7 @@ struct PoolOptions: ParsableArguments {
         if let owner = try owner() { return try await body(owner) }
         let controller = try await open(purpose, forwardable: role == .command)
         do {
-            let result = role == .server ? try await body(controller) : try await ControlServer.whileRunning(controller) { try await body(controller) }
+            let result = role == .server ? try await body(controller) : try await ControlServer.whileRunning(controller, as: role) { try await body(controller) }
             await controller.close()
             return result
         } catch {
@@ -60,8 +60,8 @@ extension PoolOptions {
                 if forwardable, let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: location) {
                     throw ExitCode(status)
                 }
-                // A second server or TUI waits for no one that serves the pool: it may serve for days.
-                if !forwardable, ServerSource.available(location) { throw ControllerError.locked(pool: pool, holder: holder) }
+                // A second server or TUI does not wait for one: it may hold the pool for days.
+                if !forwardable, ControlClient.holderRole(location)?.holdsForLong == true { throw ControllerError.locked(pool: pool, holder: holder) }
                 guard ContinuousClock.now < deadline else {
                     guard wait > 0 else { throw ControllerError.locked(pool: pool, holder: holder) }
                     throw ControllerError.refused("pool \(pool) is still in use by \(holder) after waiting \(waitText)")
@@ -77,7 +77,7 @@ extension PoolOptions {
 }
 
 /// What a process holding a pool is, for the commands run elsewhere meanwhile.
-enum PoolOwner {
+enum PoolOwner: String, Sendable {
     /// A command: forwarded, while it waits for the pool, to a holder that starts serving; once
     /// it holds the pool, it answers on the control socket until it ends (others' commands
     /// then run in it, and finish before it exits).
@@ -86,6 +86,10 @@ enum PoolOwner {
     case terminal
     /// `serve`, which runs its own control socket (with the metrics endpoint).
     case server
+
+    /// Whether it holds the pool until someone stops it (a TUI attaches to it, a second one
+    /// does not wait for it), rather than for one command.
+    var holdsForLong: Bool { self != .command }
 }
 
 /// Runs a command body, turning any error into one line on stderr and a non-zero exit.

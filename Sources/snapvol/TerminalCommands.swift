@@ -72,7 +72,7 @@ struct DemoCommand: AsyncParsableCommand {
             let controller = try await Controller.open(location, purpose: "snapvol demo")
             let writer = Task { await DemoPool.write(controller, bytesPerSecond: bytesPerSecond) }
             defer { writer.cancel() }
-            try await ControlServer.whileRunning(controller) {
+            try await ControlServer.whileRunning(controller, as: .terminal) {
                 try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
             }
             writer.cancel()

@@ -136,4 +136,32 @@ struct PoolWaitTests {
         #expect(forwarded.terminationStatus == 0 && holder.terminationStatus == 0)
         #expect(bytes.count == 4 << 20 && bytes.allSatisfy { $0 == 0x11 })
     }
+
+    /// What holds the pool, as its control socket answers: a command, which others wait for
+    /// (a server or a TUI started meanwhile does not attach to it or give up), or a server.
+    @Test func aHolderSaysWhatItIs() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        func role() throws -> String {
+            let client = try RawSocket(path: pool.file("pool/control.sock"))
+            client.send(Array(#"{"argv": ["---holder-role"], "cwd": "/"}"#.utf8) + [10])
+            let frame = client.receive(5)
+            let length = frame.count == 5 ? Int(frame[1]) << 24 | Int(frame[2]) << 16 | Int(frame[3]) << 8 | Int(frame[4]) : 0
+            return String(decoding: client.receive(length), as: UTF8.self)
+        }
+        let (reader, output) = try Self.blockedRead(pool, "vm", "4M")
+        #expect(try role() == "command")
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        server.arguments = ["serve", "--pool", pool.path, "--socket", pool.file("nbd.sock")]
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        Thread.sleep(forTimeInterval: 1)
+        #expect(server.isRunning, "a server waits for a command holding the pool")
+        _ = output.fileHandleForReading.readDataToEndOfFile()
+        reader.waitUntilExit()
+        let deadline = Date().addingTimeInterval(20)
+        while (try? role()) != "server", Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(try role() == "server", "then serves the pool")
+    }
 }
