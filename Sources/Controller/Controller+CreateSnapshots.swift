@@ -9,15 +9,18 @@ public struct SnapshotRequest: Sendable {
     public var origin: String
     public var cowPath: String
     public var cowSize: UInt64?
+    /// A new COW file's size as a share of its origin (30 for 30%), when `cowSize` is nil.
+    public var cowPercent: Double?
     public var chunkSize: Int?
     public var transient = false
     public var force = false
     /// Exception-table budget in bytes (0: no limit; nil: the default).
     public var exceptionCache: UInt64?
 
-    public init(name: String, origin: String, cowPath: String, cowSize: UInt64? = nil, chunkSize: Int? = nil,
+    public init(name: String, origin: String, cowPath: String, cowSize: UInt64? = nil, cowPercent: Double? = nil, chunkSize: Int? = nil,
                 transient: Bool = false, force: Bool = false, exceptionCache: UInt64? = nil) {
         self.exceptionCache = exceptionCache
+        self.cowPercent = cowPercent
         self.name = name
         self.origin = origin
         self.cowPath = cowPath
@@ -173,14 +176,14 @@ extension Controller {
             if magic == CowLayout.magicBytes && !request.force { throw ControllerError.cowHoldsStore(path) }
             return .existing(device)
         }
-        let size = request.cowSize ?? Self.defaultCowSize(originSize: originSize, chunkBytes: chunk)
+        let size = request.cowSize ?? Self.cowSize(percent: request.cowPercent ?? 20, originSize: originSize, chunkBytes: chunk)
         guard size >= 3 * chunk else { throw ControllerError.cowTooSmall(path: path, bytes: size, chunkBytes: geometry.chunkBytes) }
         return .create(size: size)
     }
 
-    /// 20% of the origin, rounded up to whole chunks, and at least 3 chunks.
-    public static func defaultCowSize(originSize: UInt64, chunkBytes: UInt64) -> UInt64 {
-        let fifth = (originSize + 4) / 5
-        return max(3, (fifth + chunkBytes - 1) / chunkBytes) * chunkBytes
+    /// `percent` of the origin (20 by default), rounded up to whole chunks, and at least 3 chunks.
+    public static func cowSize(percent: Double = 20, originSize: UInt64, chunkBytes: UInt64) -> UInt64 {
+        let share = UInt64((Double(originSize) * percent / 100).rounded(.up))
+        return max(3, (share + chunkBytes - 1) / chunkBytes) * chunkBytes
     }
 }

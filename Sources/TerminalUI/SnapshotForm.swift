@@ -124,7 +124,7 @@ public struct SnapshotForm: Sendable {
     private mutating func checkCowSize(chunk: Int, smallestOrigin: UInt64?) -> UInt64? {
         let sizeText = values[.cowSize] ?? ""
         if sizeText.isEmpty {
-            if let smallestOrigin, Controller.defaultCowSize(originSize: smallestOrigin, chunkBytes: UInt64(chunk)) < 3 * UInt64(chunk) {
+            if let smallestOrigin, Controller.cowSize(originSize: smallestOrigin, chunkBytes: UInt64(chunk)) < 3 * UInt64(chunk) {
                 errors[.cowSize] = "origin too small for a default COW"
             }
             return nil

@@ -26,7 +26,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         var allOrigins = false
         @Option(help: ArgumentHelp("With --all-origins: where the COW files go (default: the pool directory).", valueName: "dir"))
         var cowDir: String?
-        @Option(help: "Size of a new COW file.") var cowSize: String?
+        @Option(help: "Size of a new COW file, or a share of its origin (30%; default 20%).") var cowSize: String?
         @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
         @Flag(help: "Keep exceptions in memory only (lost when the pool's owner exits).") var transient = false
         @Flag(help: "Overwrite a COW device that already holds a snapshot store.") var force = false
@@ -67,20 +67,27 @@ struct SnapshotCommand: AsyncParsableCommand {
             } else {
                 guard cowDir == nil else { throw ValidationError("--cow-dir goes with --all-origins; give each snapshot its --cow") }
                 guard origin.count == names.count, cow.count == names.count else {
-                    throw ValidationError("\(Self.count(names.count, "name")) but \(Self.count(origin.count, "--origin")) and \(Self.count(cow.count, "--cow")): give one --origin and one --cow per name, in order")
+                    throw ValidationError("\(counted(names.count, "name")) but \(counted(origin.count, "--origin")) and \(counted(cow.count, "--cow")): give one --origin and one --cow per name, in order")
                 }
                 pairs = names.indices.map { (names[$0], origin[$0], absolutePath(cow[$0])) }
             }
             let chunk = try chunkBytes(chunkSize)
-            let size = try bytes(cowSize)
+            let (size, percent) = try Self.cowSize(cowSize)
             let cache = try exceptionCache.map(ExceptionCacheSizes.parse)
             return pairs.map { pair in
-                SnapshotRequest(name: pair.name, origin: pair.origin, cowPath: pair.cow, cowSize: size,
+                SnapshotRequest(name: pair.name, origin: pair.origin, cowPath: pair.cow, cowSize: size, cowPercent: percent,
                                 chunkSize: chunk, transient: transient, force: force, exceptionCache: cache)
             }
         }
 
-        private static func count(_ count: Int, _ what: String) -> String { "\(count) \(what)\(count == 1 ? "" : "s")" }
+        /// `--cow-size`: bytes, or a share of each origin ("30%": above 0, up to 1000).
+        static func cowSize(_ text: String?) throws -> (bytes: UInt64?, percent: Double?) {
+            guard let text, text.hasSuffix("%") else { return (try bytes(text), nil) }
+            guard let percent = Double(text.dropLast()), percent > 0, percent <= 1000 else {
+                throw ControllerError.refused("invalid --cow-size '\(text)': a share of the origin from above 0% to 1000%")
+            }
+            return (nil, percent)
+        }
     }
 
     struct Attach: AsyncParsableCommand, ForwardableCommand {

@@ -63,6 +63,20 @@ import TestSupport
         try RefusalTests.expectRefused(pool, ["snapshot", "create", "weekly", "--all-origins"], mentioning: "'weekly-a' already exists")
     }
 
+    /// `--cow-size 50%`: each new COW is that share of its own origin (whole chunks), as LVM's
+    /// `-l 50%ORIGIN`; a share out of range is refused with one line, nothing made.
+    @Test func aCowSizeInPercentIsAShareOfEachOrigin() throws {
+        let pool = try Self.pool()
+        try pool.ok("origin", "add", "big", "--path", pool.file("big.img"), "--size", "4M")
+        try pool.ok("snapshot", "create", "half", "--all-origins", "--cow-size", "50%", "--chunk-size", "4K")
+        #expect(try pool.snapshotStatus("half-a")?["cow_total_bytes"] as? Int == 512 << 10)
+        #expect(try pool.snapshotStatus("half-big")?["cow_total_bytes"] as? Int == 2 << 20)
+        for size in ["0%", "x%", "1001%"] {
+            try RefusalTests.expectRefused(pool, ["snapshot", "create", "s", "--origin", "a", "--cow", pool.file("s.cow"), "--cow-size", size],
+                                           mentioning: "invalid --cow-size '\(size)': a share of the origin from above 0% to 1000%")
+        }
+    }
+
     /// Refusals found by the checks change nothing (one line, exit 1).
     @Test func aGroupIsCheckedWhole() throws {
         let pool = try Self.pool()
