@@ -7,19 +7,28 @@ import Foundation
 ///
 /// Invariant: each warning level and each invalidation is reported once per snapshot.
 public struct AutoextendPolicy: Sendable {
-    public let thresholdPercent: Double?
-    public let growPercent: Double
+    public private(set) var thresholdPercent: Double?
+    public private(set) var growPercent: Double
     private var warnedLevel: [String: Int] = [:]
     private var reportedInvalid: Set<String> = []
 
     /// `threshold` nil disables extension (warnings still happen). Threshold must be 50...99.
     public init(thresholdPercent: Double?, growPercent: Double) throws {
-        if let thresholdPercent, !(50...99).contains(thresholdPercent) {
-            throw ControllerError.refused("--autoextend-threshold must be from 50 to 99 (percent)")
-        }
-        guard growPercent > 0, growPercent <= 1000 else { throw ControllerError.refused("--autoextend-percent must be from 1 to 1000") }
+        try AutoextendSettings.check(thresholdPercent: thresholdPercent, growPercent: growPercent)
         self.thresholdPercent = thresholdPercent
         self.growPercent = growPercent
+    }
+
+    /// Off (no extension; warnings and alarms still), until it adopts settings.
+    public init() {
+        thresholdPercent = nil
+        growPercent = AutoextendSettings.defaultGrowPercent
+    }
+
+    /// Takes `settings` (the pool's, changed by `pool set` meanwhile), keeping what was reported.
+    public mutating func adopt(_ settings: AutoextendSettings?) {
+        thresholdPercent = settings?.thresholdPercent
+        growPercent = settings?.growPercent ?? AutoextendSettings.defaultGrowPercent
     }
 
     /// What to do for one snapshot now.
@@ -58,7 +67,48 @@ public struct AutoextendPolicy: Sendable {
     }
 }
 
+/// A pool's autoextend settings, as `pool set` records them in its registry (like the
+/// `snapshot_autoextend_*` settings of lvm.conf).
+///
+/// Invariant: checked by `check` (threshold 50-99, growth 1-1000) before it is recorded.
+public struct AutoextendSettings: Codable, Sendable, Equatable {
+    public static let defaultGrowPercent: Double = 20
+    /// Grow a file-backed COW when it is this full (percent); nil: never.
+    public var thresholdPercent: Double?
+    public var growPercent: Double
+
+    enum CodingKeys: String, CodingKey {
+        case thresholdPercent = "threshold_percent", growPercent = "grow_percent"
+    }
+
+    public init(thresholdPercent: Double?, growPercent: Double = AutoextendSettings.defaultGrowPercent) throws {
+        try Self.check(thresholdPercent: thresholdPercent, growPercent: growPercent)
+        self.thresholdPercent = thresholdPercent
+        self.growPercent = growPercent
+    }
+
+    static func check(thresholdPercent: Double?, growPercent: Double) throws {
+        if let thresholdPercent, !(50...99).contains(thresholdPercent) {
+            throw ControllerError.refused("--autoextend-threshold must be from 50 to 99 (percent)")
+        }
+        guard growPercent >= 1, growPercent <= 1000 else { throw ControllerError.refused("--autoextend-percent must be from 1 to 1000") }
+    }
+
+    /// "at 70% full, by 20% of the COW", or "off".
+    public var description: String {
+        thresholdPercent.map { "at \(Int($0))% full, by \(Int(growPercent))% of the COW" } ?? "off"
+    }
+}
+
 extension Controller {
+    /// Records the pool's autoextend settings; a server applies them within a second.
+    public func setAutoextend(_ settings: AutoextendSettings) async throws {
+        try await command {
+            try editRegistry { $0.autoextend = settings }
+            events.record("pool: autoextend \(settings.description)")
+        }
+    }
+
     /// Whether snapshot `name`'s COW is a regular file (the only kind snapvol can grow).
     public func isFileBacked(snapshot name: String) -> Bool {
         guard let record = registry.snapshot(named: name)?.snapshot else { return false }

@@ -11,16 +11,20 @@ public struct Registry: Codable, Equatable, Sendable {
     public var version = Registry.currentVersion
     public var origins: [OriginRecord] = []
     public var remaps: [RemapRecord] = []
+    /// The pool's autoextend settings (`pool set`), which `serve` applies unless its own flags
+    /// say otherwise; nil: never set (off).
+    public var autoextend: AutoextendSettings?
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey { case version, origins, remaps }
+    enum CodingKeys: String, CodingKey { case version, origins, remaps, autoextend }
 
     public init(from decoder: any Decoder) throws {
         let values = try decoder.container(keyedBy: CodingKeys.self)
         version = try values.decode(Int.self, forKey: .version)
         origins = try values.decode([OriginRecord].self, forKey: .origins)
         remaps = try values.decodeIfPresent([RemapRecord].self, forKey: .remaps) ?? []
+        autoextend = try values.decodeIfPresent(AutoextendSettings.self, forKey: .autoextend)
     }
 
     public var allNames: [String] { origins.flatMap { [$0.name] + $0.snapshots.map(\.name) } + remaps.map(\.name) }

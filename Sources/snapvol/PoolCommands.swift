@@ -3,7 +3,7 @@ import Controller
 
 struct PoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pool", abstract: "Manage the pool itself.", subcommands: [Init.self, Check.self])
+        commandName: "pool", abstract: "Manage the pool itself.", subcommands: [Init.self, Check.self, Settings.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create the pool (refused if one exists).")
@@ -14,6 +14,44 @@ struct PoolCommand: AsyncParsableCommand {
                 try Controller.initPool(options.location)
                 emit("created pool \(options.location.directory)")
             }
+        }
+    }
+}
+
+extension PoolCommand {
+    /// The pool's settings, kept in its registry: shown, or changed by the options given.
+    struct Settings: AsyncParsableCommand, ForwardableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or change the pool's settings (autoextend of file-backed COWs, applied by 'snapvol serve').",
+            discussion: """
+                Like lvm.conf's snapshot_autoextend_threshold and _percent. A running server applies a change \
+                within a second; its own --autoextend-* flags, when given, take precedence.
+                """)
+        @OptionGroup var options: PoolOptions
+        @Option(help: ArgumentHelp("Grow a file-backed COW when it is this full: 50-99, or off.", valueName: "percent|off"))
+        var autoextendThreshold: String?
+        @Option(help: ArgumentHelp("Grow it by this percent of its size: 1-1000.", valueName: "percent")) var autoextendPercent: Double?
+
+        func run() async throws {
+            try await guarded {
+                let settings = try await options.withController("snapvol pool settings") { controller -> AutoextendSettings? in
+                    let current = controller.registry.autoextend
+                    guard autoextendThreshold != nil || autoextendPercent != nil else { return current }
+                    let threshold = try autoextendThreshold.map(Self.threshold) ?? current?.thresholdPercent
+                    let changed = try AutoextendSettings(thresholdPercent: threshold,
+                                                         growPercent: autoextendPercent ?? current?.growPercent ?? AutoextendSettings.defaultGrowPercent)
+                    try await controller.setAutoextend(changed)
+                    return changed
+                }
+                emit("autoextend: \(settings?.description ?? "off")")
+            }
+        }
+
+        /// "off", or a percentage.
+        static func threshold(_ text: String) throws -> Double? {
+            if text == "off" { return nil }
+            guard let value = Double(text) else { throw ControllerError.refused("invalid --autoextend-threshold '\(text)': 50-99, or off") }
+            return value
         }
     }
 }

@@ -18,8 +18,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Export every volume read-only.") var readOnly = false
     @Flag(help: "Export snapshots read-only (origins and remap volumes stay writable): for backups.")
     var readOnlySnapshots = false
-    @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: off).") var autoextendThreshold: Double?
-    @Option(help: "Grow by this percent of the COW's size.") var autoextendPercent: Double = 20
+    @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: the pool's 'pool set', else off).")
+    var autoextendThreshold: Double?
+    @Option(help: "Grow by this percent of the COW's size (default: the pool's, else 20).") var autoextendPercent: Double?
     @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).",
             completion: VolumeCompletion.volumes)
     var defaultExport: String?
@@ -46,7 +47,9 @@ struct ServeCommand: AsyncParsableCommand {
             guard busyPoll >= 0, busyPoll <= 1000 else {
                 throw ControllerError.refused("invalid --busy-poll \(busyPoll): microseconds from 0 (never) to 1000")
             }
-            let policy = try AutoextendPolicy(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent)
+            // Flags override the pool's settings, which are read again every second otherwise.
+            let policy: AutoextendSettings? = autoextendThreshold == nil && autoextendPercent == nil ? nil
+                : try AutoextendSettings(thresholdPercent: autoextendThreshold, growPercent: autoextendPercent ?? AutoextendSettings.defaultGrowPercent)
             let notifier = try ServiceNotifier.fromEnvironment()
             let metricsAddress = try metricsListen.map { try Self.hostAndPort($0, option: "--metrics-listen", lowestPort: 0) }
             try await options.withController("snapvol serve", as: .server) { controller in
@@ -77,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// Tells the service manager it is ready, then watches the pool (and feeds its watchdog),
     /// reloading on SIGHUP, until SIGINT or SIGTERM.
-    static func serveUntilSignalled(_ controller: Controller, signals: ServeSignals, tls: NBDTLS?, policy: AutoextendPolicy,
+    static func serveUntilSignalled(_ controller: Controller, signals: ServeSignals, tls: NBDTLS?, policy: AutoextendSettings?,
                                     notifier: ServiceNotifier?) async {
         // After the notice: a unit ordered after this one starts once both sockets accept.
         let ready = (try? controller.status()).map(serviceStatus) ?? "serving"
@@ -114,8 +117,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events; with
     /// a service manager, `STATUS=` whenever its line changes from `announced`.
-    static func watch(_ controller: Controller, policy: AutoextendPolicy, notifier: ServiceNotifier?, announced: String? = nil) async {
-        var policy = policy
+    static func watch(_ controller: Controller, policy flags: AutoextendSettings?, notifier: ServiceNotifier?, announced: String? = nil) async {
+        var policy = AutoextendPolicy()
         var announced = announced
         var seen = controller.events.recent.last?.sequence ?? -1
         // A failing autoextend is retried every second but reported once per snapshot and error.
@@ -125,6 +128,7 @@ struct ServeCommand: AsyncParsableCommand {
                 printNotice(event.text, level: event.isAlarm ? .error : .notice)
                 seen = event.sequence
             }
+            policy.adopt(flags ?? controller.registry.autoextend)
             let status = try? controller.status()
             if let notifier, let status, case let line = serviceStatus(status), line != announced {
                 notifier.notify("STATUS=" + line)

@@ -35,6 +35,17 @@ import Testing
         #expect(policy.review(Self.report(fill: 100, state: "invalid"), fileBacked: true).isEmpty)
     }
 
+    /// Settings adopted while it runs (`pool settings` under a server) change what it extends,
+    /// not what it already reported.
+    @Test func adoptedSettingsKeepWhatWasReported() throws {
+        var policy = AutoextendPolicy()
+        #expect(policy.review(Self.report(fill: 81), fileBacked: true) == [.warn("snapshot s COW is 81% full")])
+        policy.adopt(try AutoextendSettings(thresholdPercent: 70, growPercent: 100))
+        #expect(policy.review(Self.report(fill: 82), fileBacked: true) == [.extend(name: "s", to: 2 << 20)], "no second warning")
+        policy.adopt(nil)
+        #expect(policy.review(Self.report(fill: 82), fileBacked: true).isEmpty)
+    }
+
     @Test func refusesThresholdsBelowFifty() {
         #expect(throws: ControllerError.self) { try AutoextendPolicy(thresholdPercent: 40, growPercent: 20) }
         #expect(throws: ControllerError.self) { try AutoextendPolicy(thresholdPercent: 70, growPercent: 0) }

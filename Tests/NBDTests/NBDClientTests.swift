@@ -309,6 +309,30 @@ struct ServeDutiesTests {
         #expect(try pool.snapshotStatus("snap")?["state"] as? String == "active")
     }
 
+    /// The pool's autoextend settings (`pool settings`), changed while a server runs: it applies
+    /// them within a second, without flags or a restart, and a new server starts with them.
+    @Test func thePoolsAutoextendSettingsApplyLive() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--cow-size", "4M")
+        let server = try ServeProcess(pool: pool)
+        try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x5 0 3584k", server.uri("data")])
+        Thread.sleep(forTimeInterval: 2)
+        func cowSize() -> Int { ((try? FileManager.default.attributesOfItem(atPath: pool.file("snap.cow")))?[.size] as? Int) ?? 0 }
+        #expect(cowSize() == 4 << 20, "off until set")
+        #expect(try pool.ok("pool", "settings", "--autoextend-threshold", "50", "--autoextend-percent", "100").text
+                == "autoextend: at 50% full, by 100% of the COW\n")
+        let deadline = Date().addingTimeInterval(15)
+        while cowSize() < 8 << 20, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(cowSize() == 8 << 20)
+        #expect(server.stop() == 0)
+        #expect(try pool.ok("pool", "settings").text == "autoextend: at 50% full, by 100% of the COW\n", "kept in the pool")
+        let refused = try pool.run("pool", "settings", "--autoextend-threshold", "40")
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "snapvol: error: --autoextend-threshold must be from 50 to 99 (percent)\n")
+    }
+
     /// serve makes its own listening socket: a file that is not a socket is refused and kept,
     /// a socket left by an earlier server is replaced, and its own is removed at shutdown.
     @Test func theSocketPathIsCheckedReplacedAndRemoved() throws {
