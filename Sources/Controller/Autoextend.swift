@@ -100,6 +100,50 @@ public struct AutoextendSettings: Codable, Sendable, Equatable {
     }
 }
 
+/// One holder's autoextend duty, run once a second (by `serve`, and by a TUI driving the pool):
+/// reviews every snapshot under the settings, grows the COWs that reached the threshold, and
+/// says what happened.
+///
+/// Invariant: a failing extension is retried at every step but reported once per snapshot and
+/// error (`reportedFailures`).
+public struct Autoextender: Sendable {
+    /// What a step did or found, for the holder to report.
+    public enum Report: Equatable, Sendable {
+        case warning(String), alarm(String), extended(String), failed(String)
+    }
+
+    private var policy = AutoextendPolicy()
+    private var reportedFailures: [String: String] = [:]
+
+    public init() {}
+
+    /// Reviews `status` (the pool's now) under `settings`, extending what needs it.
+    public mutating func step(_ controller: Controller, status: PoolStatus?, settings: AutoextendSettings?) async -> [Report] {
+        policy.adopt(settings)
+        var reports: [Report] = []
+        for snapshot in status?.origins.flatMap(\.snapshots) ?? [] {
+            for action in policy.review(snapshot, fileBacked: controller.isFileBacked(snapshot: snapshot.name)) {
+                switch action {
+                case .warn(let text): reports.append(.warning(text))
+                case .alarm(let text): reports.append(.alarm(text))
+                case let .extend(name, size):
+                    do {
+                        try await controller.extendSnapshot(name: name, cowSize: size)
+                        reportedFailures[name] = nil
+                        reports.append(.extended("autoextended snapshot \(name) to \(ByteSize.describe(size))"))
+                    } catch {
+                        let text = "\(error)"
+                        guard reportedFailures[name] != text else { continue }
+                        reportedFailures[name] = text
+                        reports.append(.failed("autoextend of \(name) failed: \(text) (retrying every second, reported once)"))
+                    }
+                }
+            }
+        }
+        return reports
+    }
+}
+
 extension Controller {
     /// Records the pool's autoextend settings; a server applies them within a second.
     public func setAutoextend(_ settings: AutoextendSettings) async throws {

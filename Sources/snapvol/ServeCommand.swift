@@ -118,40 +118,25 @@ struct ServeCommand: AsyncParsableCommand {
     /// Once a second: autoextend, fill warnings, invalidation alarms, and the engine's events; with
     /// a service manager, `STATUS=` whenever its line changes from `announced`.
     static func watch(_ controller: Controller, policy flags: AutoextendSettings?, notifier: ServiceNotifier?, announced: String? = nil) async {
-        var policy = AutoextendPolicy()
+        var autoextender = Autoextender()
         var announced = announced
         var seen = controller.events.recent.last?.sequence ?? -1
-        // A failing autoextend is retried every second but reported once per snapshot and error.
-        var reportedFailures: [String: String] = [:]
         while !Task.isCancelled {
             for event in controller.events.since(seen) {
                 printNotice(event.text, level: event.isAlarm ? .error : .notice)
                 seen = event.sequence
             }
-            policy.adopt(flags ?? controller.registry.autoextend)
             let status = try? controller.status()
             if let notifier, let status, case let line = serviceStatus(status), line != announced {
                 notifier.notify("STATUS=" + line)
                 announced = line
             }
-            for snapshot in status?.origins.flatMap(\.snapshots) ?? [] {
-                for action in policy.review(snapshot, fileBacked: controller.isFileBacked(snapshot: snapshot.name)) {
-                    switch action {
-                    case .warn(let text): printNotice("warning: " + text, level: .warning)
-                    case .alarm(let text): printNotice("ERROR: " + text, level: .error)
-                    case let .extend(name, size):
-                        do {
-                            try await controller.extendSnapshot(name: name, cowSize: size)
-                            reportedFailures[name] = nil
-                            printNotice("autoextended snapshot \(name) to \(ByteSize.describe(size))")
-                        } catch {
-                            let text = "\(error)"
-                            if reportedFailures[name] != text {
-                                reportedFailures[name] = text
-                                printNotice("ERROR: autoextend of \(name) failed: \(text) (retrying every second, reported once)", level: .error)
-                            }
-                        }
-                    }
+            for report in await autoextender.step(controller, status: status, settings: flags ?? controller.registry.autoextend) {
+                switch report {
+                case .warning(let text): printNotice("warning: " + text, level: .warning)
+                case .alarm(let text): printNotice("ERROR: " + text, level: .error)
+                case .extended(let text): printNotice(text)
+                case .failed(let text): printNotice("ERROR: " + text, level: .error)
                 }
             }
             try? await Task.sleep(for: .seconds(1))

@@ -171,6 +171,18 @@ struct TerminalTests {
         #expect(try pool.snapshotStatus("fromcron") != nil, "the pool is free again")
     }
 
+    /// While the TUI drives the pool, the pool's autoextend settings apply (as under `serve`),
+    /// and the event pane says what was grown.
+    @Test func theTUIAutoextendsByThePoolsSettings() throws {
+        let pool = try TestPool.withVM(snapshot: "base", "--cow-size", "1M")
+        try pool.ok("pool", "settings", "--autoextend-threshold", "50", "--autoextend-percent", "100")
+        let session = try Self.tui(pool)
+        try pool.ok("io", "write", "vm", "0", "768K", "--pattern", "0x61")
+        try session.press("j", until: "autoextended snapshot base to 2 MiB")
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("base")?["cow_total_bytes"] as? Int == 2 << 20)
+    }
+
     @Test func readOnlyRefusesEveryChangeAndTouchesNothing() throws {
         let pool = try Self.pool()
         try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "3")
