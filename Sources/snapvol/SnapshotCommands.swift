@@ -178,13 +178,25 @@ struct SnapshotCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Grow a file-backed COW device.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The snapshot's name.", completion: VolumeCompletion.snapshots) var name: String
-        @Option(help: "The new COW size.") var cowSize: String
+        @Option(help: "The new COW size, or a share of the origin (50%).") var cowSize: String
 
         func run() async throws {
             try await guarded {
-                try await options.withController("snapvol snapshot extend") { try await $0.extendSnapshot(name: name, cowSize: try bytes(cowSize)) }
-                emit("extended snapshot \(name) to \(ByteSize.describe(try bytes(cowSize)))")
+                let (bytes, percent) = try Create.cowSize(cowSize)
+                let size = try await options.withController("snapvol snapshot extend") { controller -> UInt64 in
+                    let size = try bytes ?? Self.share(percent ?? 0, of: name, in: controller)
+                    try await controller.extendSnapshot(name: name, cowSize: size)
+                    return size
+                }
+                emit("extended snapshot \(name) to \(ByteSize.describe(size))")
             }
+        }
+
+        /// `percent` of snapshot `name`'s origin, in whole chunks.
+        private static func share(_ percent: Double, of name: String, in controller: Controller) throws -> UInt64 {
+            guard let found = controller.registry.snapshot(named: name) else { throw ControllerError.unknownSnapshot(name) }
+            let originSize = try controller.status(only: found.origin.name).origins.first?.size ?? 0
+            return Controller.cowSize(percent: percent, originSize: originSize, chunkBytes: UInt64(found.snapshot.chunkSize))
         }
     }
 }

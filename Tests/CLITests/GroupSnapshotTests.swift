@@ -71,6 +71,8 @@ import TestSupport
         try pool.ok("snapshot", "create", "half", "--all-origins", "--cow-size", "50%", "--chunk-size", "4K")
         #expect(try pool.snapshotStatus("half-a")?["cow_total_bytes"] as? Int == 512 << 10)
         #expect(try pool.snapshotStatus("half-big")?["cow_total_bytes"] as? Int == 2 << 20)
+        #expect(try pool.ok("snapshot", "extend", "half-big", "--cow-size", "75%").text == "extended snapshot half-big to 3 MiB\n")
+        #expect(try pool.snapshotStatus("half-big")?["cow_total_bytes"] as? Int == 3 << 20)
         for size in ["0%", "x%", "1001%"] {
             try RefusalTests.expectRefused(pool, ["snapshot", "create", "s", "--origin", "a", "--cow", pool.file("s.cow"), "--cow-size", size],
                                            mentioning: "invalid --cow-size '\(size)': a share of the origin from above 0% to 1000%")
