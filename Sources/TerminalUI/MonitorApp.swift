@@ -240,7 +240,7 @@ public final class MonitorApp {
                 try await source.rename(kind, target, to: text, force: force)
             }
         }
-        guard let size = try? ByteSize.parse(text) else { return show("invalid size '\(text)'", error: true) }
+        guard let size = cowShare(text, of: target) ?? (try? ByteSize.parse(text)) else { return show("invalid size '\(text)'", error: true) }
         if case .originSize = value.purpose {
             run("resizing \(target)", done: "resized \(target) to \(ByteSize.describe(size))") { [source] in
                 try await source.resizeOrigin(name: target, size: size)
@@ -250,6 +250,14 @@ public final class MonitorApp {
                 try await source.extendSnapshot(name: target, cowSize: size)
             }
         }
+    }
+
+    /// A COW size typed as a share of the snapshot's origin ("50%"), in whole chunks, as
+    /// `snapshot extend --cow-size 50%` takes it; nil for anything else.
+    private func cowShare(_ text: String, of snapshot: String) -> UInt64? {
+        guard text.hasSuffix("%"), let percent = Double(text.dropLast()), percent > 0, percent <= 1000,
+              let row = model.rows.first(where: { $0.kind == .snapshot && $0.name == snapshot }), let chunk = row.chunkSize else { return nil }
+        return Controller.cowSize(percent: percent, originSize: row.size, chunkBytes: UInt64(chunk))
     }
 
     /// The exceptions the named snapshots hold, as last refreshed (a merged one is gone: none).

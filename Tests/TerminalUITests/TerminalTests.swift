@@ -122,6 +122,10 @@ struct TerminalTests {
         try session.type("32M")
         try session.press("Enter", until: "extended base to 32 MiB")
         #expect(try FileManager.default.attributesOfItem(atPath: pool.file("base.cow"))[.size] as? UInt64 == 32 << 20)
+        // A share of the 8 MiB origin, as `snapshot extend --cow-size 500%` takes it.
+        try session.press("e", until: "new COW size for base: _")
+        try session.type("500%")
+        try session.press("Enter", until: "extended base to 40 MiB")
         try session.press("k", "e", until: "new size for origin vm (now 8 MiB): _")
         try session.type("16M")
         try session.press("Enter", until: "a snapshot keeps its origin's size")
