@@ -287,11 +287,15 @@ struct BusyPollTests {
 /// Serve's own duties beyond NBD: autoextend and TCP on loopback.
 @Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdinfo", "qemu-io"])))
 struct ServeDutiesTests {
-    @Test func autoextendGrowsAFillingCow() throws {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
+    /// Origin `data` (32 MiB) with snapshot `snap` on a 4 MiB COW file.
+    static func poolWithASmallCow() throws -> TestPool {
+        let pool = try TestPool.withOrigin("data", size: "32M")
         try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--cow-size", "4M")
+        return pool
+    }
+
+    @Test func autoextendGrowsAFillingCow() throws {
+        let pool = try Self.poolWithASmallCow()
         let server = try ServeProcess(pool: pool, extra: ["--autoextend-threshold", "50", "--autoextend-percent", "100"])
         try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x5 0 3584k", server.uri("data")])
         let deadline = Date().addingTimeInterval(15)
@@ -312,10 +316,7 @@ struct ServeDutiesTests {
     /// The pool's autoextend settings (`pool settings`), changed while a server runs: it applies
     /// them within a second, without flags or a restart, and a new server starts with them.
     @Test func thePoolsAutoextendSettingsApplyLive() throws {
-        let pool = try TestPool()
-        try pool.ok("pool", "init")
-        try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "32M")
-        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--cow-size", "4M")
+        let pool = try Self.poolWithASmallCow()
         let server = try ServeProcess(pool: pool)
         try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x5 0 3584k", server.uri("data")])
         Thread.sleep(forTimeInterval: 2)
