@@ -88,20 +88,11 @@ public struct PoolHealth: Sendable, Equatable {
             findings.append(Finding(level: level, volume: snapshot.name, text: "COW of \(snapshot.name) is \(percent(snapshot.fillPercent)) full"))
         }
         if let limit = thresholds.maximumAge, let created = snapshot.createdDate, now.timeIntervalSince(created) > limit {
-            let age = describe(age: now.timeIntervalSince(created))
+            let age = Wording.age(now.timeIntervalSince(created))
             findings.append(Finding(level: .warning, volume: snapshot.name,
                                     text: "snapshot \(snapshot.name) is \(age) old: every first write to \(snapshot.origin) still copies into it"))
         }
         return findings
-    }
-
-    /// "12 days", "5 hours", "40 minutes": the age in its largest whole unit.
-    static func describe(age seconds: Double) -> String {
-        for (unit, length) in [("day", 86_400.0), ("hour", 3_600.0), ("minute", 60.0)] where seconds >= length {
-            let count = Int(seconds / length)
-            return "\(count) \(unit)\(count == 1 ? "" : "s")"
-        }
-        return "\(Int(seconds)) seconds"
     }
 
     private static func lost(_ snapshot: SnapshotReport) -> String {

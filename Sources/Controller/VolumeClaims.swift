@@ -37,7 +37,7 @@ public final class VolumeClaims: Sendable {
     }
 
     /// "1 NBD client", "3 NBD clients": how messages and screens count clients.
-    public static func describe(_ clients: Int) -> String { clients == 1 ? "1 NBD client" : "\(clients) NBD clients" }
+    public static func describe(_ clients: Int) -> String { Wording.counted(clients, "NBD client") }
 
     /// How many clients hold `volume`.
     public func clients(of volume: String) -> Int {

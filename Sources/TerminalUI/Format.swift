@@ -25,14 +25,6 @@ enum Format {
     }
 
     /// How long ago, in its two largest units: "40 s", "12 min", "3 h 5 min", "4 d 2 h".
-    static func age(_ seconds: Double) -> String {
-        let whole = max(0, Int(seconds))
-        let (days, hours, minutes) = (whole / 86_400, whole / 3_600 % 24, whole / 60 % 60)
-        if days > 0 { return hours > 0 ? "\(days) d \(hours) h" : "\(days) d" }
-        if whole >= 3_600 { return minutes > 0 ? "\(whole / 3_600) h \(minutes) min" : "\(whole / 3_600) h" }
-        return whole >= 60 ? "\(whole / 60) min" : "\(whole) s"
-    }
-
     /// "23:58:12", local time: when an event happened.
     static func clock(_ date: Date) -> String {
         date.formatted(Date.FormatStyle().hour(.twoDigits(amPM: .omitted)).minute(.twoDigits).second(.twoDigits))
@@ -42,7 +34,7 @@ enum Format {
     static func taken(_ date: Date, now: Date) -> String {
         let utc = date.formatted(Date.ISO8601FormatStyle(dateSeparator: .dash, dateTimeSeparator: .space, timeZone: .gmt)
             .year().month().day().time(includingFractionalSeconds: false))
-        return "\(utc) UTC, \(age(now.timeIntervalSince(date))) ago"
+        return "\(utc) UTC, \(Wording.age(now.timeIntervalSince(date))) ago"
     }
 
     static func percent(_ value: Double) -> String {

@@ -76,7 +76,7 @@ struct ControlServer: Sendable {
         unlink(path)
         await listener.close {
             guard finishingCommands else { return }
-            if running.count > 0 { printNotice("finishing \(counted(running.count, "command")) forwarded by other snapvol processes") }
+            if running.count > 0 { printNotice("finishing \(Wording.counted(running.count, "command")) forwarded by other snapvol processes") }
             await running.drained()
         }
     }

@@ -87,13 +87,13 @@ struct HealthReport: Encodable {
 enum PoolHealthText {
     static func render(_ health: PoolHealth, _ status: PoolStatus) -> String {
         let snapshots = status.origins.flatMap(\.snapshots)
-        var summary = [counted(status.origins.count, "origin"), counted(snapshots.count, "snapshot")]
-        if !status.remaps.isEmpty { summary.append(counted(status.remaps.count, "remap volume")) }
+        var summary = [Wording.counted(status.origins.count, "origin"), Wording.counted(snapshots.count, "snapshot")]
+        if !status.remaps.isEmpty { summary.append(Wording.counted(status.remaps.count, "remap volume")) }
         var line = "SNAPVOL \(health.level.word) - "
         // Overviews show only this line: the worst finding comes first.
         if let worst = health.findings.first(where: { $0.level == health.level }) {
             let others = health.findings.count - 1
-            line += worst.text + (others > 0 ? " (and \(counted(others, "more problem")))" : "") + "; "
+            line += worst.text + (others > 0 ? " (and \(Wording.counted(others, "more problem")))" : "") + "; "
         }
         line += summary.joined(separator: ", ")
         if health.findings.isEmpty, let fullest = snapshots.max(by: { $0.fillPercent < $1.fillPercent }) {

@@ -74,7 +74,7 @@ struct RemapCommand: AsyncParsableCommand {
                 let removal = try await options.withController("snapvol remap remove") { try await $0.removeRemap(name: name, force: force) }
                 var line = "removed remap volume \(name)"
                 if let spare = removal.spareKept {
-                    let chunks = removal.chunksInSpare.map { "\(counted($0, "remapped chunk")) left in it" } ?? "its content not known"
+                    let chunks = removal.chunksInSpare.map { "\(Wording.counted($0, "remapped chunk")) left in it" } ?? "its content not known"
                     line += "; kept its spare area \(spare) (\(chunks))"
                 }
                 emit(line)

@@ -8,10 +8,10 @@ extension ServeCommand {
         let volumes = status.origins.count + snapshots.count + status.remaps.count
         let clients = status.origins.compactMap(\.clients).reduce(0, +) + snapshots.compactMap(\.clients).reduce(0, +)
             + status.remaps.compactMap(\.clients).reduce(0, +)
-        var line = "serving \(counted(volumes, "volume")), \(counted(clients, "NBD client"))"
+        var line = "serving \(Wording.counted(volumes, "volume")), \(Wording.counted(clients, "NBD client"))"
         let unusable = snapshots.filter { PoolHealth.unusableStates.contains($0.state) }
         if !unusable.isEmpty {
-            line += "; " + counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "
+            line += "; " + Wording.counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "
                 + unusable.map { "\($0.name) (\($0.state))" }.joined(separator: ", ")
         }
         if let fullest = snapshots.filter({ $0.state == "active" }).max(by: { $0.fillPercent < $1.fillPercent }) {

@@ -67,7 +67,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             } else {
                 guard cowDir == nil else { throw ValidationError("--cow-dir goes with --all-origins; give each snapshot its --cow") }
                 guard origin.count == names.count, cow.count == names.count else {
-                    throw ValidationError("\(counted(names.count, "name")) but \(counted(origin.count, "--origin")) and \(counted(cow.count, "--cow")): give one --origin and one --cow per name, in order")
+                    throw ValidationError("\(Wording.counted(names.count, "name")) but \(Wording.counted(origin.count, "--origin")) and \(Wording.counted(cow.count, "--cow")): give one --origin and one --cow per name, in order")
                 }
                 pairs = names.indices.map { (names[$0], origin[$0], absolutePath(cow[$0])) }
             }

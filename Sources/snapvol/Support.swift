@@ -170,9 +170,6 @@ final class ProgressBar: Sendable {
     }
 }
 
-/// "1 snapshot", "2 snapshots".
-func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
-
 /// An age option ("90m", "12h", "7d", "2w", "3600s") in seconds; `option` names it in the error.
 func age(_ text: String, option: String) throws -> TimeInterval {
     let units: [Character: TimeInterval] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800]

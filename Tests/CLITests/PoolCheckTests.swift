@@ -59,7 +59,7 @@ import TestSupport
         #expect(try Self.check(pool).status == 0, "no age limit unless asked")
         let old = try Self.check(pool, "--max-age", "7d")
         #expect(old.status == 1)
-        #expect(old.lines.last == "WARNING: snapshot big is 10 days old: every first write to vm still copies into it")
+        #expect(old.lines.last == "WARNING: snapshot big is 10 d old: every first write to vm still copies into it")
         #expect(try Self.check(pool, "--max-age", "2w").status == 0)
         let bad = try pool.run("pool", "check", "--max-age", "7x")
         #expect(bad.status == 64)

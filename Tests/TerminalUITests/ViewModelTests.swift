@@ -128,7 +128,7 @@ import TestSupport
     @Test func agesUseTheirTwoLargestUnits() {
         let cases: [(Double, String)] = [(-3, "0 s"), (59.9, "59 s"), (60, "1 min"), (3_599, "59 min"), (3_600, "1 h"),
                                          (3_660, "1 h 1 min"), (86_399, "23 h 59 min"), (86_400, "1 d"), (3 * 86_400 + 7_200 + 59, "3 d 2 h")]
-        for (seconds, text) in cases { #expect(Format.age(seconds) == text, "\(seconds)") }
+        for (seconds, text) in cases { #expect(Wording.age(seconds) == text, "\(seconds)") }
     }
 
     /// With parts of the table evicted, the map says it shows only the part in memory.
