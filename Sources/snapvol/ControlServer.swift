@@ -204,6 +204,18 @@ enum ControlClient {
         return PoolOwner(rawValue: String(decoding: output, as: UTF8.self))
     }
 
+    /// Whether the pool's holder answers and holds it for long (a server, a TUI): a TUI attaches
+    /// to such a holder, and a second one does not wait for it.
+    static func longLivedHolderAnswers(_ location: PoolLocation) -> Bool { holderRole(location)?.holdsForLong == true }
+
+    /// The holder's events after `sequence` (all of them for nil), or nil if no holder answers.
+    static func events(after sequence: Int?, location: PoolLocation) -> [EventJournal.Entry]? {
+        var output = Data()
+        let argv = ["events", "--json", "--pool", location.directory] + (sequence.map { ["--after", "\($0)"] } ?? [])
+        guard exchange(argv, location: location, output: { if $0 == ControlProtocol.stdout { output.append($1) } }) == 0 else { return nil }
+        return try? JSONDecoder().decode([EventJournal.Entry].self, from: output)
+    }
+
     /// Runs `argv` in the server and hands each output frame to `output`; nil if no server answers.
     static func exchange(_ argv: [String], location: PoolLocation, output: (UInt8, Data) -> Void) -> Int32? {
         let path = location.controlSocketPath

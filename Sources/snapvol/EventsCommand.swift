@@ -47,12 +47,7 @@ struct EventsCommand: AsyncParsableCommand, ForwardableCommand {
     }
 
     private func newEvents(after sequence: Int) throws -> [EventJournal.Entry] {
-        let location = options.location
-        var output = Data()
-        let status = ControlClient.exchange(["events", "--json", "--after", "\(sequence)", "--pool", location.directory], location: location) {
-            if $0 == ControlProtocol.stdout { output.append($1) }
-        }
-        if status == 0, let events = try? JSONDecoder().decode([EventJournal.Entry].self, from: output) { return events }
-        return try PoolObserver.events(location).filter { $0.sequence > sequence }
+        try ControlClient.events(after: sequence, location: options.location)
+            ?? PoolObserver.events(options.location).filter { $0.sequence > sequence }
     }
 }

@@ -40,7 +40,7 @@ extension PoolCommand {
             do {
                 status = try poolStatus()
             } catch {
-                emit(json ? Self.unknownJSON("\(error)") : "SNAPVOL UNKNOWN - \(error)")
+                if json { try printJSON(HealthReport(unknown: "\(error)")) } else { emit("SNAPVOL UNKNOWN - \(error)") }
                 throw ExitCode(3)
             }
             let health = PoolHealth(status, thresholds: thresholds)
@@ -56,16 +56,11 @@ extension PoolCommand {
         private func poolStatus() throws -> PoolStatus {
             try options.owner()?.status() ?? PoolObserver.status(options.location)
         }
-
-        private static func unknownJSON(_ problem: String) -> String {
-            let object: [String: Any] = ["level": "unknown", "problem": problem, "findings": [Any]()]
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
-        }
     }
 }
 
-/// `pool check --json`: the level and each finding.
+/// `pool check --json`: the level and each finding; for a pool that cannot be read, level
+/// `unknown` and the problem.
 struct HealthReport: Encodable {
     struct Finding: Encodable {
         let level: String
@@ -75,10 +70,17 @@ struct HealthReport: Encodable {
 
     let level: String
     let findings: [Finding]
+    var problem: String?
 
     init(_ health: PoolHealth) {
         level = health.level.word.lowercased()
         findings = health.findings.map { Finding(level: $0.level.word.lowercased(), volume: $0.volume, text: $0.text) }
+    }
+
+    init(unknown problem: String) {
+        level = "unknown"
+        findings = []
+        self.problem = problem
     }
 }
 

@@ -16,9 +16,7 @@ struct ServerSource: PoolSource {
 
     /// Whether a long-lived holder (`serve`, another TUI) answers on the pool's control socket:
     /// a TUI attaches to one, and waits for a command holding the pool to end instead.
-    static func available(_ location: PoolLocation) -> Bool {
-        ControlClient.holderRole(location)?.holdsForLong == true
-    }
+    static func available(_ location: PoolLocation) -> Bool { ControlClient.longLivedHolderAnswers(location) }
 
     private func run(_ arguments: [String]) throws -> Data {
         var stdout = Data(), stderr = Data()
@@ -40,8 +38,7 @@ struct ServerSource: PoolSource {
     /// was removed and numbering began again.
     func recentEvents() -> [EventJournal.Entry] {
         let after = events.nextQuery()
-        guard let data = try? run(["events", "--json"] + (after.map { ["--after", "\($0)"] } ?? [])),
-              let new = try? JSONDecoder().decode([EventJournal.Entry].self, from: data) else { return events.entries }
+        guard let new = ControlClient.events(after: after, location: location) else { return events.entries }
         return events.take(new, replacing: after == nil)
     }
 

@@ -61,7 +61,7 @@ extension PoolOptions {
                     throw ExitCode(status)
                 }
                 // A second server or TUI does not wait for one: it may hold the pool for days.
-                if !forwardable, ControlClient.holderRole(location)?.holdsForLong == true { throw ControllerError.locked(pool: pool, holder: holder) }
+                if !forwardable, ControlClient.longLivedHolderAnswers(location) { throw ControllerError.locked(pool: pool, holder: holder) }
                 guard ContinuousClock.now < deadline else {
                     guard wait > 0 else { throw ControllerError.locked(pool: pool, holder: holder) }
                     throw ControllerError.refused("pool \(pool) is still in use by \(holder) after waiting \(waitText)")
