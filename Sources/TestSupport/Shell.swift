@@ -55,8 +55,12 @@ public enum Shell {
         _ = snapvol_spawn_close_from(&actions, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        withDefaultSignals(&attributes)
         var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, &argv, environ)
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, &argv, environ)
         guard spawned == 0 else {
             throw Failure(command: arguments.joined(separator: " "), result: Result(status: spawned, stdout: Data(), stderr: "spawn failed"))
         }
@@ -66,6 +70,21 @@ public enum Shell {
         guard status & 0x7f == 0, exitStatus == 0 else {
             throw Failure(command: arguments.joined(separator: " "), result: Result(status: exitStatus, stdout: Data(), stderr: "(output discarded)"))
         }
+    }
+
+    /// A child spawned from a test's thread would inherit that thread's signal mask, in which
+    /// Dispatch's and the test runner's threads block nearly every signal, and its ignored
+    /// SIGPIPE. A tmux server spawned so, and the panes it starts, never saw the SIGHUP and
+    /// SIGTERM of `kill-server`: it answered the command and kept running, with its TUI, after
+    /// the test ended. So the child starts with no signal blocked and the usual ones at default.
+    private static func withDefaultSignals(_ attributes: inout posix_spawnattr_t) {
+        var none = sigset_t(), usual = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&usual)
+        for signal in [SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&usual, signal) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &usual)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     }
 
     /// Runs and throws unless the exit status is 0.

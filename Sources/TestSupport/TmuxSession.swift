@@ -12,6 +12,15 @@ public final class TmuxSession: Sendable {
         let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
         try Shell.runDetached(["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", name,
                                "-x", "\(width)", "-y", "\(height)", "\(exports)\(command); echo SESSION-ENDED; sleep 60"])
+        try reapWhenTheTestProcessEnds()
+    }
+
+    /// A second, hidden window that kills the server once this test process is gone, so a test
+    /// process killed before `deinit` (a CI timeout, a crash) leaves no tmux server and no TUI
+    /// behind.
+    private func reapWhenTheTestProcessEnds() throws {
+        let watcher = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; tmux -L \(socket) kill-server"
+        try tmux(["new-window", "-d", "-t", name, watcher])
     }
 
     deinit { try? Shell.runDetached(["tmux", "-L", socket, "kill-server"]) }
