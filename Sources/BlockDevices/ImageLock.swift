@@ -32,6 +32,12 @@ extension FileBlockDevice {
         }
     }
 
+    /// This device, after `lockAsSoleWriter()`: `try FileBlockDevice.open(path: p).lockedAsSoleWriter()`.
+    public func lockedAsSoleWriter() throws -> FileBlockDevice {
+        try lockAsSoleWriter()
+        return self
+    }
+
     private func setShared(_ byte: UInt64, _ locked: Bool) throws {
         let result = snapvol_ofd_share_byte(descriptor.rawValue, byte, locked ? 1 : 0)
         if result != 0 { throw DeviceError.system(operation: "fcntl(F_OFD_SETLK)", device: name, errno: Errno(rawValue: result)) }

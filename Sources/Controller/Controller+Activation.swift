@@ -10,8 +10,7 @@ extension Controller {
     func activate(_ record: OriginRecord) async {
         let device: FileBlockDevice
         do {
-            device = try FileBlockDevice.open(path: record.path)
-            try device.lockAsSoleWriter()
+            device = try FileBlockDevice.open(path: record.path).lockedAsSoleWriter()
         } catch {
             state.withLock { $0.live[record.name] = LiveOrigin(problem: "\(error)") }
             return
@@ -50,7 +49,7 @@ extension Controller {
             throw ControllerError.refused("transient snapshot cannot be re-attached")
         }
         if let resized = record.resizedOrigin(origin.name, size: origin.size) { throw ControllerError.refused(resized) }
-        let device = try FileBlockDevice.open(path: record.cowPath)
+        let device = try FileBlockDevice.open(path: record.cowPath).lockedAsSoleWriter()
         let geometry = try ChunkGeometry(chunkBytes: record.chunkSize)
         let store = try await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize,
                                                             originChunks: geometry.chunksCovering(origin.size))

@@ -144,7 +144,7 @@ extension Controller {
         let (device, ownsCow): (any BlockDevice, Bool)
         switch plan.cow {
         case .existing(let existing): (device, ownsCow) = (existing, false)
-        case .create(let size): (device, ownsCow) = (try FileBlockDevice.create(path: plan.request.cowPath, size: size), true)
+        case .create(let size): (device, ownsCow) = (try FileBlockDevice.create(path: plan.request.cowPath, size: size).lockedAsSoleWriter(), true)
         }
         let store: any ExceptionStore
         do {
@@ -167,7 +167,7 @@ extension Controller {
         let path = request.cowPath
         if FileManager.default.fileExists(atPath: path) {
             if registry.origin(named: request.origin)?.path == path { throw ControllerError.pathInUse(path: path, by: request.origin) }
-            let device = try FileBlockDevice.open(path: path)
+            let device = try FileBlockDevice.open(path: path).lockedAsSoleWriter()
             if let size = request.cowSize, size > device.size {
                 throw ControllerError.refused("\(path) is \(device.size) bytes, smaller than --cow-size \(size); use 'snapshot extend' after creating, or a new file")
             }

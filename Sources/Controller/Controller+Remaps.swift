@@ -6,9 +6,8 @@ import VolumeTargets
 extension Controller {
     func activate(_ record: RemapRecord) async {
         do {
-            let data = try FileBlockDevice.open(path: record.devicePath)
-            try data.lockAsSoleWriter()
-            let spare = try FileBlockDevice.open(path: record.sparePath)
+            let data = try FileBlockDevice.open(path: record.devicePath).lockedAsSoleWriter()
+            let spare = try FileBlockDevice.open(path: record.sparePath).lockedAsSoleWriter()
             let store = try await PersistentExceptionStore.open(spare, requiredChunkBytes: record.chunkSize,
                                                                 originChunks: try ChunkGeometry(chunkBytes: record.chunkSize).chunksCovering(data.size))
             let volume = try await RemapVolume.open(name: record.name, data: data, store: store)
@@ -31,17 +30,16 @@ extension Controller {
             }
             guard devicePath != sparePath else { throw ControllerError.refused("the spare area must be another device than \(devicePath)") }
             guard FileManager.default.fileExists(atPath: devicePath) else { throw ControllerError.pathMissing(devicePath) }
-            let data = try FileBlockDevice.open(path: devicePath)
-            try data.lockAsSoleWriter()
+            let data = try FileBlockDevice.open(path: devicePath).lockedAsSoleWriter()
             let geometry = try ChunkGeometry(chunkBytes: chunk)
             let spare: FileBlockDevice
             let owns = !FileManager.default.fileExists(atPath: sparePath)
             if owns {
                 let size = spareSize ?? max(64 * UInt64(chunk), (data.size / 100 + UInt64(chunk) - 1) / UInt64(chunk) * UInt64(chunk))
                 guard size >= 3 * UInt64(chunk) else { throw ControllerError.cowTooSmall(path: sparePath, bytes: size, chunkBytes: chunk) }
-                spare = try FileBlockDevice.create(path: sparePath, size: size)
+                spare = try FileBlockDevice.create(path: sparePath, size: size).lockedAsSoleWriter()
             } else {
-                spare = try FileBlockDevice.open(path: sparePath)
+                spare = try FileBlockDevice.open(path: sparePath).lockedAsSoleWriter()
                 guard spare.size >= 3 * UInt64(chunk) else { throw ControllerError.cowTooSmall(path: sparePath, bytes: spare.size, chunkBytes: chunk) }
                 if try await spare.readBytes(at: 0, count: 4) == CowLayout.magicBytes { throw ControllerError.cowHoldsStore(sparePath) }
             }

@@ -18,7 +18,7 @@ extension Controller {
             if let user = registry.user(of: cowPath) { throw ControllerError.pathInUse(path: cowPath, by: user) }
             guard FileManager.default.fileExists(atPath: cowPath) else { throw ControllerError.pathMissing(cowPath) }
             let origin = try liveOrigin(originName)
-            let device = try FileBlockDevice.open(path: cowPath)
+            let device = try FileBlockDevice.open(path: cowPath).lockedAsSoleWriter()
             let (header, layout) = try await CowScanner.readHeader(device)
             guard header.magic == CowLayout.magic else { throw ControllerError.refused("\(cowPath) holds no snapshot store (magic 0): nothing to attach") }
             let store = try await PersistentExceptionStore.open(device, originChunks: layout.geometry.chunksCovering(origin.size))
@@ -153,8 +153,8 @@ extension Controller {
         try await command {
             guard let (originRecord, record) = registry.snapshot(named: name) else { throw ControllerError.unknownSnapshot(name) }
             let snapshot = state.withLock { $0.live[originRecord.name]?.snapshots[name] }
-            guard let device = (snapshot?.store.device ?? (try? FileBlockDevice.open(path: record.cowPath))) as? FileBlockDevice,
-                  device.kind == .regularFile else { throw ControllerError.notResizable(record.cowPath) }
+            let opened = try snapshot?.store.device ?? FileBlockDevice.open(path: record.cowPath).lockedAsSoleWriter()
+            guard let device = opened as? FileBlockDevice, device.kind == .regularFile else { throw ControllerError.notResizable(record.cowPath) }
             guard size > device.size else { throw ControllerError.cannotShrink(path: record.cowPath, current: device.size, requested: size) }
             try await device.resize(to: size, reserve: true)
             if let snapshot { snapshot.origin.clearOverflow(snapshot) }

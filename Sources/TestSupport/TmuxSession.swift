@@ -5,6 +5,9 @@ import Foundation
 public final class TmuxSession: Sendable {
     public let socket: String
     public let name = "t"
+    /// The program's pane, named in full: tmux resolves a bare `t` to a window whose name starts
+    /// with it (a window running `tmux` for a moment) before the session `t`.
+    private var pane: String { "\(name):0.0" }
 
     /// Starts `command` (run by sh) in a `width` x `height` terminal.
     public init(width: Int = 120, height: Int = 40, command: String, environment: [String: String] = [:]) throws {
@@ -20,7 +23,7 @@ public final class TmuxSession: Sendable {
     /// behind.
     private func reapWhenTheTestProcessEnds() throws {
         let watcher = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; tmux -L \(socket) kill-server"
-        try tmux(["new-window", "-d", "-t", name, watcher])
+        try tmux(["new-window", "-d", "-n", "reaper", "-t", "\(name):", watcher])
     }
 
     deinit { try? Shell.runDetached(["tmux", "-L", socket, "kill-server"]) }
@@ -31,27 +34,27 @@ public final class TmuxSession: Sendable {
     }
 
     /// Sends tmux key names (`Enter`, `Escape`, `Down`, `F2`, `q`).
-    public func keys(_ keys: String...) throws { try tmux(["send-keys", "-t", name] + keys) }
+    public func keys(_ keys: String...) throws { try tmux(["send-keys", "-t", pane] + keys) }
 
     /// Sends `keys`, then waits for `text` on the screen.
     @discardableResult
     public func press(_ keys: String..., until text: String) throws -> String {
-        try tmux(["send-keys", "-t", name] + keys)
+        try tmux(["send-keys", "-t", pane] + keys)
         return try waitFor(text: text)
     }
 
     /// Types `text` literally.
-    public func type(_ text: String) throws { try tmux(["send-keys", "-t", name, "-l", text]) }
+    public func type(_ text: String) throws { try tmux(["send-keys", "-t", pane, "-l", text]) }
 
-    public func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", name]).text }
+    public func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", pane]).text }
 
     public func resize(width: Int, height: Int) throws {
-        try tmux(["resize-window", "-t", name, "-x", "\(width)", "-y", "\(height)"])
+        try tmux(["resize-window", "-t", "\(name):0", "-x", "\(width)", "-y", "\(height)"])
     }
 
     /// Whether the pane is in the alternate screen (curses running).
     public func alternateScreen() throws -> Bool {
-        try tmux(["display-message", "-p", "-t", name, "#{alternate_on}"]).text.hasPrefix("1")
+        try tmux(["display-message", "-p", "-t", pane, "#{alternate_on}"]).text.hasPrefix("1")
     }
 
     /// How long a wait lasts unless told otherwise. Generous on purpose: in the full suite on 2

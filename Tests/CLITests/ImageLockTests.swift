@@ -70,6 +70,48 @@ struct ImageLockTests {
         try pool.ok("io", "write", "vm", "0", "4K", "--pattern", "0x22")
     }
 
+    /// A snapshot's COW is locked as its origin is: qemu cannot write it while snapvol has it
+    /// open, and a COW a qemu program holds is not taken. Its snapshot stays inactive, naming the
+    /// process, and is given up (invalid, never showing the new data) when the origin is written
+    /// meanwhile; a COW for a new snapshot that qemu holds is refused with nothing changed.
+    @Test func aCowIsLockedAsItsOriginIs() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
+        let server = try ServeProcess(pool: pool)
+        let write = try Shell.run(["qemu-io", "-f", "raw", pool.file("s.cow"), "-c", "write -P 0x22 0 64k"])
+        #expect(write.status != 0)
+        #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
+        #expect(server.stop() == 0)
+
+        let (qemu, input) = try Self.qemuHolding(pool.file("s.cow"))
+        defer { if qemu.isRunning { qemu.terminate(); qemu.waitUntilExit() } }
+        let inUse = "\(pool.file("s.cow")): in use by process \(qemu.processIdentifier) (qemu-io -f raw \(pool.file("s.cow")))"
+        #expect(try pool.ok("status").text.contains("inactive (\(inUse)"), "the table says why")
+        let extend = try pool.run("snapshot", "extend", "s", "--cow-size", "8M")
+        #expect(extend.status == 1)
+        #expect(extend.stderr.hasPrefix("snapvol: error: \(inUse)"), "\(extend.stderr)")
+        try Shell.check(["truncate", "-s", "1M", pool.file("t.cow")])
+        let (other, otherInput) = try Self.qemuHolding(pool.file("t.cow"))
+        defer { if other.isRunning { other.terminate(); other.waitUntilExit() } }
+        let registry = try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json")))
+        let create = try pool.run("snapshot", "create", "t", "--origin", "vm", "--cow", pool.file("t.cow"))
+        #expect(create.status == 1)
+        #expect(create.stderr.hasPrefix("snapvol: error: \(pool.file("t.cow")): in use by process \(other.processIdentifier) "), "\(create.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json"))) == registry)
+        try otherInput.fileHandleForWriting.close()
+        other.waitUntilExit()
+
+        try pool.ok("io", "write", "vm", "0", "4K", "--pattern", "0x22")
+        try input.fileHandleForWriting.close()
+        qemu.waitUntilExit()
+        let snapshot = try #require(((pool.status()["origins"] as? [[String: Any]])?.first?["snapshots"] as? [[String: Any]])?.first)
+        #expect(snapshot["state"] as? String == "invalid")
+        #expect((snapshot["reason"] as? String ?? "").contains("its origin was written while its COW could not be opened (\(inUse)"),
+                "\(snapshot)")
+        let check = try SnapvolBinary.run(["check", pool.file("s.cow")]).text
+        #expect(check.contains("valid: false"), "marked invalid on disk too, as the kernel reads it: \(check)")
+    }
+
     /// The same on a block device (a loop device): qemu checks the locks there too.
     @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "qemu-io"])))
     func qemuCannotWriteABlockDeviceOriginSnapvolServes() throws {
