@@ -112,6 +112,29 @@ struct ImageLockTests {
         #expect(check.contains("valid: false"), "marked invalid on disk too, as the kernel reads it: \(check)")
     }
 
+    /// A remap volume's data device and spare area are locked too while snapvol serves it; a
+    /// spare area a qemu program holds leaves the volume inactive, naming the process.
+    @Test func aRemapVolumesDevicesAreLocked() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try Shell.check(["truncate", "-s", "1M", pool.file("disk.img")])
+        try pool.ok("remap", "create", "disk", "--device", pool.file("disk.img"), "--spare", pool.file("spare.img"), "--spare-size", "256K")
+        let server = try ServeProcess(pool: pool)
+        for path in [pool.file("disk.img"), pool.file("spare.img")] {
+            let write = try Shell.run(["qemu-io", "-f", "raw", path, "-c", "write -P 0x22 0 4k"])
+            #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(path): \(write.stderr)")
+        }
+        #expect(server.stop() == 0)
+        let (qemu, input) = try Self.qemuHolding(pool.file("spare.img"))
+        defer { if qemu.isRunning { qemu.terminate(); qemu.waitUntilExit() } }
+        let read = try pool.run("io", "read", "disk", "0", "4K")
+        #expect(read.status == 1)
+        #expect(read.stderr.contains("\(pool.file("spare.img")): in use by process \(qemu.processIdentifier) "), "\(read.stderr)")
+        try input.fileHandleForWriting.close()
+        qemu.waitUntilExit()
+        try pool.ok("io", "read", "disk", "0", "4K")
+    }
+
     /// The same on a block device (a loop device): qemu checks the locks there too.
     @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "qemu-io"])))
     func qemuCannotWriteABlockDeviceOriginSnapvolServes() throws {
