@@ -45,7 +45,7 @@ public final class ServeProcess: Sendable {
         while true {
             let log = (try? String(contentsOfFile: self.log, encoding: .utf8)) ?? ""
             if log.contains(text) { return log }
-            guard Date() < deadline else { throw ServeFailure(log: "no '\(text)' in the log after \(seconds) s: \(log)") }
+            guard Date() < deadline else { throw ServeLogTimeout(text: text, seconds: seconds, log: log) }
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
@@ -59,6 +59,9 @@ public final class ServeProcess: Sendable {
               let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { return nil }
         return kilobytes * 1024
     }
+
+    /// Sends `number` (SIGTERM) without waiting.
+    public func signal(_ number: Int32 = SIGTERM) { if process.isRunning { kill(process.processIdentifier, number) } }
 
     /// Sends SIGTERM and waits; returns the exit status.
     @discardableResult
@@ -76,6 +79,12 @@ public final class ServeProcess: Sendable {
 public struct ServeFailure: Error, CustomStringConvertible {
     public let log: String
     public var description: String { "snapvol serve did not start: \(log)" }
+}
+
+/// A wait for a line in the server's log that timed out; carries the log as it was.
+public struct ServeLogTimeout: Error, CustomStringConvertible {
+    public let text: String, seconds: Double, log: String
+    public var description: String { "no '\(text)' in snapvol serve's log after \(seconds) s; the log was:\n\(log)" }
 }
 
 /// A raw Unix-socket client for feeding a server bytes no real client would send.

@@ -71,13 +71,33 @@ struct ControlServer: Sendable {
 
     /// Stops taking connections and removes the socket. With `finishingCommands`, the commands
     /// already forwarded finish first (their clients get their output and exit status);
-    /// otherwise they are cut off (each command is crash-safe), as `serve` does when it stops.
+    /// otherwise they are cut off (each command is crash-safe).
     func shutdown(removing path: String, finishingCommands: Bool = false) async {
         unlink(path)
         await listener.close {
-            guard finishingCommands else { return }
+            guard finishingCommands else { return running.cutOff() }
             if running.count > 0 { printNotice("finishing \(Wording.counted(running.count, "command")) forwarded by other snapvol processes") }
             await running.drained()
+        }
+    }
+
+    /// `serve`'s stop: the commands already forwarded may finish for up to `grace`, unless
+    /// `interrupted` yields first (a second SIGTERM); those still running then are cut off.
+    func shutdown(removing path: String, finishingCommandsWithin grace: Duration, unless interrupted: AsyncStream<Int32>) async {
+        unlink(path)
+        await listener.close {
+            let count = running.count
+            guard count > 0 else { return }
+            let commands = "\(Wording.counted(count, "command")) forwarded by other snapvol processes"
+            guard grace > .zero else {
+                running.cutOff()
+                return printNotice("cutting off \(commands) (--stop-grace 0)", level: .warning)
+            }
+            printNotice("finishing \(commands) (for up to \(grace.components.seconds) s; SIGTERM again cuts them off)")
+            if await !running.drained(within: grace, unless: interrupted) {
+                running.cutOff()
+                printNotice("cut off \(Wording.counted(running.count, "command")) forwarded by other snapvol processes", level: .warning)
+            }
         }
     }
 
@@ -125,11 +145,12 @@ final class ControlSessionHandler: ChannelInboundHandler {
         started = true
         let line = pending.readBytes(length: newline - pending.readerIndex) ?? []
         let channel = context.channel
+        let running = self.running
         let send: @Sendable (UInt8, Data) -> Void = { kind, payload in
-            channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.frame(kind, payload)), promise: nil)
+            running.unlessCutOff { channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.frame(kind, payload)), promise: nil) }
         }
         // Writes complete in order: an empty one completes once everything before it is written.
-        let drain: @Sendable () async -> Void = { try? await channel.writeAndFlush(ByteBuffer()).get() }
+        let drain: @Sendable () async -> Void = { try? await running.unlessCutOff { channel.writeAndFlush(ByteBuffer()) }?.get() }
         guard let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line)) else {
             send(ControlProtocol.stderr, Data("snapvol: error: malformed control request\n".utf8))
             channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(2)), promise: nil)
@@ -142,7 +163,7 @@ final class ControlSessionHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        let (controller, running) = (self.controller, self.running)
+        let controller = self.controller
         running.begin()
         Task {
             defer { running.end() }
@@ -150,8 +171,8 @@ final class ControlSessionHandler: ChannelInboundHandler {
             // Writes complete in order: once the exit frame is written, so is all output. Closing
             // before that dropped what the socket had not taken yet (a forwarded `io read` of
             // more than about 200 KiB to standard output was cut short).
-            try? await channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(status))).get()
-            try? await channel.close()
+            try? await running.unlessCutOff { channel.writeAndFlush(ByteBuffer(bytes: ControlProtocol.exitFrame(status))) }?.get()
+            _ = running.unlessCutOff { channel.close(promise: nil) }
         }
     }
 }
@@ -244,7 +265,8 @@ enum ControlClient {
             default: break
             }
         }
-        output(ControlProtocol.stderr, Data("snapvol: error: the server closed the control connection\n".utf8))
+        output(ControlProtocol.stderr, Data(("snapvol: error: the pool's holder stopped before this command finished; snapvol commands "
+            + "are crash-safe, so see 'snapvol status' for where it got to (an interrupted merge goes on when the pool is next opened)\n").utf8))
         return 1
     }
 
@@ -279,17 +301,46 @@ enum ControlClient {
     }
 }
 
-/// The forwarded commands still running, so that a shutdown lets them finish.
+/// The forwarded commands still running, so that a shutdown lets them finish or cuts them off.
+///
+/// Invariant: once `cutOff()` returned, no forwarded command schedules another write on its
+/// connection, whose event loop is about to stop.
 final class RunningCommands: Sendable {
-    private let running = Mutex(0)
+    private struct State {
+        var count = 0
+        var cut = false
+    }
 
-    var count: Int { running.withLock { $0 } }
+    private let state = Mutex(State())
 
-    func begin() { running.withLock { $0 += 1 } }
-    func end() { running.withLock { $0 -= 1 } }
+    var count: Int { state.withLock { $0.count } }
 
-    /// Returns once no forwarded command runs (checked every 20 ms: shutdowns are rare).
+    func begin() { state.withLock { $0.count += 1 } }
+    func end() { state.withLock { $0.count -= 1 } }
+
+    /// The result of `write` (which schedules a write on a connection), or nil once cut off.
+    func unlessCutOff<T>(_ write: () -> T) -> T? {
+        state.withLock { $0.cut ? nil : write() }
+    }
+
+    /// The commands still running write nothing more: their clients see the connection close.
+    func cutOff() { state.withLock { $0.cut = true } }
+
+    /// Returns once no forwarded command runs (checked every 20 ms: shutdowns are rare), or
+    /// when cancelled.
     func drained() async {
-        while count > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+        while count > 0, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+    }
+
+    /// Whether every forwarded command ended within `limit`, before `interrupted` yielded.
+    func drained(within limit: Duration, unless interrupted: AsyncStream<Int32>) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.drained(); return self.count == 0 }
+            group.addTask { try? await Task.sleep(for: limit); return false }
+            group.addTask { for await _ in interrupted { return false }; return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
     }
 }

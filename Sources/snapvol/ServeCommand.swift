@@ -18,7 +18,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Export every volume read-only.") var readOnly = false
     @Flag(help: "Export snapshots read-only (origins and remap volumes stay writable): for backups.")
     var readOnlySnapshots = false
-    @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: the pool's 'pool set', else off).")
+    @Option(help: "Grow a file-backed COW when it is this full (percent, 50-99; default: the pool's 'pool settings', else off).")
     var autoextendThreshold: Double?
     @Option(help: "Grow by this percent of the COW's size (default: the pool's, else 20).") var autoextendPercent: Double?
     @Option(help: "The volume a client gets when it asks for the empty export name (as nbd+unix:///?socket=... does).",
@@ -32,6 +32,8 @@ struct ServeCommand: AsyncParsableCommand {
     var handshakeLimit: Int = 10
     @Option(help: "Microseconds an event loop polls its clients' sockets before sleeping, after a reply (0: never; at most 1000).")
     var busyPoll: Int = 50
+    @Option(help: "On SIGINT or SIGTERM, the seconds that commands other snapvol processes forwarded here may run on before they are cut off (0: at once; a second signal cuts them off too).")
+    var stopGrace: Int = 30
     @Option(help: "Serve Prometheus metrics over HTTP at /metrics on HOST:PORT (HOST may be omitted: loopback; port 0: any free one, printed).")
     var metricsListen: String?
 
@@ -44,6 +46,9 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ControllerError.refused("invalid --handshake-limit \(handshakeLimit): seconds from 0 (never) to 86400")
             }
             let limit: TimeAmount? = handshakeLimit == 0 ? nil : .seconds(Int64(handshakeLimit))
+            guard stopGrace >= 0, stopGrace <= 86_400 else {
+                throw ControllerError.refused("invalid --stop-grace \(stopGrace): seconds from 0 (cut off at once) to 86400")
+            }
             guard busyPoll >= 0, busyPoll <= 1000 else {
                 throw ControllerError.refused("invalid --busy-poll \(busyPoll): microseconds from 0 (never) to 1000")
             }
@@ -68,7 +73,7 @@ struct ServeCommand: AsyncParsableCommand {
                 await Self.serveUntilSignalled(controller, signals: signals, tls: tls, policy: policy, notifier: notifier)
                 printNotice("shutting down: finishing in-flight requests")
                 notifier?.notify("STOPPING=1", "STATUS=shutting down: finishing in-flight requests")
-                await side.shutdown(controller)
+                await side.shutdown(controller, grace: .seconds(stopGrace), unless: signals.shutdown)
                 await server.shutdown()
                 let polling = server.busyPollFigures
                 if polling.polls > 0 {

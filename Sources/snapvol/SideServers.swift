@@ -75,8 +75,9 @@ struct SideServers: Sendable {
         return "http://\(host.contains(":") ? "[\(host)]" : host):\(metrics.port ?? 0)/metrics"
     }
 
-    func shutdown(_ controller: Controller) async {
+    /// Stops both; forwarded commands get `grace` to finish, cut short by `interrupted`.
+    func shutdown(_ controller: Controller, grace: Duration, unless interrupted: AsyncStream<Int32>) async {
         await metrics?.shutdown()
-        await control.shutdown(removing: controller.location.controlSocketPath)
+        await control.shutdown(removing: controller.location.controlSocketPath, finishingCommandsWithin: grace, unless: interrupted)
     }
 }

@@ -137,6 +137,46 @@ struct PoolWaitTests {
         #expect(bytes.count == 4 << 20 && bytes.allSatisfy { $0 == 0x11 })
     }
 
+    /// `serve`, stopped while it runs a command forwarded from elsewhere, lets it finish within
+    /// `--stop-grace` (default 30 s). Past the grace, or on a second SIGTERM, it cuts it off, and
+    /// the command's client says so in one line and exits 1.
+    @Test(arguments: ["finishes", "grace ends", "second signal"])
+    func serveLetsForwardedCommandsFinishWithinItsGrace(_ ending: String) throws {
+        let pool = try TestPool.withOrigin("vm", size: "64M", pattern: "0x11")
+        let server = try ServeProcess(pool: pool, extra: ending == "grace ends" ? ["--stop-grace", "1"] : [])
+        let forwarded = Process()
+        forwarded.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        forwarded.arguments = ["io", "read", "vm", "0", "64M", "--pool", pool.path]
+        let (output, errors) = (Pipe(), Pipe())
+        forwarded.standardOutput = output
+        forwarded.standardError = errors
+        try forwarded.run()
+        // Running in the server: its first bytes came, and the rest waits for this test to read.
+        var bytes = output.fileHandleForReading.readData(ofLength: 1 << 16)
+        server.signal()
+        try server.waitForLog(containing: "finishing 1 command forwarded by other snapvol processes")
+        if ending == "second signal" { server.signal() }
+        if ending == "finishes" {
+            Thread.sleep(forTimeInterval: 1)
+            #expect(server.isRunning, "the server waits for the command it runs")
+        }
+        if ending == "grace ends" { try server.waitForLog(containing: "cut off 1 command") }
+        bytes += output.fileHandleForReading.readDataToEndOfFile()
+        forwarded.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(server.stop() == 0)
+        if ending == "finishes" {
+            #expect(forwarded.terminationStatus == 0 && stderr.isEmpty, "\(stderr)")
+            #expect(bytes.count == 64 << 20 && bytes.allSatisfy { $0 == 0x11 })
+        } else {
+            #expect(forwarded.terminationStatus == 1)
+            #expect(bytes.count < 64 << 20)
+            #expect(stderr.hasPrefix("snapvol: error: the pool's holder stopped before this command finished; ")
+                    && stderr.split(separator: "\n").count == 1, "\(stderr)")
+            #expect(try server.waitForLog(containing: "cut off 1 command forwarded by other snapvol processes").isEmpty == false)
+        }
+    }
+
     /// What holds the pool, as its control socket answers: a command, which others wait for
     /// (a server or a TUI started meanwhile does not attach to it or give up), or a server.
     @Test func aHolderSaysWhatItIs() throws {
