@@ -28,13 +28,18 @@ struct ImageLockTests {
         return fds.contains { ((try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\($0)", encoding: .utf8)) ?? "").contains("OFDLCK") }
     }
 
+    /// qemu-io's write to `path` fails on snapvol's image lock.
+    static func expectQemuCannotWrite(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let write = try Shell.run(["qemu-io", "-f", "raw", path, "-c", "write -P 0x22 0 4k"])
+        #expect(write.status != 0 && write.stderr.contains("Failed to get \"write\" lock"), "\(path): \(write.stderr)",
+                sourceLocation: sourceLocation)
+    }
+
     @Test func qemuCannotWriteAnOriginSnapvolServes() throws {
         let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
         try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
         let server = try ServeProcess(pool: pool)
-        let write = try Shell.run(["qemu-io", "-f", "raw", pool.file("vm.img"), "-c", "write -P 0x22 0 64k"])
-        #expect(write.status != 0)
-        #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
+        try Self.expectQemuCannotWrite(pool.file("vm.img"))
         #expect(try pool.ok("io", "read", "vm", "0", "64K").stdout.allSatisfy { $0 == 0x11 })
         #expect(server.stop() == 0)
         // Released with the server: the image is qemu's again.
@@ -78,9 +83,7 @@ struct ImageLockTests {
         let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
         try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"))
         let server = try ServeProcess(pool: pool)
-        let write = try Shell.run(["qemu-io", "-f", "raw", pool.file("s.cow"), "-c", "write -P 0x22 0 64k"])
-        #expect(write.status != 0)
-        #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
+        try Self.expectQemuCannotWrite(pool.file("s.cow"))
         #expect(server.stop() == 0)
 
         let (qemu, input) = try Self.qemuHolding(pool.file("s.cow"))
@@ -121,8 +124,7 @@ struct ImageLockTests {
         try pool.ok("remap", "create", "disk", "--device", pool.file("disk.img"), "--spare", pool.file("spare.img"), "--spare-size", "256K")
         let server = try ServeProcess(pool: pool)
         for path in [pool.file("disk.img"), pool.file("spare.img")] {
-            let write = try Shell.run(["qemu-io", "-f", "raw", path, "-c", "write -P 0x22 0 4k"])
-            #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(path): \(write.stderr)")
+            try Self.expectQemuCannotWrite(path)
         }
         #expect(server.stop() == 0)
         let (qemu, input) = try Self.qemuHolding(pool.file("spare.img"))
@@ -141,9 +143,7 @@ struct ImageLockTests {
         let (pool, loop) = try TestPool.withLoopOrigin(size: 4 << 20)
         defer { loop.detach() }
         let server = try ServeProcess(pool: pool)
-        let write = try Shell.run(["qemu-io", "-f", "raw", loop.path, "-c", "write -P 0x22 0 64k"])
-        #expect(write.status != 0)
-        #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
+        try Self.expectQemuCannotWrite(loop.path)
         #expect(server.stop() == 0)
         try Shell.check(["qemu-io", "-f", "raw", loop.path, "-c", "write -P 0x22 0 64k"])
     }
