@@ -20,12 +20,17 @@ extension Controller {
 
     /// Makes the origin of `record` on `device` (opened already) and attaches its snapshots.
     func activate(_ record: OriginRecord, on device: FileBlockDevice) async {
+        if record.snapshots.contains(where: \.merging) {
+            try? clearStamp(ofOriginAt: record.path)
+        } else {
+            checkStamp(of: record, on: device)
+        }
         let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in
             events.record(Self.describe($0), alarm: Self.isAlarm($0), logged: !Self.isProgress($0))
         })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
-        guardIfSnapshotsAreMissing(origin)
+        guardFirstWrite(origin)
     }
 
     func activate(_ record: SnapshotRecord, of origin: Origin) async {

@@ -138,6 +138,7 @@ extension Controller {
             let originIndex = registry.origins.firstIndex { $0.name == merge.origin }!
             let snapshotIndex = registry.origins[originIndex].snapshots.firstIndex { $0.name == name }!
             registry.origins[originIndex].snapshots[snapshotIndex].merging = true
+            registry.origins[originIndex].closedStamp = nil
             try save(registry)
         }
         events.record("\(name): merge started")

@@ -3,29 +3,33 @@ import ExceptionMachinery
 import VolumeTargets
 
 extension Controller {
-    /// When some of `origin`'s snapshots could not be activated, front ends get the origin
-    /// behind a `GuardedOrigin`: its first write gives those snapshots up first.
-    func guardIfSnapshotsAreMissing(_ origin: Origin) {
+    /// When some of `origin`'s snapshots could not be activated, or its file carries a closed
+    /// stamp, front ends get the origin behind a `GuardedOrigin`: its first write gives those
+    /// snapshots up and clears the stamp first.
+    func guardFirstWrite(_ origin: Origin) {
         state.withLock { state in
             guard let live = state.live[origin.name], live.origin === origin else { return }
             let missing = live.snapshotProblems.contains { $0.value.state == "inactive" }
-            state.live[origin.name]?.guarded = missing ? GuardedOrigin(origin) { [weak self] in
-                try self?.giveUpInactiveSnapshots(of: origin)
+            let stamped = state.registry.origin(named: origin.name)?.closedStamp != nil
+            state.live[origin.name]?.guarded = missing || stamped ? GuardedOrigin(origin) { [weak self] in
+                try self?.prepareFirstWrite(of: origin)
             } : nil
         }
     }
 
-    /// Before an origin's first write with snapshots inactive: each of them is marked stale in
-    /// the registry (saved before the write may go on) and shown invalid from now on. Not a
-    /// command: a write must not wait for one (a merge of another origin runs for minutes);
-    /// `save` keeps the marks when a command saves its copy of the registry.
-    func giveUpInactiveSnapshots(of origin: Origin) throws {
+    /// Before an origin's first write, in one registry save that the write waits for: its closed
+    /// stamp is cleared (a crash from now on leaves no stamp to judge the file by, rather than
+    /// an old one), and each snapshot still inactive is marked stale and shown invalid from now
+    /// on. Not a command: a write must not wait for one (a merge of another origin runs for
+    /// minutes); `save` keeps the marks when a command saves its copy of the registry.
+    func prepareFirstWrite(of origin: Origin) throws {
         var given: [(name: String, reason: String)] = []
         // The origin's name is read under the registry's lock, which a rename holds.
         try editRegistry { registry in
             let originName = origin.name
             let inactive = state.withLock { $0.live[originName]?.snapshotProblems.filter { $0.value.state == "inactive" } } ?? [:]
             guard let index = registry.origins.firstIndex(where: { $0.name == originName }) else { return }
+            registry.origins[index].closedStamp = nil
             for (position, record) in registry.origins[index].snapshots.enumerated() {
                 guard let problem = inactive[record.name], record.staleReason == nil else { continue }
                 let reason = "its origin was written while its COW could not be opened (\(problem.reason))"

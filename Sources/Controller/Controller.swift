@@ -69,6 +69,7 @@ public final class Controller: Sendable {
         for remap in remaps { try? await remap.flush() }
         for snapshot in live.flatMap(\.snapshots.values) { try? await snapshot.flush() }
         for origin in live.compactMap(\.origin) { try? await origin.flush() }
+        recordStamps(of: live.compactMap(\.origin))
         for entry in live {
             guard let origin = entry.origin else { continue }
             await origin.retire()
@@ -85,10 +86,11 @@ public final class Controller: Sendable {
         return try await body()
     }
 
-    /// Saves `registry` (a command's edited copy), keeping the stale marks made since the
-    /// command copied it: a mark is never undone except by deleting its snapshot.
+    /// Saves `registry` (a command's edited copy), keeping the marks made since the command
+    /// copied it (`Registry.keepingMarks`): a stale mark is never undone except by deleting its
+    /// snapshot, a suspect mark only by `snapshot trust`, a cleared stamp only at `close`.
     func save(_ registry: Registry) throws {
-        try editRegistry { current in current = registry.keepingStaleMarks(of: current) }
+        try editRegistry { current in current = registry.keepingMarks(of: current) }
     }
 
     /// Edits the registry in place and saves it (if the edit changed it), under `registryWrites`;

@@ -3,10 +3,11 @@ import Synchronization
 import VolumeTargets
 
 /// An origin some of whose snapshots could not be activated (a COW missing, a device not yet
-/// attached): before its first write, discard or zeroing, `barrier` gives those snapshots up
-/// (marks them stale in the registry), so that when their COW comes back they are invalid
-/// instead of silently showing the origin's newer data. LVM refuses to activate such an origin;
-/// snapvol keeps it writable and gives up the snapshots it cannot keep.
+/// attached), or whose file carries a closed stamp: before its first write, discard or zeroing,
+/// `barrier` gives those snapshots up (marks them stale in the registry), so that when their COW
+/// comes back they are invalid instead of silently showing the origin's newer data, and clears
+/// the stamp (see `Controller.checkStamp`). LVM refuses to activate an origin with a snapshot
+/// missing; snapvol keeps it writable and gives up the snapshots it cannot keep.
 ///
 /// Invariant: no write, discard or zeroing reaches the origin before the barrier has passed once;
 /// reads go straight through.

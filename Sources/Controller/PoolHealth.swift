@@ -1,7 +1,8 @@
 import Foundation
 
 /// What in a pool's status needs an operator, graded as monitoring plugins grade it (Nagios,
-/// Icinga, Sensu): a snapshot lost or about to be, an origin or remap volume that could not be
+/// Icinga, Sensu): a snapshot lost or about to be, or suspect (its origin modified outside
+/// snapvol), an origin or remap volume that could not be
 /// activated, a COW device or spare area filling up.
 ///
 /// Invariant: `level` is the worst of the findings' levels (`ok` when there are none); the
@@ -84,6 +85,9 @@ public struct PoolHealth: Sendable, Equatable {
             return [Finding(level: .critical, volume: snapshot.name, text: lost(snapshot))]
         }
         var findings: [Finding] = []
+        if let suspect = snapshot.suspect {
+            findings.append(Finding(level: .critical, volume: snapshot.name, text: "snapshot \(snapshot.name) is suspect: \(suspect)"))
+        }
         if let level = thresholds.level(ofFill: snapshot.fillPercent) {
             findings.append(Finding(level: level, volume: snapshot.name, text: "COW of \(snapshot.name) is \(percent(snapshot.fillPercent)) full"))
         }

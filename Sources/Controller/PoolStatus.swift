@@ -102,9 +102,12 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     /// When it was taken, ISO 8601 in UTC (`2026-11-30T23:58:12Z`); nil when not known (a COW
     /// the kernel wrote, adopted with `snapshot attach`).
     public var created: String?
+    /// Why it may not show its origin as it was when taken (the origin was modified outside
+    /// snapvol), whatever its state; nil when there is no such doubt.
+    public var suspect: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, origin, persistent, exceptions, state, reason, table, clients, created
+        case name, origin, persistent, exceptions, state, reason, table, clients, created, suspect
         case takenWith = "taken_with"
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
@@ -133,6 +136,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         table = status.cache.map(TableReport.init)
         takenWith = record.takenWith
         created = record.created.map(Self.timestamp)
+        suspect = record.suspectReason
     }
 
     /// A snapshot that could not be activated.
@@ -154,6 +158,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         writeBytes = 0
         takenWith = record.takenWith
         created = record.created.map(Self.timestamp)
+        suspect = record.suspectReason
     }
 
     /// `created` as a date.

@@ -1,3 +1,4 @@
+import BlockDevices
 import ExceptionMachinery
 import Foundation
 
@@ -31,20 +32,25 @@ public struct Registry: Codable, Equatable, Sendable {
 
     public func origin(named name: String) -> OriginRecord? { origins.first { $0.name == name } }
 
-    /// This registry with the stale marks of `other`'s snapshots (the same name and COW) that it
-    /// lacks.
-    func keepingStaleMarks(of other: Registry) -> Registry {
-        var marks: [String: (cow: String, reason: String)] = [:]
+    /// This registry with the marks `other` made meanwhile that it lacks: the stale and suspect
+    /// marks of `other`'s snapshots (the same name and COW), and the origins' cleared stamps (the
+    /// same path; cleared before a write, a stamp stays cleared until its process lets go).
+    func keepingMarks(of other: Registry) -> Registry {
+        var marked: [String: SnapshotRecord] = [:]
         for origin in other.origins {
-            for snapshot in origin.snapshots { if let reason = snapshot.staleReason { marks[snapshot.name] = (snapshot.cowPath, reason) } }
+            for snapshot in origin.snapshots where snapshot.staleReason != nil || snapshot.suspectReason != nil {
+                marked[snapshot.name] = snapshot
+            }
         }
-        guard !marks.isEmpty else { return self }
+        let cleared = Set(other.origins.filter { $0.closedStamp == nil }.map(\.path))
         var result = self
         for originIndex in result.origins.indices {
+            if cleared.contains(result.origins[originIndex].path) { result.origins[originIndex].closedStamp = nil }
             for index in result.origins[originIndex].snapshots.indices {
                 let snapshot = result.origins[originIndex].snapshots[index]
-                guard snapshot.staleReason == nil, let mark = marks[snapshot.name], mark.cow == snapshot.cowPath else { continue }
-                result.origins[originIndex].snapshots[index].staleReason = mark.reason
+                guard let mark = marked[snapshot.name], mark.cowPath == snapshot.cowPath else { continue }
+                result.origins[originIndex].snapshots[index].staleReason = snapshot.staleReason ?? mark.staleReason
+                result.origins[originIndex].snapshots[index].suspectReason = snapshot.suspectReason ?? mark.suspectReason
             }
         }
         return result
@@ -130,10 +136,14 @@ public struct OriginRecord: Codable, Equatable, Sendable {
     /// Whether snapvol created the file (then `origin remove` leaves it; users own their data).
     public var createdFile = false
     public var snapshots: [SnapshotRecord] = []
+    /// The origin file's stamp when the last snapvol process that had it open let it go; nil
+    /// while a snapvol process may be writing it (cleared before its first write), and for a
+    /// block device. An origin found with another stamp was written outside snapvol.
+    public var closedStamp: FileStamp?
 
     enum CodingKeys: String, CodingKey {
         case name, path, snapshots
-        case createdFile = "created_file"
+        case createdFile = "created_file", closedStamp = "closed_stamp"
     }
 
     public init(name: String, path: String, createdFile: Bool = false, snapshots: [SnapshotRecord] = []) {
@@ -149,6 +159,7 @@ public struct OriginRecord: Codable, Equatable, Sendable {
         path = try values.decode(String.self, forKey: .path)
         createdFile = try values.decodeIfPresent(Bool.self, forKey: .createdFile) ?? false
         snapshots = try values.decodeIfPresent([SnapshotRecord].self, forKey: .snapshots) ?? []
+        closedStamp = try values.decodeIfPresent(FileStamp.self, forKey: .closedStamp)
     }
 }
 
@@ -191,9 +202,13 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     /// The origin's size when the snapshot was taken (nil in registries older than this field):
     /// an origin found at another size was resized outside snapvol.
     public var originSize: UInt64?
+    /// Why the snapshot may not show its origin as it was when taken: the origin was found
+    /// modified outside snapvol. Kept until `snapshot trust` or deletion; the snapshot stays
+    /// readable.
+    public var suspectReason: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, persistent, merging, created
+        case name, persistent, merging, created, suspectReason = "suspect_reason"
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
         case exceptionCache = "exception_cache", takenWith = "taken_with", staleReason = "stale_reason",
              originSize = "origin_size"
@@ -238,6 +253,7 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         takenWith = try values.decodeIfPresent([String].self, forKey: .takenWith)
         staleReason = try values.decodeIfPresent(String.self, forKey: .staleReason)
         originSize = try values.decodeIfPresent(UInt64.self, forKey: .originSize)
+        suspectReason = try values.decodeIfPresent(String.self, forKey: .suspectReason)
     }
 }
 

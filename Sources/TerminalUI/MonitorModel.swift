@@ -18,6 +18,8 @@ public struct VolumeRow: Sendable, Equatable {
     public var reason: String?
     public var readRate: Double
     public var writeRate: Double
+    /// A snapshot whose origin was found modified outside snapvol (see `SnapshotReport.suspect`).
+    public var suspect = false
 }
 
 /// How the main view orders rows (snapshots always stay under their origin).
@@ -86,7 +88,8 @@ public struct MonitorModel: Sendable {
                 VolumeRow(kind: .snapshot, name: snapshot.name, origin: origin.name, size: origin.size,
                           chunkSize: snapshot.chunkSize, exceptions: snapshot.exceptions, fillPercent: snapshot.fillPercent,
                           pendingCopies: snapshot.pendingCopies, state: snapshot.state, reason: snapshot.reason,
-                          readRate: rates[snapshot.name]?.read ?? 0, writeRate: rates[snapshot.name]?.write ?? 0)
+                          readRate: rates[snapshot.name]?.read ?? 0, writeRate: rates[snapshot.name]?.write ?? 0,
+                          suspect: snapshot.suspect != nil)
             }.filter(matches)
             // An origin's PEND: its writes acknowledged and queued behind their copies.
             let originRow = VolumeRow(kind: .origin, name: origin.name, origin: origin.name, size: origin.size,

@@ -127,7 +127,7 @@ public enum Renderer {
             put("", columns[4].width)
         }
         put(row.pendingCopies.map(String.init) ?? "", columns[5].width, right: true)
-        put(stateWord(row), columns[6].width, stateElement(row.state))
+        put(stateWord(row), columns[6].width, row.suspect ? .stateBad : stateElement(row.state))
         if columns.count > 8 {
             put(Format.rate(row.readRate), columns[7].width, right: true)
             put(Format.rate(row.writeRate), columns[8].width, right: true)
@@ -142,6 +142,7 @@ public enum Renderer {
         case "merge-failed": return "! MERGE-FAIL"
         case "inactive": return "- inactive"
         case "merging": return "~ merging"
+        case "active" where row.suspect: return "? SUSPECT"
         default: return row.state
         }
     }
@@ -164,7 +165,7 @@ public enum Renderer {
         if let report {
             lines.append("origin \(row.origin)   chunk \(Format.size(UInt64(report.chunkSize)))   exceptions \(report.exceptions)   pending copies \(report.pendingCopies)")
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
-            lines.append("state \(report.state)" + (report.reason.map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
+            lines.append("state \(report.state)" + ((report.reason ?? report.suspect.map { "SUSPECT: \($0)" }).map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
             if let table = report.table { lines.append("exception table \(table.summary)") }
             let taken = report.createdDate.map { "taken " + Format.taken($0, now: now) } ?? "taken: not known (attached)"
             lines.append(taken + (report.takenWith.map { ", at one instant with " + $0.joined(separator: ", ") } ?? ""))

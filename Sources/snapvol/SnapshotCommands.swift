@@ -4,8 +4,8 @@ import Foundation
 
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend, prune and rename snapshots.",
-        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self, Rename.self])
+        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend, prune, rename and trust snapshots.",
+        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self, Rename.self, Trust.self])
 
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
@@ -127,6 +127,26 @@ struct SnapshotCommand: AsyncParsableCommand {
             try await guarded {
                 try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshots(names: names, force: force) }
                 emit("deleted snapshot\(names.count == 1 ? "" : "s") \(names.joined(separator: ", "))")
+            }
+        }
+    }
+
+    struct Trust: AsyncParsableCommand, ForwardableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clear the suspect mark of snapshots whose origin was found modified outside snapvol.",
+            discussion: """
+                snapvol marks a snapshot suspect when its origin file's modification time or size changed                 while no snapvol process had it open: a VM or tool wrote the image directly, so the snapshot                 may show data written since it was taken. Trust it only when you know the change wrote                 nothing (a 'touch'); otherwise delete it. All names are checked first.
+                """)
+        @OptionGroup var options: PoolOptions
+        @Argument(help: ArgumentHelp("The snapshot's name.", valueName: "name"), completion: VolumeCompletion.snapshots)
+        var names: [String]
+
+        func run() async throws {
+            try await guarded {
+                let trusted = try await options.withController("snapvol snapshot trust") { try await $0.trustSnapshots(names: names) }
+                for name in names {
+                    emit(trusted.contains(name) ? "trusted snapshot \(name): no longer suspect" : "snapshot \(name) was not suspect")
+                }
             }
         }
     }

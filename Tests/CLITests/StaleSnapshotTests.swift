@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import BlockDevices
 @testable import Controller
 import Synchronization
 
@@ -112,9 +113,26 @@ import Synchronization
         }
         let current = registry([("s", "/s.cow", "gone"), ("t", "/t.cow", nil), ("u", "/u.cow", "gone too")])
         let commandCopy = registry([("s", "/s.cow", nil), ("t", "/t.cow", nil), ("u", "/other.cow", nil), ("v", "/v.cow", nil)])
-        let saved = commandCopy.keepingStaleMarks(of: current)
+        let saved = commandCopy.keepingMarks(of: current)
         #expect(saved.origins[0].snapshots.map(\.staleReason) == ["gone", nil, nil, nil])
-        #expect(commandCopy.keepingStaleMarks(of: registry([])) == commandCopy)
+        #expect(commandCopy.keepingMarks(of: registry([])) == commandCopy)
+    }
+
+    /// The same for suspect marks, and for an origin's stamp cleared before a write: a command's
+    /// copy that still has the stamp saves it cleared.
+    @Test func aCommandsSaveKeepsSuspectMarksAndClearedStamps() {
+        let stamp = FileStamp(modifiedSeconds: 1, modifiedNanoseconds: 2, size: 4096)
+        var current = Registry()
+        current.origins = [OriginRecord(name: "o", path: "/o", snapshots: [SnapshotRecord(name: "s", cowPath: "/s.cow", chunkSize: 4096)])]
+        current.origins[0].snapshots[0].suspectReason = "modified"
+        var commandCopy = Registry()
+        commandCopy.origins = [OriginRecord(name: "o", path: "/o", snapshots: [SnapshotRecord(name: "s", cowPath: "/s.cow", chunkSize: 4096)])]
+        commandCopy.origins[0].closedStamp = stamp
+        let saved = commandCopy.keepingMarks(of: current)
+        #expect(saved.origins[0].snapshots[0].suspectReason == "modified")
+        #expect(saved.origins[0].closedStamp == nil)
+        current.origins[0].closedStamp = stamp
+        #expect(commandCopy.keepingMarks(of: current).origins[0].closedStamp == stamp)
     }
 
     /// The barrier's action runs once however many writes arrive together; all of them wait for

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// An origin file written while no snapvol process had it open (a VM started on the image while
+/// `serve` was stopped) makes no copies, so its snapshots would silently show the new data. The
+/// file's stamp, recorded when snapvol lets the origin go, gives it away: the snapshots are
+/// marked suspect, loudly, and stay readable. snapvol's own writes, merges and crashes never
+/// mark anything.
+@Suite struct OutsideWriteTests {
+    /// Writes `bytes` into the file at `path` at `offset`, as a program other than snapvol would.
+    static func writeOutside(_ path: String, at offset: UInt64, _ bytes: [UInt8]) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: bytes)
+        try handle.close()
+    }
+
+    static func suspect(_ pool: TestPool, _ name: String) throws -> String? {
+        try pool.snapshotStatus(name)?["suspect"] as? String
+    }
+
+    static func alarms(_ pool: TestPool) throws -> [String] {
+        try pool.ok("events").text.split(separator: "\n").map(String.init).filter { $0.contains("MODIFIED OUTSIDE SNAPVOL") }
+    }
+
+    @Test func aWriteOutsideSnapvolMarksItsOriginsSnapshotsSuspect() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        for name in ["s", "t"] { try pool.ok("snapshot", "create", name, "--origin", "vm", "--cow", pool.file("\(name).cow"), "--cow-size", "4M") }
+        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
+        #expect(try Self.suspect(pool, "s") == nil, "snapvol's own write")
+
+        try Self.writeOutside(pool.file("vm.img"), at: 1 << 20, [UInt8](repeating: 0x33, count: 4096))
+        let reason = try #require(try Self.suspect(pool, "s"))
+        #expect(reason.hasPrefix("its origin \(pool.file("vm.img")) was modified outside snapvol (at "), "\(reason)")
+        #expect(reason.hasSuffix(", while no snapvol process had it open): it may show data written since it was taken"))
+        #expect(try Self.suspect(pool, "t") == reason)
+        #expect(try pool.snapshotStatus("s")?["state"] as? String == "active", "still readable")
+        #expect(try pool.ok("io", "read", "s", "0", "64K").stdout.allSatisfy { $0 == 0x11 })
+        #expect(try pool.ok("status").text.contains("active (SUSPECT: its origin \(pool.file("vm.img")) was modified outside snapvol"))
+        let check = try pool.run("pool", "check")
+        #expect(check.status == 2)
+        #expect(check.text.hasPrefix("SNAPVOL CRITICAL - snapshot s is suspect: its origin"), "\(check.text)")
+        #expect(try Self.alarms(pool).count == 1, "reported once, however often the pool is opened")
+        #expect(try Self.alarms(pool).first?.contains("snapshots s, t may show data written since taken") == true)
+
+        let refused = try pool.run("snapshot", "trust", "s", "nope")
+        #expect(refused.status == 1 && refused.stderr == "snapvol: error: no snapshot named 'nope' in this pool\n", "\(refused.stderr)")
+        #expect(try Self.suspect(pool, "s") != nil, "all names are checked first")
+        #expect(try pool.ok("snapshot", "trust", "s").text == "trusted snapshot s: no longer suspect\n")
+        #expect(try Self.suspect(pool, "s") == nil)
+        #expect(try Self.suspect(pool, "t") != nil)
+        try pool.ok("snapshot", "delete", "t")
+        #expect(try pool.run("pool", "check").status == 0)
+        #expect(try pool.ok("snapshot", "trust", "s").text == "snapshot s was not suspect\n")
+    }
+
+    /// Writes through `serve` (a real NBD client), and a merge that rewrites the origin, are
+    /// snapvol's own: nothing is marked.
+    @Test(.enabled(if: Environment.canRun(commands: ["qemu-io"])))
+    func snapvolsOwnWritesAndMergesAreNotMistakenForOutsideOnes() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        for name in ["s", "t"] { try pool.ok("snapshot", "create", name, "--origin", "vm", "--cow", pool.file("\(name).cow"), "--cow-size", "4M") }
+        let server = try ServeProcess(pool: pool)
+        try Shell.check(["qemu-io", "-f", "raw", server.uri("vm"), "-c", "write -P 0x22 0 1M"])
+        #expect(server.stop() == 0)
+        try pool.ok("snapshot", "merge", "s")
+        #expect(try Self.suspect(pool, "t") == nil)
+        #expect(try Self.alarms(pool).isEmpty)
+        #expect(try pool.ok("io", "read", "vm", "0", "4K").stdout.allSatisfy { $0 == 0x11 }, "merged back")
+    }
+
+    /// A process killed after writing the origin never recorded its stamp: the stamp was cleared
+    /// before its first write, so the next owner has nothing to judge by and marks nothing (no
+    /// false alarm after a crash), then records the stamp again when it lets go.
+    @Test(.enabled(if: Environment.canRun(commands: ["qemu-io"])))
+    func aKilledWriterLeavesNoStampToJudgeBy() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--cow-size", "4M")
+        let server = try ServeProcess(pool: pool)
+        try Shell.check(["qemu-io", "-f", "raw", server.uri("vm"), "-c", "write -P 0x22 0 1M"])
+        kill(server.processIdentifier, SIGKILL)
+        _ = server.stop()
+        #expect(try Self.suspect(pool, "s") == nil)
+        #expect(try pool.ok("io", "read", "s", "0", "1M").stdout.allSatisfy { $0 == 0x11 })
+        // That command let the origin go cleanly: a write outside from now on is seen.
+        try Self.writeOutside(pool.file("vm.img"), at: 0, [0x44])
+        #expect(try Self.suspect(pool, "s") != nil)
+    }
+}
