@@ -7,7 +7,7 @@ import TestSupport
 /// The UI as data: the model, the layout on an in-memory screen, the form's validation, themes.
 @Suite struct ViewModelTests {
     static func status(fill: Double = 42, state: String = "active", exceptions: Int = 10, written: UInt64 = 0,
-                       residentExceptions: Int? = nil) -> PoolStatus {
+                       residentExceptions: Int? = nil, suspect: String? = nil) -> PoolStatus {
         let table = residentExceptions.map {
             #", "table": {"resident_bytes": 4096, "resident_exceptions": \#($0), "budget_bytes": 8192, "lookups": 5, "hit_rate": 0.8, "area_reads": 1}"#
         } ?? ""
@@ -17,7 +17,7 @@ import TestSupport
               {"name": "b-snap", "origin": "vm", "cow_path": "/b.cow", "chunk_size": 16384, "persistent": true,
                "exceptions": \(exceptions), "cow_used_bytes": 1000, "cow_total_bytes": 2000, "fill_percent": \(fill),
                "pending_copies": 3, "state": "\(state)", "dm_status": "0 131072 snapshot 2/4 1", "read_bytes": 0, "write_bytes": 0,
-               "taken_with": ["db-snap"], "created": "2026-11-30T20:00:00Z"\(table)},
+               "taken_with": ["db-snap"], "created": "2026-11-30T20:00:00Z"\(table)\(suspect.map { #", "suspect": "\#($0)""# } ?? "")},
               {"name": "a-snap", "origin": "vm", "cow_path": "/a.cow", "chunk_size": 4096, "persistent": true,
                "exceptions": 99, "cow_used_bytes": 10, "cow_total_bytes": 2000, "fill_percent": 5,
                "pending_copies": 0, "state": "active", "dm_status": "0 131072 snapshot 1/4 1", "read_bytes": 0, "write_bytes": 0}]}]}
@@ -91,6 +91,22 @@ import TestSupport
         Renderer.draw(model, ViewState(), on: screen)
         #expect(screen.lines[0].hasSuffix(shown.dropLast()), "\(screen.lines[0])")
         #expect(screen.elements[0].contains(style))
+    }
+
+    /// A snapshot whose origin was modified outside snapvol: `? SUSPECT` in its row in the error
+    /// colour, why in its detail, and CRITICAL in the title.
+    @Test func aSuspectSnapshotSaysSo() {
+        var model = MonitorModel()
+        model.update(Self.status(suspect: "its origin /vm.img was modified outside snapvol"))
+        let screen = TextScreen(rows: 30, columns: 120)
+        Renderer.draw(model, ViewState(), on: screen)
+        let row = screen.lines.firstIndex { $0.contains("b-snap") && $0.contains("? SUSPECT") }
+        #expect(row != nil, "\(screen.text)")
+        if let row { #expect(screen.elements[row].contains(.stateBad)) }
+        #expect(screen.lines[0].contains("CRITICAL: snapshot b-snap is suspect: its origin /vm.img was modified"), "\(screen.lines[0])")
+        model.select(named: "b-snap")
+        Renderer.draw(model, ViewState(), on: screen)
+        #expect(screen.text.contains("state active (SUSPECT: its origin /vm.img was modified outside snapvol)"), "\(screen.text)")
     }
 
     /// The selected volume's events under its detail; an alarm carries `!` and the error colour.
