@@ -19,7 +19,7 @@ extension Controller {
     func checkStamp(of record: OriginRecord, on device: FileBlockDevice) {
         guard let closed = record.closedStamp, let now = try? device.stamp(), now != closed else { return }
         let when = Self.describe(time: now.modified)
-        let reason = "its origin \(record.path) was modified outside snapvol (at \(when), while no snapvol process had it open): it may show data written since it was taken"
+        let reason = Self.suspectReason(path: record.path, changed: now)
         var marked: [String] = []
         try? editRegistry { registry in
             guard let index = registry.origins.firstIndex(where: { $0.path == record.path }) else { return }
@@ -60,6 +60,11 @@ extension Controller {
                 registry.origins[index].closedStamp = stamp
             }
         }
+    }
+
+    /// Why a snapshot of the origin file at `path`, found with stamp `changed`, is suspect.
+    static func suspectReason(path: String, changed: FileStamp) -> String {
+        "its origin \(path) was modified outside snapvol (at \(describe(time: changed.modified)), while no snapvol process had it open): it may show data written since it was taken"
     }
 
     /// "2026-12-01 05:12:03 UTC".

@@ -25,10 +25,17 @@ public enum PoolObserver {
     public static func status(_ location: PoolLocation) throws -> PoolStatus {
         let registry = try RegistryFile.load(location)
         var origins: [OriginStatus] = []
-        for origin in registry.origins {
-            let device = try? FileBlockDevice.open(path: origin.path, readOnly: true)
+        let devices = registry.origins.map { try? FileBlockDevice.open(path: $0.path, readOnly: true) }
+        var stamps: [String: FileStamp] = [:]
+        for (origin, device) in zip(registry.origins, devices) { stamps[origin.path] = try? device?.stamp() }
+        let suspects = try outsideWrites(registry, stamps, registryAfter: RegistryFile.load(location))
+        for (origin, device) in zip(registry.origins, devices) {
             let size = device?.size ?? 0
-            let snapshots = origin.snapshots.map { report($0, origin: origin.name, originSize: size) }
+            let snapshots = origin.snapshots.map { record in
+                var report = report(record, origin: origin.name, originSize: size)
+                if report.suspect == nil, record.staleReason == nil { report.suspect = suspects[origin.path] }
+                return report
+            }
             origins.append(OriginStatus(name: origin.name, path: origin.path, size: size,
                                         state: device == nil ? "inactive" : "active",
                                         reason: device == nil ? "cannot open \(origin.path)" : nil,
@@ -44,6 +51,21 @@ public enum PoolObserver {
             }
         }
         return PoolStatus(pool: location.directory, origins: origins, remaps: remaps)
+    }
+
+    /// The suspect reason of each origin file whose stamp `stamps` (taken between the two loads
+    /// of the registry) differs from the closed stamp both loads agree on: a write outside
+    /// snapvol that no holder has seen yet (`Controller.checkStamp` marks it when one does). A
+    /// stamp that changed between the loads is a holder's own (cleared before its first write,
+    /// recorded when it lets go), and judges nothing.
+    static func outsideWrites(_ before: Registry, _ stamps: [String: FileStamp], registryAfter after: Registry) -> [String: String] {
+        var suspects: [String: String] = [:]
+        for origin in before.origins {
+            guard let closed = origin.closedStamp, after.origins.first(where: { $0.path == origin.path })?.closedStamp == closed,
+                  let now = stamps[origin.path], now != closed else { continue }
+            suspects[origin.path] = Controller.suspectReason(path: origin.path, changed: now)
+        }
+        return suspects
     }
 
     static func report(_ record: SnapshotRecord, origin: String, originSize: UInt64) -> SnapshotReport {

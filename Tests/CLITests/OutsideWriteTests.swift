@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import TestSupport
+import BlockDevices
+@testable import Controller
 
 /// An origin file written while no snapvol process had it open (a VM started on the image while
 /// `serve` was stopped) makes no copies, so its snapshots would silently show the new data. The
@@ -53,6 +55,42 @@ import TestSupport
         try pool.ok("snapshot", "delete", "t")
         #expect(try pool.run("pool", "check").status == 0)
         #expect(try pool.ok("snapshot", "trust", "s").text == "snapshot s was not suspect\n")
+    }
+
+    /// `pool check` and the read-only monitors, which read the pool without its lock, see the
+    /// write outside at once, with no holder yet to mark it (nothing is written for it); the next
+    /// holder marks it for good.
+    @Test func monitoringSeesAWriteOutsideBeforeAnyHolderDoes() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--cow-size", "4M")
+        #expect(try pool.run("pool", "check").status == 0)
+        try Self.writeOutside(pool.file("vm.img"), at: 0, [0x44])
+        let registry = try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json")))
+        let check = try pool.run("pool", "check")
+        #expect(check.status == 2 && check.text.hasPrefix("SNAPVOL CRITICAL - snapshot s is suspect: its origin"), "\(check.text)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json"))) == registry, "a check writes nothing")
+        #expect(try Self.alarms(pool).isEmpty)
+        #expect(try Self.suspect(pool, "s") != nil)
+        #expect(try Self.alarms(pool).count == 1, "the holder marked it")
+    }
+
+    /// A stamp that changed between the observer's two reads of the registry is a holder's own
+    /// doing (cleared before a write, recorded at the end): no judgment. One both reads agree on
+    /// and the file does not match is a write outside.
+    @Test func anObserverJudgesOnlyAStampBothOfItsReadsAgreeOn() {
+        let closed = FileStamp(modifiedSeconds: 1, modifiedNanoseconds: 0, size: 4096)
+        let later = FileStamp(modifiedSeconds: 2, modifiedNanoseconds: 0, size: 4096)
+        func registry(_ stamp: FileStamp?) -> Registry {
+            var registry = Registry()
+            registry.origins = [OriginRecord(name: "o", path: "/o")]
+            registry.origins[0].closedStamp = stamp
+            return registry
+        }
+        #expect(PoolObserver.outsideWrites(registry(closed), ["/o": later], registryAfter: registry(closed))["/o"] != nil)
+        #expect(PoolObserver.outsideWrites(registry(closed), ["/o": closed], registryAfter: registry(closed)).isEmpty)
+        #expect(PoolObserver.outsideWrites(registry(closed), ["/o": later], registryAfter: registry(nil)).isEmpty, "cleared for a write")
+        #expect(PoolObserver.outsideWrites(registry(nil), ["/o": closed], registryAfter: registry(later)).isEmpty, "recorded at a close")
+        #expect(PoolObserver.outsideWrites(registry(nil), ["/o": later], registryAfter: registry(nil)).isEmpty)
     }
 
     /// Writes through `serve` (a real NBD client), and a merge that rewrites the origin, are
