@@ -22,8 +22,22 @@ extension Controller {
     /// an old one), and each snapshot still inactive is marked stale and shown invalid from now
     /// on. Not a command: a write must not wait for one (a merge of another origin runs for
     /// minutes); `save` keeps the marks when a command saves its copy of the registry.
+    ///
+    /// If the registry cannot be saved (its file system full), the write fails only when a
+    /// snapshot had to be given up first; a stamp left uncleared costs at most a false alarm
+    /// after a crash, which the event says, and never the origin's availability.
     func prepareFirstWrite(of origin: Origin) throws {
         var given: [(name: String, reason: String)] = []
+        var mustGiveUp = false
+        do {
+            try markFirstWrite(of: origin, given: &given, mustGiveUp: &mustGiveUp)
+        } catch where !mustGiveUp {
+            events.record("\(origin.name): could not record that snapvol writes it (\(error)): if snapvol stops without letting it go, its snapshots will be marked suspect")
+        }
+        for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
+    }
+
+    private func markFirstWrite(of origin: Origin, given: inout [(name: String, reason: String)], mustGiveUp: inout Bool) throws {
         // The origin's name is read under the registry's lock, which a rename holds.
         try editRegistry { registry in
             let originName = origin.name
@@ -35,11 +49,11 @@ extension Controller {
                 let reason = "its origin was written while its COW could not be opened (\(problem.reason))"
                 registry.origins[index].snapshots[position].staleReason = reason
                 given.append((record.name, reason))
+                mustGiveUp = true
             }
         } apply: { state in
             for (name, reason) in given { state.live[origin.name]?.snapshotProblems[name] = ("invalid", reason) }
         }
-        for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
     }
 
     /// A snapshot given up earlier: invalid, and its COW, if it can be opened now, marked

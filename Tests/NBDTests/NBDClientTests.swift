@@ -428,6 +428,28 @@ struct FullFileSystemTests {
     }
 }
 
+extension FullFileSystemTests {
+    /// The pool's own directory full: the first origin write cannot record that snapvol writes
+    /// the origin (its registry cannot be saved), and goes through all the same, saying so.
+    @Test func aFullPoolDirectoryDoesNotStopOriginWrites() throws {
+        let pool = try TestPool()
+        try FileManager.default.createDirectory(atPath: pool.path, withIntermediateDirectories: true)
+        try Shell.check(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", pool.path])
+        defer { _ = try? Shell.run(["umount", pool.path]) }
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "vm", "--path", pool.dir.file("vm.img"), "--size", "4M")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.dir.file("s.cow"), "--cow-size", "4M")
+        let server = try ServeProcess(pool: pool)
+        _ = try? Shell.run(["dd", "if=/dev/zero", "of=\(pool.path)/ballast", "bs=64k", "status=none"])
+        try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x7 0 64k", server.uri("vm")])
+        try server.waitForLog(containing: "vm: could not record that snapvol writes it (")
+        try FileManager.default.removeItem(atPath: "\(pool.path)/ballast")
+        #expect(server.stop() == 0)
+        #expect([UInt8](try pool.ok("io", "read", "vm", "0", "2").stdout) == [7, 7])
+        #expect([UInt8](try pool.ok("io", "read", "s", "0", "2").stdout) == [0, 0])
+    }
+}
+
 /// A small tmpfs mounted in a pool's directory (root); the test unmounts it (`defer`).
 struct SmallFileSystem {
     let path: String
