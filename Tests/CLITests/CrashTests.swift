@@ -61,6 +61,8 @@ import TestSupport
                 let check = try SnapvolBinary.run(["check", pool.file("\(name).cow"), "--origin-size", "8M"])
                 #expect(check.status == 0, "trial \(trial): \(name).cow: \(check.text); seed \(generator.seed)")
                 #expect(sameBytes(try Self.dump(pool, name), image), "trial \(trial): \(name) differs; seed \(generator.seed)")
+                #expect(try pool.snapshotStatus(name)?["suspect"] == nil,
+                        "trial \(trial): a killed command taken for a write outside snapvol; seed \(generator.seed)")
             }
         }
         #expect(kills == Self.trials)
