@@ -144,6 +144,22 @@ public struct Autoextender: Sendable {
     }
 }
 
+extension Autoextender {
+    /// Steps once a second under the pool's current settings, the first after a second (a short
+    /// command never pays for it), until cancelled; hands each report to `report`. What a
+    /// holder of the pool other than `serve` runs while it holds it (`serve`'s watch does more).
+    public static func run(_ controller: Controller, report: (Report) -> Void) async {
+        var autoextender = Autoextender()
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            if Task.isCancelled { return }
+            for item in await autoextender.step(controller, status: try? controller.status(), settings: controller.registry.autoextend) {
+                report(item)
+            }
+        }
+    }
+}
+
 extension Controller {
     /// Records the pool's autoextend settings; a server applies them within a second.
     public func setAutoextend(_ settings: AutoextendSettings) async throws {

@@ -26,7 +26,7 @@ struct PoolOptions: ParsableArguments {
         if let owner = try owner() { return try await body(owner) }
         let controller = try await open(purpose, forwardable: role == .command)
         do {
-            let result = role == .server ? try await body(controller) : try await ControlServer.whileRunning(controller, as: role) { try await body(controller) }
+            let result = role == .server ? try await body(controller) : try await PoolHolding.whileHolding(controller, as: role) { try await body(controller) }
             await controller.close()
             return result
         } catch {

@@ -34,28 +34,8 @@ struct TUICommand: AsyncParsableCommand {
                 return try await TerminalLauncher.run(source: ServerSource(location: options.location), options: ui.terminal)
             }
             try await options.withController("snapvol tui", as: .terminal) { controller in
-                let autoextend = Task { await Self.autoextend(controller) }
-                defer { autoextend.cancel() }
                 try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
             }
-        }
-    }
-}
-
-extension TUICommand {
-    /// While the TUI drives the pool, the pool's autoextend settings apply as under `serve`; what
-    /// it does goes to the event pane (and log). Fill warnings need no event: the bars show them.
-    static func autoextend(_ controller: Controller) async {
-        var autoextender = Autoextender()
-        while !Task.isCancelled {
-            for report in await autoextender.step(controller, status: try? controller.status(), settings: controller.registry.autoextend) {
-                switch report {
-                case .extended(let text): controller.events.record(text)
-                case .failed(let text): controller.events.record(text, alarm: true)
-                case .warning, .alarm: break
-                }
-            }
-            try? await Task.sleep(for: .seconds(1))
         }
     }
 }
@@ -92,7 +72,7 @@ struct DemoCommand: AsyncParsableCommand {
             let controller = try await Controller.open(location, purpose: "snapvol demo")
             let writer = Task { await DemoPool.write(controller, bytesPerSecond: bytesPerSecond) }
             defer { writer.cancel() }
-            try await ControlServer.whileRunning(controller, as: .terminal) {
+            try await PoolHolding.whileHolding(controller, as: .terminal) {
                 try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
             }
             writer.cancel()

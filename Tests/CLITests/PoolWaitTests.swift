@@ -137,6 +137,26 @@ struct PoolWaitTests {
         #expect(bytes.count == 4 << 20 && bytes.allSatisfy { $0 == 0x11 })
     }
 
+    /// A command holding the pool for long (a dump) applies the pool's autoextend settings, as
+    /// `serve` and the TUI do: writes forwarded to it that fill a COW past the threshold grow it.
+    @Test func aCommandHoldingThePoolAutoextends() throws {
+        let pool = try TestPool.withOrigin("vm", size: "16M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--cow-size", "4M")
+        try pool.ok("pool", "settings", "--autoextend-threshold", "50", "--autoextend-percent", "100")
+        let (holder, output) = try Self.blockedRead(pool, "vm", "16M")
+        try pool.ok("io", "write", "vm", "0", "3M", "--pattern", "0x22")
+        let deadline = Date().addingTimeInterval(15)
+        func cowBytes() -> UInt64 { (try? FileManager.default.attributesOfItem(atPath: pool.file("s.cow"))[.size] as? UInt64) ?? 0 }
+        while cowBytes() == 4 << 20, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(cowBytes() == 8 << 20)
+        #expect(holder.isRunning, "grown while the dump still held the pool")
+        #expect(try pool.ok("events").text.contains("autoextended snapshot s to 8 MiB"))
+        _ = output.fileHandleForReading.readDataToEndOfFile()
+        holder.waitUntilExit()
+        #expect(holder.terminationStatus == 0)
+        #expect(try pool.snapshotStatus("s")?["state"] as? String == "active")
+    }
+
     /// `serve`, stopped while it runs a command forwarded from elsewhere, lets it finish within
     /// `--stop-grace` (default 30 s). Past the grace, or on a second SIGTERM, it cuts it off, and
     /// the command's client says so in one line and exits 1.
