@@ -178,7 +178,14 @@ import TestSupport
 /// The copies commits make durable leave the page cache in batches (the kernel's COW writes
 /// bypass it); data no commit covers stays.
 @Suite struct CommittedDataCacheTests {
+    /// On `DedicatedExecutor`'s threads: on the cooperative ones, blocked by the suite's tests
+    /// that wait for subprocesses, it once took 85 s instead of 0.08, long enough for the
+    /// machine's DAMON to page out the uncommitted copy this test expects to find cached.
     @Test func committedCopiesLeaveThePageCache() async throws {
+        try await withTaskExecutorPreference(DedicatedExecutor.shared) { try await Self.committedCopiesLeaveThePageCache() }
+    }
+
+    static func committedCopiesLeaveThePageCache() async throws {
         let dir = try TemporaryDirectory()
         guard try PageResidency.canTestResidency(in: dir.path) else { return }
         let geometry = try ChunkGeometry(chunkBytes: 16384)
