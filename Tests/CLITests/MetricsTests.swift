@@ -28,6 +28,10 @@ import TestSupport
         // A COW too small for what is written: the snapshot turns invalid.
         try pool.ok("snapshot", "create", "small", "--origin", "vm", "--cow", pool.file("small.cow"), "--cow-size", "256K")
         try pool.ok("io", "write", "vm", "0", "2M", "--pattern", "0x5a")
+        // Written outside snapvol meanwhile: both snapshots are marked suspect.
+        let image = try FileHandle(forWritingTo: URL(fileURLWithPath: pool.file("vm.img")))
+        try image.write(contentsOf: [0x01])
+        try image.close()
         let exposition = try pool.ok("status", "--prometheus").text
         let samples = Self.samples(exposition)
         let snapshots = try Self.snapshots(pool)
@@ -42,6 +46,8 @@ import TestSupport
             let states = samples.filter { $0.key.hasPrefix("snapvol_snapshot_state{snapshot=\"\(name)\",") }
             #expect(states.count == 6)
             #expect(states.filter { $0.value == 1 }.map(\.key) == ["snapvol_snapshot_state{snapshot=\"\(name)\",origin=\"vm\",state=\"\(state)\"}"])
+            #expect(snapshot["suspect"] is String)
+            #expect(samples["snapvol_snapshot_suspect" + labels] == 1)
         }
         #expect(snapshots.contains { $0["state"] as? String == "invalid" })
         #expect(samples["snapvol_snapshot_exceptions{snapshot=\"nightly\",origin=\"vm\"}"] == 128)
