@@ -14,6 +14,11 @@ extension ServeCommand {
             line += "; " + Wording.counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "
                 + unusable.map { "\($0.name) (\($0.state))" }.joined(separator: ", ")
         }
+        let suspect = snapshots.filter { $0.suspect != nil && !PoolHealth.unusableStates.contains($0.state) }
+        if !suspect.isEmpty {
+            line += "; " + Wording.counted(suspect.count, "snapshot") + " suspect (origin modified outside snapvol): "
+                + suspect.map(\.name).joined(separator: ", ")
+        }
         if let fullest = snapshots.filter({ $0.state == "active" }).max(by: { $0.fillPercent < $1.fillPercent }) {
             line += "; fullest COW: \(fullest.name) \(Int(fullest.fillPercent.rounded()))%"
         }

@@ -46,6 +46,22 @@ import TestSupport
         #expect(!skipped.contains { $0.contains("READY=1") }, "READY=1 is sent once at start and once per reload")
     }
 
+    /// A server starting on an origin written outside snapvol says so in its status line,
+    /// where `systemctl status` shows it.
+    @Test func theStatusLineNamesSuspectSnapshots() throws {
+        let pool = try Self.pool()
+        let image = try FileHandle(forWritingTo: URL(fileURLWithPath: pool.file("vm.img")))
+        try image.write(contentsOf: [0x01])
+        try image.close()
+        let notify = try NotifySocket(address: pool.file("notify.sock"))
+        let server = try ServeProcess(pool: pool, environment: ["NOTIFY_SOCKET": notify.address])
+        var skipped: [String] = []
+        let ready = try #require(notify.receive(containing: "READY=1", within: 20, skipped: &skipped))
+        #expect(ready.contains("STATUS=serving 2 volumes, 0 NBD clients; 1 snapshot suspect (origin modified outside snapvol): nightly;"),
+                "\(ready)")
+        #expect(server.stop() == 0)
+    }
+
     /// An abstract socket name (`@...`), as some managers use; a `$WATCHDOG_PID` naming another
     /// process asks for no watchdog.
     @Test func abstractSocketAndAWatchdogForAnotherProcess() throws {
