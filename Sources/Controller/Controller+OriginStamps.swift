@@ -46,8 +46,8 @@ extension Controller {
         }
     }
 
-    /// At `close`, after the last flush: records the stamp of every origin file this process had
-    /// open, in one save (none when every stamp is already the recorded one).
+    /// At `close`, once the origins are retired: records the stamp of every origin file this
+    /// process had open, in one save (none when every stamp is already the recorded one).
     func recordStamps(of origins: [Origin]) {
         let stamps = origins.compactMap { origin -> (String, FileStamp)? in
             guard let device = origin.device as? FileBlockDevice, let stamp = try? device.stamp() else { return nil }

@@ -69,12 +69,14 @@ public final class Controller: Sendable {
         for remap in remaps { try? await remap.flush() }
         for snapshot in live.flatMap(\.snapshots.values) { try? await snapshot.flush() }
         for origin in live.compactMap(\.origin) { try? await origin.flush() }
-        recordStamps(of: live.compactMap(\.origin))
         for entry in live {
             guard let origin = entry.origin else { continue }
             await origin.retire()
             for snapshot in entry.snapshots.values { await origin.detach(snapshot) }
         }
+        // Retired, an origin has every write it admitted on its device and admits no more (a
+        // command cut off at a server's stop may still try): its stamp is final.
+        recordStamps(of: live.compactMap(\.origin))
     }
 
     public var registry: Registry { state.withLock { $0.registry } }

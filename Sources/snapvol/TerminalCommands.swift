@@ -71,12 +71,19 @@ struct DemoCommand: AsyncParsableCommand {
             if !location.exists { try await DemoPool.create(location, files: directory) }
             let controller = try await Controller.open(location, purpose: "snapvol demo")
             let writer = Task { await DemoPool.write(controller, bytesPerSecond: bytesPerSecond) }
-            defer { writer.cancel() }
-            try await PoolHolding.whileHolding(controller, as: .terminal) {
-                try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
+            var failure: (any Error)?
+            do {
+                try await PoolHolding.whileHolding(controller, as: .terminal) {
+                    try await TerminalLauncher.run(source: ControllerSource(controller: controller), options: ui.terminal)
+                }
+            } catch {
+                failure = error
             }
+            // The writer's last write lands before the pool closes, and so before its stamp.
             writer.cancel()
+            await writer.value
             await controller.close()
+            if let failure { throw failure }
         }
     }
 }
