@@ -20,16 +20,15 @@ extension Controller {
 
     /// Makes the origin of `record` on `device` (opened already) and attaches its snapshots.
     func activate(_ record: OriginRecord, on device: FileBlockDevice) async {
-        if record.snapshots.contains(where: \.merging) {
-            try? clearStamp(ofOriginAt: record.path)
-        } else {
-            checkStamp(of: record, on: device)
-        }
+        // A merge resumed below rewrites the origin: its stamp goes first.
+        let merging = record.snapshots.contains(where: \.merging)
+        if merging { try? clearStamp(ofOriginAt: record.path) }
         let origin = Origin(name: record.name, device: device, writeBack: true, onEvent: { [events] in
             events.record(Self.describe($0), alarm: Self.isAlarm($0), logged: !Self.isProgress($0))
         })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
+        if !merging { checkStamp(of: record, on: device) }
         guardFirstWrite(origin)
     }
 

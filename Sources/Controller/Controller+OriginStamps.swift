@@ -14,19 +14,25 @@ import VolumeTargets
 /// suspect, which is loud (an alarm, `status`, `pool check` CRITICAL) but keeps them readable,
 /// since `touch` also changes the stamp without a write.
 extension Controller {
-    /// At activation: marks `record`'s snapshots suspect if its file on `device` no longer has
-    /// the stamp it was let go with, and records the new stamp (so it is reported once).
+    /// At activation, once its snapshots are attached: marks `record`'s snapshots suspect if its
+    /// file on `device` no longer has the stamp it was let go with, and records the new stamp
+    /// (so it is reported once). Snapshots already lost (invalid, given up) are left as they are.
     func checkStamp(of record: OriginRecord, on device: FileBlockDevice) {
         guard let closed = record.closedStamp, let now = try? device.stamp(), now != closed else { return }
         let when = Self.describe(time: now.modified)
         let reason = Self.suspectReason(path: record.path, changed: now)
+        let lost = state.withLock { state -> Set<String> in
+            guard let live = state.live[record.name] else { return [] }
+            let invalid = live.snapshots.filter { if case .invalid = $0.value.status.condition { return true } else { return false } }
+            return Set(invalid.keys).union(live.snapshotProblems.filter { $0.value.state == "invalid" }.keys)
+        }
         var marked: [String] = []
         try? editRegistry { registry in
             guard let index = registry.origins.firstIndex(where: { $0.path == record.path }) else { return }
             registry.origins[index].closedStamp = now
             for position in registry.origins[index].snapshots.indices {
                 let snapshot = registry.origins[index].snapshots[position]
-                guard snapshot.suspectReason == nil, snapshot.staleReason == nil else { continue }
+                guard snapshot.suspectReason == nil, snapshot.staleReason == nil, !lost.contains(snapshot.name) else { continue }
                 registry.origins[index].snapshots[position].suspectReason = reason
                 marked.append(snapshot.name)
             }
