@@ -105,6 +105,7 @@ public final class MonitorApp {
         case Int32(UInt8(ascii: "m")), snapvol_key_f(6): askOnSnapshot("merge")
         case Int32(UInt8(ascii: "e")), snapvol_key_f(5): startExtend()
         case Int32(UInt8(ascii: "r")): startRename()
+        case Int32(UInt8(ascii: "t")): askToTrust()
         default: break
         }
         return true
@@ -146,6 +147,14 @@ public final class MonitorApp {
         view.prompt = action == "merge"
             ? "Merge \(row.name) into \(row.origin)\(disconnecting)?\(consumed) \(withGroup)"
             : "Delete snapshot \(row.name)\(disconnecting)? \(withGroup)"
+    }
+
+    /// `t` on a suspect snapshot: asks before clearing the mark, saying what it vouches for.
+    private func askToTrust() {
+        if refuseIfReadOnly("trust") { return }
+        guard let row = model.selected, row.kind == .snapshot, row.suspect else { return show("select a suspect snapshot to trust", error: true) }
+        mode = .confirm(action: "trust", target: row.name, force: false, group: [], groupForce: false)
+        view.prompt = "Trust \(row.name)? Only if nothing wrote \(row.origin) while snapvol was not running. (y/N)"
     }
 
     private func startExtend() {
@@ -215,6 +224,8 @@ public final class MonitorApp {
             merging = (names, max(1, exceptions(of: names)))
             let done = names.count == 1 ? "merged \(listed) into its origin" : "merged \(listed) into their origins"
             run("merging \(listed)", done: done) { [source] in try await source.mergeSnapshots(names: names, force: force) }
+        } else if action == "trust" {
+            run("trusting \(listed)", done: "trusted snapshot \(listed): no longer suspect") { [source] in try await source.trustSnapshots(names: names) }
         } else {
             let done = names.count == 1 ? "deleted snapshot \(listed)" : "deleted snapshots \(listed)"
             run("deleting \(listed)", done: done) { [source] in try await source.deleteSnapshots(names: names, force: force) }

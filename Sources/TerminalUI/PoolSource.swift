@@ -22,6 +22,8 @@ public protocol PoolSource: Sendable {
     func resizeOrigin(name: String, size: UInt64) async throws
     /// Renames an origin or a snapshot; `force`: disconnect the NBD clients that have it open.
     func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws
+    /// Clears the suspect mark of snapshots (`snapshot trust`).
+    func trustSnapshots(names: [String]) async throws
 }
 
 /// The pool driven in this process.
@@ -48,6 +50,7 @@ public struct ControllerSource: PoolSource {
         case .remap: throw ControllerError.refused("remap volumes are not renamed")
         }
     }
+    public func trustSnapshots(names: [String]) async throws { try await controller.trustSnapshots(names: names) }
 }
 
 /// The pool as it is on disk, read without the lock and without opening anything for writing.
@@ -68,6 +71,7 @@ public struct DiskSource: PoolSource {
     public func extendSnapshot(name: String, cowSize: UInt64) async throws { throw Self.refusal }
     public func resizeOrigin(name: String, size: UInt64) async throws { throw Self.refusal }
     public func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws { throw Self.refusal }
+    public func trustSnapshots(names: [String]) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")
 }

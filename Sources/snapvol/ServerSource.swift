@@ -61,6 +61,7 @@ struct ServerSource: PoolSource {
     }
 
     func deleteSnapshots(names: [String], force: Bool) async throws { _ = try run(["snapshot", "delete"] + names + (force ? ["--force"] : [])) }
+    func trustSnapshots(names: [String]) async throws { _ = try run(["snapshot", "trust"] + names) }
     func mergeSnapshots(names: [String], force: Bool) async throws {
         _ = try run(["snapshot", "merge"] + names + ["--no-progress"] + (force ? ["--force"] : []))
     }

@@ -160,6 +160,25 @@ struct TerminalTests {
         #expect(try (pool.status()["origins"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["aa", "mm"])
     }
 
+    /// A snapshot whose origin was written outside snapvol shows `? SUSPECT`; `t` asks, then
+    /// clears the mark (`snapshot trust`), and refuses on anything but a suspect snapshot.
+    @Test func trustASuspectSnapshotFromTheKeyboard() throws {
+        let pool = try Self.pool()
+        let image = try FileHandle(forWritingTo: URL(fileURLWithPath: pool.file("vm.img")))
+        try image.write(contentsOf: [0x01])
+        try image.close()
+        let session = try Self.tui(pool)
+        try session.waitFor(text: "? SUSPECT")
+        try session.press("t", until: "select a suspect snapshot to trust")
+        try session.press("j", "t", until: "Trust base? Only if nothing wrote vm while snapvol was not running. (y/N)")
+        try session.press("n", until: "trust cancelled")
+        #expect(try session.screen().contains("? SUSPECT"))
+        try session.press("t", "y", until: "trusted snapshot base: no longer suspect")
+        try session.waitFor("the mark gone") { !$0.contains("? SUSPECT") }
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("base")?["suspect"] == nil)
+    }
+
     /// While the TUI drives the pool, commands from elsewhere (a cron job) go through it instead
     /// of finding the pool locked, and it shows their effect; it removes its socket on quitting.
     @Test func commandsRunElsewhereGoThroughTheTUI() throws {
