@@ -161,6 +161,9 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         suspect = record.suspectReason
     }
 
+    /// Why, after the state word, in tables and details: the state's reason, else the suspicion.
+    public var stateNote: String? { reason ?? suspect.map { "SUSPECT: \($0)" } }
+
     /// `created` as a date.
     public var createdDate: Date? { created.flatMap { try? Date($0, strategy: .iso8601) } }
 

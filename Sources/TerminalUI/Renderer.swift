@@ -165,7 +165,7 @@ public enum Renderer {
         if let report {
             lines.append("origin \(row.origin)   chunk \(Format.size(UInt64(report.chunkSize)))   exceptions \(report.exceptions)   pending copies \(report.pendingCopies)")
             lines.append("COW \(report.cowPath)   used \(Format.size(report.cowUsedBytes)) of \(Format.size(report.cowTotalBytes)) (\(Format.percent(report.fillPercent)))")
-            lines.append("state \(report.state)" + ((report.reason ?? report.suspect.map { "SUSPECT: \($0)" }).map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
+            lines.append("state \(report.state)" + (report.stateNote.map { " (\($0))" } ?? "") + clientsNote(report.clients) + "   dmsetup status: \(report.dmStatus)")
             if let table = report.table { lines.append("exception table \(table.summary)") }
             let taken = report.createdDate.map { "taken " + Format.taken($0, now: now) } ?? "taken: not known (attached)"
             lines.append(taken + (report.takenWith.map { ", at one instant with " + $0.joined(separator: ", ") } ?? ""))

@@ -49,7 +49,7 @@ enum StatusTable {
                              String(format: "%.2f", snapshot.fillPercent), "\(snapshot.pendingCopies)",
                              snapshot.table.map { ByteSize.describe(UInt64($0.residentBytes)) } ?? "-",
                              snapshot.table.map { String(format: "%.1f", $0.hitRate * 100) } ?? "-",
-                             open(snapshot.clients), state(snapshot.state, snapshot.reason ?? snapshot.suspect.map { "SUSPECT: \($0)" })])
+                             open(snapshot.clients), state(snapshot.state, snapshot.stateNote)])
             }
         }
         for remap in status.remaps {
