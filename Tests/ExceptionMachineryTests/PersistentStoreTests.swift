@@ -179,25 +179,12 @@ import TestSupport
 /// The copies commits make durable leave the page cache in batches (the kernel's COW writes
 /// bypass it); data no commit covers stays.
 @Suite struct CommittedDataCacheTests {
-    /// On a file system of its own when it can have one (root): in the shared one, in the full
-    /// suite, its flushes queued behind other tests' I/O for 80-85 s (0.08 s alone).
     @Test func committedCopiesLeaveThePageCache() async throws {
-        if Environment.canRun(needsRoot: true, commands: ["losetup", "mkfs.ext4", "mount"]) {
-            let quiet = try QuietFileSystem()
-            defer { quiet.remove() }
-            try #require(try PageResidency.canTestResidency(in: quiet.path), "ext4 drops pages when asked")
-            try await Self.committedCopiesLeaveThePageCache(in: quiet.path)
-        } else {
-            let dir = try TemporaryDirectory()
-            try await Self.committedCopiesLeaveThePageCache(in: dir.path)
-        }
-    }
-
-    static func committedCopiesLeaveThePageCache(in directory: String) async throws {
-        guard try PageResidency.canTestResidency(in: directory) else { return }
+        let dir = try TemporaryDirectory()
+        guard try PageResidency.canTestResidency(in: dir.path) else { return }
         let geometry = try ChunkGeometry(chunkBytes: 16384)
         let layout = CowLayout(geometry: geometry)
-        let path = directory + "/cow"
+        let path = dir.file("cow")
         let device = try FileBlockDevice.create(path: path, size: layout.areaLocation(3) * UInt64(geometry.chunkBytes))
         let store = try await PersistentExceptionStore.format(device, geometry: geometry)
         // More than an area's worth (so commits span an area boundary), and four release batches.
@@ -219,10 +206,9 @@ import TestSupport
         let batchPages = PersistentExceptionStore.releaseBatchBytes / 4096
         let left = try chunks.map(resident).reduce(0, +)
         #expect(left < batchPages, "\(left) of \(count * pagesPerChunk) committed pages still cached")
-        // Alone this takes 0.08 s; in the full suite on the shared file system, waiting on flushes
-        // behind other tests' I/O, it took 85 s, and this machine's DAMON pages out page-cache
-        // regions left untouched for about a minute. Past half a minute the uncommitted copy's
-        // absence proves nothing.
+        // Alone this takes 0.08 s; in the full suite, waiting on flushes behind other tests' I/O,
+        // it has taken 85 s, and this machine's DAMON pages out page-cache regions left untouched
+        // for about a minute. Past half a minute the uncommitted copy's absence proves nothing.
         let age = Date().timeIntervalSince(written)
         if age < 30 {
             #expect(try resident(uncommitted) == pagesPerChunk, "an uncommitted copy stays cached")
