@@ -135,7 +135,10 @@ struct SnapshotCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Clear the suspect mark of snapshots whose origin was found modified outside snapvol.",
             discussion: """
-                snapvol marks a snapshot suspect when its origin file's modification time or size changed                 while no snapvol process had it open: a VM or tool wrote the image directly, so the snapshot                 may show data written since it was taken. Trust it only when you know the change wrote                 nothing (a 'touch'); otherwise delete it. All names are checked first.
+                snapvol marks a snapshot suspect when its origin file's modification time or size changed \
+                while no snapvol process had it open: a VM or tool wrote the image directly, so the snapshot \
+                may show data written since it was taken. Trust it only when you know the change wrote \
+                nothing (a 'touch'); otherwise delete it. All names are checked first.
                 """)
         @OptionGroup var options: PoolOptions
         @Argument(help: ArgumentHelp("The snapshot's name.", valueName: "name"), completion: VolumeCompletion.snapshots)
