@@ -1,3 +1,4 @@
+import BlockDevices
 import Foundation
 
 /// Bytes this process has passed to `read`/`pread` and `write`/`pwrite` calls, page-cache hits
@@ -11,7 +12,7 @@ struct ProcessIO {
     var writtenBytes: UInt64
 
     static func current() -> ProcessIO? {
-        guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8) else { return nil }
+        guard let text = ProcFile.text("/proc/self/io") else { return nil }
         var fields: [Substring: UInt64] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)

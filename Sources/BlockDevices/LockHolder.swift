@@ -8,7 +8,7 @@ import Foundation
 public enum LockHolder {
     /// "process PID (its command line)", or "process PID" when the command line cannot be read.
     public static func describe(pid: String) -> String {
-        let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?
+        let command = ProcFile.text("/proc/\(pid)/cmdline")?
             .split(separator: "\0").joined(separator: " ")
         return "process \(pid)" + (command.map { $0.isEmpty ? "" : " (\($0))" } ?? "")
     }
@@ -16,7 +16,7 @@ public enum LockHolder {
     /// The process holding an `flock` on the file with inode `inode` (the FLOCK lines of
     /// `/proc/locks` carry the pid).
     public static func flockHolder(inode: UInt64) -> String? {
-        guard let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        guard let locks = ProcFile.text("/proc/locks") else { return nil }
         for line in locks.split(separator: "\n") where line.contains("FLOCK") {
             let fields = line.split(separator: " ")
             guard let id = fields.first(where: { $0.split(separator: ":").count == 3 }),
@@ -37,7 +37,7 @@ public enum LockHolder {
         for pid in pids where pid != me && pid.allSatisfy(\.isNumber) {
             guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo") else { continue }
             for fd in fds {
-                guard let info = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8) else { continue }
+                guard let info = ProcFile.text("/proc/\(pid)/fdinfo/\(fd)") else { continue }
                 if info.split(separator: "\n").contains(where: { $0.hasPrefix("lock:") && $0.contains("OFDLCK") && $0.contains(" \(file) ") }) {
                     return describe(pid: pid)
                 }

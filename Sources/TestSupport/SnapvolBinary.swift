@@ -129,8 +129,11 @@ public final class PoolLockHolder: Sendable {
 
     public var processIdentifier: Int32 { process.processIdentifier }
 
+    /// SIGKILL: the shell and its `sleep` inherit the test thread's signal mask from Foundation's
+    /// `Process`, in which SIGTERM is blocked, so `terminate()` left them for their whole
+    /// `seconds`.
     deinit {
-        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 }

@@ -1,3 +1,4 @@
+import BlockDevices
 import Foundation
 import Testing
 import TestSupport
@@ -135,6 +136,28 @@ struct PoolWaitTests {
         holder.waitUntilExit()
         #expect(forwarded.terminationStatus == 0 && holder.terminationStatus == 0)
         #expect(bytes.count == 4 << 20 && bytes.allSatisfy { $0 == 0x11 })
+    }
+
+    /// On a host with many locks the pool's holder is still named: with 200 more `flock`s taken
+    /// after the pool's, `/proc/locks` runs past one page, and Foundation's `String(contentsOfFile:)`
+    /// read only that page (`ProcFile` reads to the end).
+    @Test func theHolderIsNamedAmongHundredsOfLocks() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M")
+        let holder = try PoolLockHolder(pool: pool.path, seconds: 30)
+        defer { withExtendedLifetime(holder) {} }
+        try FileManager.default.createDirectory(atPath: pool.file("locks"), withIntermediateDirectories: true)
+        let others = Process()
+        others.executableURL = URL(fileURLWithPath: "/bin/bash")
+        others.arguments = ["-c", #"for i in $(seq 200); do exec {fd}>"$0/f$i"; flock $fd; done; echo ready; exec sleep 30"#, pool.file("locks")]
+        let ready = Pipe()
+        others.standardOutput = ready
+        try others.run()
+        defer { kill(others.processIdentifier, SIGKILL); others.waitUntilExit() }
+        _ = ready.fileHandleForReading.readData(ofLength: 6)
+        #expect((ProcFile.text("/proc/locks")?.utf8.count ?? 0) > 4096, "more locks than one page lists")
+        let refused = try pool.run("status", "--wait", "0")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.wholeMatch(of: /snapvol: error: pool \S+ is in use by process [0-9]+\n/) != nil, "\(refused.stderr)")
     }
 
     /// A command holding the pool for long (a dump) applies the pool's autoextend settings, as
