@@ -11,6 +11,9 @@ import Synchronization
 public final class DedicatedExecutor: TaskExecutor {
     /// Two threads, started on first use.
     public static let shared = DedicatedExecutor(threads: 2)
+    /// Two more, for the tests that block (`MayBlock`): as many as the cooperative threads they
+    /// used to hold, so the run's load stays what it was.
+    public static let forBlockingTests = DedicatedExecutor(threads: 2)
 
     private let jobs = Mutex<[UnownedJob]>([])
     /// Counts jobs enqueued and not yet taken.

@@ -2,7 +2,7 @@ import Controller
 import Foundation
 import Testing
 
-@Suite struct AutoextendPolicyTests {
+@Suite(.mayBlock) struct AutoextendPolicyTests {
     static func report(fill: Double, state: String = "active", total: UInt64 = 1 << 20) -> SnapshotReport {
         let json = """
             {"name": "s", "origin": "o", "cow_path": "/s.cow", "chunk_size": 16384, "persistent": true, "exceptions": 1,

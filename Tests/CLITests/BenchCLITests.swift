@@ -5,7 +5,7 @@ import TestSupport
 /// `snapvol bench` end to end at a tiny size: every workload is measured, every engine figure
 /// has its same-round ratio, and the files it made are gone afterwards. (Its figures are for
 /// Docs/PERFORMANCE.md, never asserted here: timing belongs in the benchmark, not in tests.)
-@Suite struct BenchCLITests {
+@Suite(.mayBlock) struct BenchCLITests {
     @Test func benchMeasuresEveryWorkloadAndCleansUp() throws {
         let dir = try TemporaryDirectory(prefix: "snapvol-bench")
         let result = try SnapvolBinary.run(["bench", "--dir", dir.path, "--size", "4M", "--runs", "1", "--chunk", "4K",

@@ -5,7 +5,7 @@ import TestSupport
 /// Tab completion of volume names, through the bash script `--generate-completion-script`
 /// writes, run by a real bash: each argument offers the names of its kind from the pool the
 /// command line names.
-@Suite(.enabled(if: Environment.canRun(commands: ["bash"])))
+@Suite(.mayBlock, .enabled(if: Environment.canRun(commands: ["bash"])))
 struct CompletionTests {
     /// What bash offers for `line` (the last word being completed).
     static func complete(_ line: String, script: String) throws -> [String] {

@@ -6,7 +6,7 @@ import TestSupport
 /// SIGKILL at random instants. After each kill every COW device checks clean and every snapshot
 /// still equals the origin image at its creation; an interrupted merge resumes and restores it.
 /// `SNAPVOL_CRASH_TRIALS` raises the count for a soak.
-@Suite struct CrashTests {
+@Suite(.mayBlock) struct CrashTests {
     static let trials = Int(Environment.value("SNAPVOL_CRASH_TRIALS") ?? "") ?? 20
 
     static func dump(_ pool: TestPool, _ volume: String) throws -> [UInt8] {

@@ -4,7 +4,7 @@ import TestSupport
 
 /// The built `snapvol` binary driven as a process: pool, origin, snapshots at three chunk sizes,
 /// writes, dumps, exact status figures, merge.
-@Suite struct EndToEndTests {
+@Suite(.mayBlock) struct EndToEndTests {
     static let originSize = 64 << 20
 
     /// Writes `bytes` at `offset` through `io write --input`.

@@ -5,7 +5,7 @@ import TestSupport
 /// `--exception-cache`: recorded in the pool, applied at every activation, shown by status,
 /// and invisible in the data (every command is a fresh process, so each one activates the
 /// snapshot under the budget and reads evicted parts back from the COW's metadata).
-@Suite struct ExceptionCacheCLITests {
+@Suite(.mayBlock) struct ExceptionCacheCLITests {
     @Test func aSmallBudgetKeepsTheDataAndShowsInStatus() throws {
         var generator = SeededGenerator.fromEnvironment()
         let pool = try TestPool()

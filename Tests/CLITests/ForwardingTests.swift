@@ -5,7 +5,7 @@ import TestSupport
 
 /// While `snapvol serve` owns the pool, every command is forwarded to it: same output, same
 /// exit codes, same one-line errors.
-@Suite struct ForwardingTests {
+@Suite(.mayBlock) struct ForwardingTests {
     static func pool() throws -> TestPool { try TestPool.withOrigin("data", size: "4M", pattern: "0x11") }
 
     @Test func refusalsLookTheSameWithAServer() throws {

@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 /// `snapshot create` with several names: a consistent group of snapshots taken at one instant.
-@Suite struct GroupSnapshotTests {
+@Suite(.mayBlock) struct GroupSnapshotTests {
     /// A pool with two 1 MiB origins, `a` (0x0A) and `b` (0x0B).
     static func pool() throws -> TestPool {
         let pool = try TestPool()

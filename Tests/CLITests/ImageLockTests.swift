@@ -5,7 +5,7 @@ import TestSupport
 /// qemu's image locks on origins: while snapvol has an origin open, qemu refuses to write the
 /// image behind its snapshots' back; while a qemu program writes an image, snapvol does not take
 /// it as an origin.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["qemu-io"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["qemu-io"])))
 struct ImageLockTests {
     /// `qemu-io` on `path`, interactive on an idle pipe: it holds the image (and its write
     /// lock) until terminated.

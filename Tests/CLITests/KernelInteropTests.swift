@@ -4,7 +4,7 @@ import TestSupport
 
 /// COW devices the real kernel wrote, adopted with `snapshot attach`: the snapshot dumps to the
 /// kernel's own snapshot image and `status --dm` prints the kernel's own status line.
-@Suite struct KernelInteropTests {
+@Suite(.mayBlock) struct KernelInteropTests {
     @Test(arguments: KernelFixture.names)
     func kernelCowIsAdoptedAndReadsBackExactly(_ name: String) throws {
         let fixture = try KernelFixture.load(name)
@@ -33,7 +33,7 @@ import TestSupport
 }
 
 /// Origin and COW on real block devices (loop devices). Needs root and losetup (always in CI).
-@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
 struct BlockDeviceCLITests {
     @Test func originAndCowOnLoopDevices() throws {
         let pool = try TestPool()

@@ -4,7 +4,7 @@ import TestSupport
 
 /// A merge killed at a random instant resumes when run again, and the origin ends up equal to
 /// the snapshot; in between, the origin already reads as the merged result.
-@Suite struct MergeResumeTests {
+@Suite(.mayBlock) struct MergeResumeTests {
     @Test func mergeKilledMidwayResumes() throws {
         var generator = SeededGenerator.fromEnvironment()
         let pool = try TestPool()

@@ -4,7 +4,7 @@ import TestSupport
 
 /// Prometheus metrics: `status --prometheus` (for node_exporter's textfile collector) and
 /// `serve --metrics-listen`, scraped by a real Prometheus server.
-@Suite struct MetricsTests {
+@Suite(.mayBlock) struct MetricsTests {
     static func pool() throws -> TestPool { try TestPool.withVM(snapshot: "nightly", "--cow-size", "4M") }
 
     /// Samples by series (`name{labels}` as printed).

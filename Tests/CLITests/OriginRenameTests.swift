@@ -5,7 +5,7 @@ import TestSupport
 
 /// `origin rename`: the origin answers to its new name in the registry (a new process sees it),
 /// in the engine and over NBD; its path and snapshots stay; refusals change nothing.
-@Suite struct OriginRenameTests {
+@Suite(.mayBlock) struct OriginRenameTests {
     /// Origin `vm` (4 MiB of 0x33) with snapshot `before`.
     static func pool() throws -> TestPool {
         let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x33")

@@ -5,7 +5,7 @@ import TestSupport
 /// `origin resize`: a file origin grows (sparse) or, forced, shrinks; a block device's new size
 /// is taken once the device has grown; an origin with snapshots, or open by a client without
 /// `--force`, is refused and left as it was.
-@Suite struct OriginResizeTests {
+@Suite(.mayBlock) struct OriginResizeTests {
     static func pool() throws -> TestPool { try TestPool.withOrigin("vm", size: "4M", pattern: "0x33") }
 
     static func size(_ path: String) throws -> UInt64 {
@@ -76,7 +76,7 @@ import TestSupport
 
 /// A loop device grown under a running server: `origin resize` without `--size` takes its new
 /// size; with `--size`, a block device is refused.
-@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "nbdinfo"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "nbdinfo"])))
 struct BlockOriginResizeTests {
     @Test func aGrownLoopDeviceIsTakenAtItsNewSize() throws {
         let (pool, loop) = try TestPool.withLoopOrigin(size: 4 << 20)

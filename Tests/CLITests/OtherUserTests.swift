@@ -5,7 +5,7 @@ import TestSupport
 /// A user who is not the pool's owner cannot drive it: not through the CLI (the pool directory
 /// is 0700), not through the control socket, not through the NBD socket (both 0600). Run as
 /// root, with the other user played by `nobody` through `setpriv`.
-@Suite(.enabled(if: Environment.canRun(needsRoot: true, commands: ["setpriv"])))
+@Suite(.mayBlock, .enabled(if: Environment.canRun(needsRoot: true, commands: ["setpriv"])))
 struct OtherUserTests {
     static let asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 

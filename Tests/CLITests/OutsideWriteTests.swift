@@ -9,7 +9,7 @@ import BlockDevices
 /// file's stamp, recorded when snapvol lets the origin go, gives it away: the snapshots are
 /// marked suspect, loudly, and stay readable. snapvol's own writes, merges and crashes never
 /// mark anything.
-@Suite struct OutsideWriteTests {
+@Suite(.mayBlock) struct OutsideWriteTests {
     /// Writes `bytes` into the file at `path` at `offset`, as a program other than snapvol would.
     static func writeOutside(_ path: String, at offset: UInt64, _ bytes: [UInt8]) throws {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))

@@ -5,7 +5,7 @@ import TestSupport
 /// `pool check`, a monitoring plugin: the first line carries the level, the worst finding and
 /// performance data; one line per finding follows; the exit status is the level (0 OK,
 /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
-@Suite struct PoolCheckTests {
+@Suite(.mayBlock) struct PoolCheckTests {
     /// Origin `vm` (8 MiB) with snapshots `small` (1 MiB COW) and `big` (4 MiB COW), 16K chunks.
     static func pool() throws -> TestPool {
         let pool = try TestPool.withOrigin("vm", size: "8M")

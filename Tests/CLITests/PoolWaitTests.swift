@@ -5,7 +5,7 @@ import TestSupport
 
 /// A command finding the pool held by another process waits for it (`--wait`, default 60 s),
 /// as LVM waits for a volume group's lock, so two cron jobs do not fail each other.
-@Suite(.enabled(if: Environment.canRun(commands: ["flock"])))
+@Suite(.mayBlock, .enabled(if: Environment.canRun(commands: ["flock"])))
 struct PoolWaitTests {
     static func registry(_ pool: TestPool) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json"))) }
 
@@ -49,9 +49,12 @@ struct PoolWaitTests {
     @Test(.enabled(if: Environment.canRun(commands: ["tmux"])))
     func onATerminalTheWaitIsAnnounced() throws {
         let pool = try TestPool.withOrigin("vm", size: "4M")
-        let holder = try PoolLockHolder(pool: pool.path, seconds: 1.5)
-        defer { withExtendedLifetime(holder) {} }
+        var holder: PoolLockHolder? = try PoolLockHolder(pool: pool.path, seconds: 30)
         let session = try TmuxSession(command: "\(SnapvolBinary.path) status --pool \(pool.file("pool")); echo EXIT $?; sleep 60")
+        // Held until the notice is up, however slowly the terminal starts, then let go.
+        try session.waitFor(text: "waiting for pool")
+        withExtendedLifetime(holder) {}
+        holder = nil
         let screen = try session.waitFor(text: "EXIT 0")
         #expect(screen.contains("snapvol: waiting for pool \(pool.file("pool")), in use by process "), "\(screen)")
         #expect(screen.contains("(--wait 60 s)"))
@@ -88,8 +91,9 @@ struct PoolWaitTests {
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while !FileManager.default.fileExists(atPath: pool.file("pool/control.sock")), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        // Until the socket accepts (its file appears at bind, before it listens).
+        let deadline = Date().addingTimeInterval(20)
+        while (try? RawSocket(path: pool.file("pool/control.sock"))) == nil, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         return (process, output)
     }
 

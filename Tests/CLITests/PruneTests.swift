@@ -5,7 +5,7 @@ import TestSupport
 
 /// `snapshot prune`: which snapshots a policy selects (properties over seeded random pools), and
 /// the command end to end, through a server too.
-@Suite struct PruneTests {
+@Suite(.mayBlock) struct PruneTests {
     /// Over random pools and policies: the selection partitions the candidates; the kept ones
     /// are the newest (at least `keep` of them) or young enough; no undated or merging
     /// snapshot, and none outside the pattern or the origins asked for, is ever deleted.

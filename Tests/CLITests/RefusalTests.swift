@@ -4,7 +4,7 @@ import TestSupport
 
 /// Every refusal: one clear line on stderr, a non-zero exit, and the pool and the devices
 /// byte-identical afterwards.
-@Suite struct RefusalTests {
+@Suite(.mayBlock) struct RefusalTests {
     /// A pool with an origin `data` (1 MiB file) and a snapshot `snap`.
     static func pool() throws -> TestPool {
         let pool = try TestPool.withOrigin("data", size: "1M", pattern: "7", written: "64K")

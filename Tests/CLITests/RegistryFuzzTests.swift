@@ -4,7 +4,7 @@ import TestSupport
 
 /// Hostile pool registries: every mutation of a valid registry file is either loaded or refused
 /// with one line naming the file, exit 1, never a crash (exit by signal).
-@Suite struct RegistryFuzzTests {
+@Suite(.mayBlock) struct RegistryFuzzTests {
     @Test func mutatedRegistriesAreRefusedCleanly() throws {
         var generator = SeededGenerator.fromEnvironment()
         let pool = try TestPool()

@@ -4,7 +4,7 @@ import TestSupport
 
 /// Remap volumes from the command line: create, I/O through them, proactive remaps, status,
 /// and refusals. (Failing sectors are injected in the engine's tests: a file cannot fail on demand.)
-@Suite struct RemapCLITests {
+@Suite(.mayBlock) struct RemapCLITests {
     @Test func remapVolumeLifecycle() throws {
         let pool = try TestPool()
         try pool.ok("pool", "init")

@@ -6,7 +6,7 @@ import TestSupport
 /// both sockets accept, `STATUS=` as clients and COW fill change, `WATCHDOG=1` at half
 /// `$WATCHDOG_USEC`, `STOPPING=1` on SIGTERM. The test binds the notification socket itself, as
 /// systemd does, and reads the datagrams.
-@Suite struct ServiceManagerTests {
+@Suite(.mayBlock) struct ServiceManagerTests {
     static func pool() throws -> TestPool { try TestPool.withVM(snapshot: "nightly", "--cow-size", "4M") }
 
     @Test func serveTellsTheServiceManagerWhenItIsReadyAliveAndStopping() throws {

@@ -8,7 +8,7 @@ import Synchronization
 /// A snapshot whose COW cannot be opened (a disk not mounted yet, a loop device not attached)
 /// is given up before its origin's first write, instead of coming back later as an "active"
 /// snapshot that silently shows the origin's newer data.
-@Suite struct StaleSnapshotTests {
+@Suite(.mayBlock) struct StaleSnapshotTests {
     /// Origin `o` (4 MiB of 0x11) with snapshots `s` and `t`; `s`'s COW moved away.
     static func poolWithAMissingCow() throws -> TestPool {
         let pool = try TestPool.withOrigin("o", size: "4M", pattern: "0x11")

@@ -4,7 +4,7 @@ import TestSupport
 
 /// Structured replies and the `base:allocation` context: real clients skip the holes of a
 /// sparse volume, and the bytes on the wire are checked by hand. Always in CI.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdcopy", "nbdinfo", "qemu-img"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["nbdcopy", "nbdinfo", "qemu-img"])))
 struct NBDBlockStatusTests {
     /// A sparse 32 MiB origin `data` with data at 0 (1 MiB of 0x41) and 16 MiB (64 KiB of 0x42),
     /// a snapshot `snap` at 64 KiB chunks, then 64 KiB of 0x43 written to the origin at 24 MiB

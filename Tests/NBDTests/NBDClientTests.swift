@@ -5,7 +5,7 @@ import TestSupport
 
 /// `snapvol serve` with real NBD clients from Debian packages (libnbd-bin, qemu-utils):
 /// always in CI.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdcopy", "nbdinfo", "qemu-io"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["nbdcopy", "nbdinfo", "qemu-io"])))
 struct NBDClientTests {
     /// A pool with a 32 MiB origin `data` full of 0x11 and a snapshot `snap`.
     static func pool() throws -> TestPool {
@@ -223,7 +223,7 @@ struct NBDClientTests {
 /// Busy polling (`--busy-poll`): after its last reply an event loop polls its sockets instead of
 /// sleeping. Counted, not timed: `serve` reports at shutdown how many polls caught the next
 /// request; and `NBDBusyPoll` itself on a socket pair.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["qemu-io"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["qemu-io"])))
 struct BusyPollTests {
     /// The server's log after 2,000 reads sent one at a time by a raw client.
     static func serveLog(busyPoll: String) throws -> String {
@@ -285,7 +285,7 @@ struct BusyPollTests {
 }
 
 /// Serve's own duties beyond NBD: autoextend and TCP on loopback.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["nbdinfo", "qemu-io"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["nbdinfo", "qemu-io"])))
 struct ServeDutiesTests {
     /// Origin `data` (32 MiB) with snapshot `snap` on a 4 MiB COW file.
     static func poolWithASmallCow() throws -> TestPool {
@@ -382,7 +382,7 @@ struct ServeDutiesTests {
 /// A file-backed COW that cannot grow (a full file system): autoextend fails with ENOSPC and
 /// says so, the snapshot is invalidated when it fills and reported once, the origin keeps
 /// accepting writes. Needs root to mount a small tmpfs (always in CI).
-@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["qemu-io", "mount"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["qemu-io", "mount"])))
 struct FullFileSystemTests {
     @Test func autoextendIntoAFullFileSystem() throws {
         let pool = try TestPool()

@@ -7,7 +7,7 @@ import TestSupport
 /// The NBD request parser against hostile input, without a socket: valid request streams are
 /// cut at random places (and must decode to exactly what was sent), or mutated (bit flips,
 /// truncation, random bytes, lengths set to anything) and must never crash or trap.
-@Suite struct NBDDecoderFuzzTests {
+@Suite(.mayBlock) struct NBDDecoderFuzzTests {
     static let runs = Int(Environment.value("SNAPVOL_FUZZ_RUNS") ?? "") ?? 1500
 
     struct Sent: Equatable {

@@ -5,7 +5,7 @@ import TestSupport
 /// TRIM and WRITE_ZEROES from a real client (qemu-io with `--discard=unmap`): what the origin
 /// frees becomes a hole clients see in its map, what a snapshot shares is kept, and the
 /// snapshot never changes. Always in CI.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["qemu-io", "nbdinfo", "nbdcopy"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["qemu-io", "nbdinfo", "nbdcopy"])))
 struct NBDDiscardTests {
     static let mib: UInt64 = 1 << 20
 

@@ -11,7 +11,7 @@ import VolumeTargets
 /// metadata-context queries), without a socket: every option gets exactly its replies, each
 /// well framed and echoing the option, and well-formed context requests get the contexts that
 /// apply to the export.
-@Suite struct NBDNegotiationFuzzTests {
+@Suite(.mayBlock) struct NBDNegotiationFuzzTests {
     /// An origin `data` and its snapshot `snap`, in memory.
     final class Exports: NBDExports {
         let origin: Origin

@@ -9,7 +9,7 @@ import TestSupport
 /// option but ABORT gets exactly one `NBD_REP_ERR_TLS_REQD` (EXPORT_NAME, which has no error
 /// reply, ends the session), whatever its payload; a STARTTLS with a payload is invalid; an
 /// accepted STARTTLS followed by cleartext bytes ends the session. Seeded (`SNAPVOL_SEED`).
-@Suite(.enabled(if: Environment.canRun(commands: ["openssl"])))
+@Suite(.mayBlock, .enabled(if: Environment.canRun(commands: ["openssl"])))
 struct NBDTLSNegotiationFuzzTests {
     static let tlsRequired: UInt32 = (1 << 31) + 5
 

@@ -6,7 +6,7 @@ import TestSupport
 /// (NBD_OPT_STARTTLS) before anything else; real clients (libnbd's nbdinfo and nbdcopy, qemu)
 /// work over it, clients without it are refused, and the bytes on the wire follow the protocol.
 /// Certificates come from `openssl`. Always in CI.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["openssl", "nbdinfo", "nbdcopy", "qemu-io"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["openssl", "nbdinfo", "nbdcopy", "qemu-io"])))
 struct NBDTLSTests {
     /// A pool with origin `data` (8 MiB, its first MiB 0x41), and credentials beside it.
     private func pool() throws -> (TestPool, TLSCredentials) {

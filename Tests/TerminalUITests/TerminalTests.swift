@@ -4,7 +4,7 @@ import TestSupport
 
 /// The TUI in a real terminal: tmux runs the built binary; keys go in with send-keys and the
 /// screen comes back with capture-pane. Needs tmux (always in CI).
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
 struct TerminalTests {
     static var binary: String { SnapvolBinary.path }
 
@@ -273,7 +273,7 @@ struct TerminalTests {
 }
 
 /// The TUI attached to `snapvol serve` over the control socket.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
 struct AttachedTerminalTests {
     /// `n` (one snapshot) and `N` (a group of every origin) reach the server as one
     /// `snapshot create` command line.
@@ -352,7 +352,7 @@ struct AttachedTerminalTests {
 }
 
 /// Merging from the TUI: confirmation, a progress bar, then the snapshot is gone.
-@Suite(.serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
+@Suite(.mayBlock, .serialized, .enabled(if: Environment.canRun(commands: ["tmux"])))
 struct MergeFromTerminalTests {
     @Test func mergeAsksShowsProgressAndConsumesTheSnapshot() throws {
         let pool = try TerminalTests.pool()

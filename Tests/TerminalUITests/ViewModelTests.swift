@@ -5,7 +5,7 @@ import TestSupport
 @testable import TerminalUI
 
 /// The UI as data: the model, the layout on an in-memory screen, the form's validation, themes.
-@Suite struct ViewModelTests {
+@Suite(.mayBlock) struct ViewModelTests {
     static func status(fill: Double = 42, state: String = "active", exceptions: Int = 10, written: UInt64 = 0,
                        residentExceptions: Int? = nil, suspect: String? = nil) -> PoolStatus {
         let table = residentExceptions.map {
