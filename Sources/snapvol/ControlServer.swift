@@ -69,34 +69,23 @@ struct ControlServer: Sendable {
         return ControlServer(listener: listener, running: running)
     }
 
-    /// Stops taking connections and removes the socket. With `finishingCommands`, the commands
-    /// already forwarded finish first (their clients get their output and exit status);
-    /// otherwise they are cut off (each command is crash-safe).
-    func shutdown(removing path: String, finishingCommands: Bool = false) async {
+    /// Stops taking connections and removes the socket. The commands already forwarded may
+    /// finish (their clients get their output and exit status) for up to `grace` (nil: for as
+    /// long as they take), unless `interrupted` yields first (`serve`'s second SIGTERM); those
+    /// still running then are cut off (each command is crash-safe).
+    func shutdown(removing path: String, finishingCommandsWithin grace: Duration?, unless interrupted: AsyncStream<Int32>? = nil) async {
         unlink(path)
         await listener.close {
-            guard finishingCommands else { return running.cutOff() }
-            if running.count > 0 { printNotice("finishing \(Wording.counted(running.count, "command")) forwarded by other snapvol processes") }
-            await running.drained()
-        }
-    }
-
-    /// `serve`'s stop: the commands already forwarded may finish for up to `grace`, unless
-    /// `interrupted` yields first (a second SIGTERM); those still running then are cut off.
-    func shutdown(removing path: String, finishingCommandsWithin grace: Duration, unless interrupted: AsyncStream<Int32>) async {
-        unlink(path)
-        await listener.close {
-            let count = running.count
-            guard count > 0 else { return }
-            let commands = "\(Wording.counted(count, "command")) forwarded by other snapvol processes"
-            guard grace > .zero else {
-                running.cutOff()
-                return printNotice("cutting off \(commands) (--stop-grace 0)", level: .warning)
+            let commands = { "\(Wording.counted(running.count, "command")) forwarded by other snapvol processes" }
+            guard grace != .zero else {
+                if running.count > 0 { printNotice("cutting off \(commands())", level: .warning) }
+                return running.cutOff()
             }
-            printNotice("finishing \(commands) (for up to \(grace.components.seconds) s; SIGTERM again cuts them off)")
+            guard running.count > 0 else { return }
+            printNotice("finishing \(commands())" + (grace.map { " (for up to \($0.components.seconds) s; SIGTERM again cuts them off)" } ?? ""))
             if await !running.drained(within: grace, unless: interrupted) {
                 running.cutOff()
-                printNotice("cut off \(Wording.counted(running.count, "command")) forwarded by other snapvol processes", level: .warning)
+                printNotice("cut off \(commands())", level: .warning)
             }
         }
     }
@@ -109,10 +98,10 @@ struct ControlServer: Sendable {
         let server = try? await start(controller: controller, role: role)
         do {
             let result = try await body()
-            await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommands: true)
+            await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommandsWithin: nil)
             return result
         } catch {
-            await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommands: true)
+            await server?.shutdown(removing: controller.location.controlSocketPath, finishingCommandsWithin: nil)
             throw error
         }
     }
@@ -332,12 +321,13 @@ final class RunningCommands: Sendable {
         while count > 0, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
     }
 
-    /// Whether every forwarded command ended within `limit`, before `interrupted` yielded.
-    func drained(within limit: Duration, unless interrupted: AsyncStream<Int32>) async -> Bool {
+    /// Whether every forwarded command ended within `limit` (nil: none), before `interrupted`
+    /// (if any) yielded.
+    func drained(within limit: Duration?, unless interrupted: AsyncStream<Int32>?) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await self.drained(); return self.count == 0 }
-            group.addTask { try? await Task.sleep(for: limit); return false }
-            group.addTask { for await _ in interrupted { return false }; return false }
+            if let limit { group.addTask { try? await Task.sleep(for: limit); return false } }
+            if let interrupted { group.addTask { for await _ in interrupted { return false }; return false } }
             let first = await group.next() ?? false
             group.cancelAll()
             return first

@@ -63,7 +63,7 @@ struct SideServers: Sendable {
             let metrics = try await MetricsServer.start(host: address.host, port: address.port, controller: controller)
             return SideServers(control: control, metrics: metrics, metricsHost: address.host)
         } catch {
-            await control.shutdown(removing: controller.location.controlSocketPath)
+            await control.shutdown(removing: controller.location.controlSocketPath, finishingCommandsWithin: .zero)
             await nbd.shutdown()
             throw error
         }
