@@ -19,7 +19,7 @@ extension Controller {
     /// (so it is reported once). Snapshots already lost (invalid, given up) are left as they are.
     func checkStamp(of record: OriginRecord, on device: FileBlockDevice) {
         guard let closed = record.closedStamp, let now = try? device.stamp(), now != closed else { return }
-        let when = Self.describe(time: now.modified)
+        let when = SnapshotReport.timestamp(now.modified)
         let reason = Self.suspectReason(path: record.path, changed: now)
         let lost = state.withLock { state -> Set<String> in
             guard let live = state.live[record.name] else { return [] }
@@ -70,13 +70,7 @@ extension Controller {
 
     /// Why a snapshot of the origin file at `path`, found with stamp `changed`, is suspect.
     static func suspectReason(path: String, changed: FileStamp) -> String {
-        "its origin \(path) was modified outside snapvol (at \(describe(time: changed.modified)), while no snapvol process had it open): it may show data written since it was taken"
-    }
-
-    /// "2026-12-01 05:12:03 UTC".
-    static func describe(time: Date) -> String {
-        time.formatted(Date.VerbatimFormatStyle(format: "\(year: .defaultDigits)-\(month: .twoDigits)-\(day: .twoDigits) \(hour: .twoDigits(clock: .twentyFourHour, hourCycle: .zeroBased)):\(minute: .twoDigits):\(second: .twoDigits) UTC",
-                                               timeZone: .gmt, calendar: Calendar(identifier: .gregorian)))
+        "its origin \(path) was modified outside snapvol (at \(SnapshotReport.timestamp(changed.modified)), while no snapvol process had it open): it may show data written since it was taken"
     }
 }
 

@@ -28,16 +28,17 @@ extension Controller {
     /// after a crash, which the event says, and never the origin's availability.
     func prepareFirstWrite(of origin: Origin) throws {
         var given: [(name: String, reason: String)] = []
-        var mustGiveUp = false
         do {
-            try markFirstWrite(of: origin, given: &given, mustGiveUp: &mustGiveUp)
-        } catch where !mustGiveUp {
+            try markFirstWrite(of: origin, given: &given)
+        } catch where given.isEmpty {
             events.record("\(origin.name): could not record that snapvol writes it (\(error)): if snapvol stops without letting it go, its snapshots will be marked suspect")
         }
         for (name, reason) in given { events.record("\(name): INVALIDATED (\(reason))", alarm: true) }
     }
 
-    private func markFirstWrite(of origin: Origin, given: inout [(name: String, reason: String)], mustGiveUp: inout Bool) throws {
+    /// The registry edit of `prepareFirstWrite`; `given` holds the snapshots it gives up, even
+    /// when the save then fails.
+    private func markFirstWrite(of origin: Origin, given: inout [(name: String, reason: String)]) throws {
         // The origin's name is read under the registry's lock, which a rename holds.
         try editRegistry { registry in
             let originName = origin.name
@@ -49,7 +50,6 @@ extension Controller {
                 let reason = "its origin was written while its COW could not be opened (\(problem.reason))"
                 registry.origins[index].snapshots[position].staleReason = reason
                 given.append((record.name, reason))
-                mustGiveUp = true
             }
         } apply: { state in
             for (name, reason) in given { state.live[origin.name]?.snapshotProblems[name] = ("invalid", reason) }

@@ -66,7 +66,7 @@ public final class ServeProcess: Sendable {
     /// Sends SIGTERM and waits; returns the exit status.
     @discardableResult
     public func stop() -> Int32 {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        signal()
         process.waitUntilExit()
         return process.terminationStatus
     }
