@@ -67,6 +67,12 @@ public final class ServeProcess: Sendable {
     @discardableResult
     public func stop() -> Int32 {
         signal()
+        return waitForExit()
+    }
+
+    /// Waits for the server to exit (after a `signal`); returns its exit status.
+    @discardableResult
+    public func waitForExit() -> Int32 {
         process.waitUntilExit()
         return process.terminationStatus
     }
