@@ -6,21 +6,33 @@ import VolumeTargets
 /// image while `serve` was stopped): such a write makes no copies, so the snapshots silently
 /// take the new data. qemu's image locks stop it only while snapvol holds the file.
 ///
-/// The protocol, for origins that are regular files: when the process holding the pool lets an
-/// origin go (`close`), the file's stamp (modification time and size) is recorded; before
-/// snapvol's own first write in a process, and before a merge rewrites the origin, the record
-/// is cleared, so a crash leaves no stamp rather than an old one. An origin activated with a
-/// stamp that no longer matches was changed by something else: its snapshots are marked
-/// suspect, which is loud (an alarm, `status`, `pool check` CRITICAL) but keeps them readable,
-/// since `touch` also changes the stamp without a write.
+/// The protocol: when the process holding the pool lets an origin go (`close`), the origin's
+/// write stamp (a file's modification time and size, a block device's write counters) is
+/// recorded; before snapvol's own first write in a process, and before a merge rewrites the
+/// origin, the record is cleared, so a crash leaves no stamp rather than an old one. An origin
+/// activated with a stamp that says it was written since was written by something else: its
+/// snapshots are marked suspect, which is loud (an alarm, `status`, `pool check` CRITICAL) but
+/// keeps them readable, since `touch` also changes a file's stamp without a write.
 extension Controller {
-    /// At activation, once its snapshots are attached: marks `record`'s snapshots suspect if its
-    /// file on `device` no longer has the stamp it was let go with, and records the new stamp
-    /// (so it is reported once). Snapshots already lost (invalid, given up) are left as they are.
+    /// At activation, once its snapshots are attached: marks `record`'s snapshots suspect if
+    /// its device on `device` was written since it was let go, and records the new stamp (so it
+    /// is reported once). Snapshots already lost (invalid, given up) are left as they are. A
+    /// stamp that cannot be compared (another boot, the device set up again) is recorded anew,
+    /// and an event says that writes meanwhile could not be checked.
     func checkStamp(of record: OriginRecord, on device: FileBlockDevice) {
-        guard let closed = record.closedStamp, let now = try? device.stamp(), now != closed else { return }
-        let when = SnapshotReport.timestamp(now.modified)
-        let reason = Self.suspectReason(path: record.path, changed: now)
+        guard let closed = record.closedStamp, let now = try? device.stamp() else { return }
+        let change = now.change(since: closed)
+        if change == .unchanged { return }
+        guard let detail = Self.writeDetail(change) else {
+            try? editRegistry { registry in
+                guard let index = registry.origins.firstIndex(where: { $0.path == record.path }) else { return }
+                registry.origins[index].closedStamp = now
+            }
+            if case .unknowable(let why) = change {
+                events.record("\(record.name): cannot tell whether \(record.path) was written while no snapvol process had it open: \(why)")
+            }
+            return
+        }
         let lost = state.withLock { state -> Set<String> in
             guard let live = state.live[record.name] else { return [] }
             let invalid = live.snapshots.filter { if case .invalid = $0.value.status.condition { return true } else { return false } }
@@ -33,12 +45,12 @@ extension Controller {
             for position in registry.origins[index].snapshots.indices {
                 let snapshot = registry.origins[index].snapshots[position]
                 guard snapshot.suspectReason == nil, snapshot.staleReason == nil, !lost.contains(snapshot.name) else { continue }
-                registry.origins[index].snapshots[position].suspectReason = reason
+                registry.origins[index].snapshots[position].suspectReason = Self.suspectReason(path: record.path, detail: detail)
                 marked.append(snapshot.name)
             }
         }
         guard !marked.isEmpty else { return }
-        events.record("\(record.name): MODIFIED OUTSIDE SNAPVOL (\(record.path) changed at \(when), while no snapvol process had it open): "
+        events.record("\(record.name): MODIFIED OUTSIDE SNAPVOL (\(record.path): \(detail), while no snapvol process had it open): "
                       + "\(marked.count == 1 ? "snapshot" : "snapshots") \(marked.joined(separator: ", ")) may show data written since taken",
                       alarm: true)
     }
@@ -52,12 +64,16 @@ extension Controller {
         }
     }
 
-    /// At `close`, once the origins are retired: records the stamp of every origin file this
-    /// process had open, in one save (none when every stamp is already the recorded one).
-    func recordStamps(of origins: [Origin]) {
-        let stamps = origins.compactMap { origin -> (String, FileStamp)? in
-            guard let device = origin.device as? FileBlockDevice, let stamp = try? device.stamp() else { return nil }
-            return (origin.name, stamp)
+    /// At `close`, once the origins are retired: records the stamp of every origin this process
+    /// had open, in one save (none when every stamp is already the recorded one). A block
+    /// device is flushed first, so that none of this process's writes reaches its counters
+    /// after they are read.
+    func recordStamps(of origins: [Origin]) async {
+        var stamps: [(String, WriteStamp)] = []
+        for origin in origins {
+            guard let device = origin.device as? FileBlockDevice else { continue }
+            if device.kind == .blockDevice { try? await device.flush() }
+            if let stamp = try? device.stamp() { stamps.append((origin.name, stamp)) }
         }
         guard !stamps.isEmpty else { return }
         try? editRegistry { registry in
@@ -68,9 +84,19 @@ extension Controller {
         }
     }
 
-    /// Why a snapshot of the origin file at `path`, found with stamp `changed`, is suspect.
-    static func suspectReason(path: String, changed: FileStamp) -> String {
-        "its origin \(path) was modified outside snapvol (at \(SnapshotReport.timestamp(changed.modified)), while no snapvol process had it open): it may show data written since it was taken"
+    /// What a change of stamp says was done to an origin ("changed at …", "… written"), nil
+    /// when it says nothing was, or nothing can be told.
+    static func writeDetail(_ change: WriteStamp.Change) -> String? {
+        switch change {
+        case .unchanged, .unknowable: return nil
+        case .modified(let time): return "changed at \(SnapshotReport.timestamp(time))"
+        case .written(let bytes): return "\(ByteSize.describe(bytes)) written or discarded"
+        }
+    }
+
+    /// Why a snapshot of the origin at `path`, found changed as `detail` says, is suspect.
+    static func suspectReason(path: String, detail: String) -> String {
+        "its origin \(path) was modified outside snapvol (\(detail), while no snapvol process had it open): it may show data written since it was taken"
     }
 }
 

@@ -76,7 +76,7 @@ public final class Controller: Sendable {
         }
         // Retired, an origin has every write it admitted on its device and admits no more (a
         // command cut off at a server's stop may still try): its stamp is final.
-        recordStamps(of: live.compactMap(\.origin))
+        await recordStamps(of: live.compactMap(\.origin))
     }
 
     public var registry: Registry { state.withLock { $0.registry } }

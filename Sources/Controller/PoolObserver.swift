@@ -26,7 +26,7 @@ public enum PoolObserver {
         let registry = try RegistryFile.load(location)
         var origins: [OriginStatus] = []
         let devices = registry.origins.map { try? FileBlockDevice.open(path: $0.path, readOnly: true) }
-        var stamps: [String: FileStamp] = [:]
+        var stamps: [String: WriteStamp] = [:]
         for (origin, device) in zip(registry.origins, devices) { stamps[origin.path] = try? device?.stamp() }
         let suspects = try outsideWrites(registry, stamps, registryAfter: RegistryFile.load(location))
         for (origin, device) in zip(registry.origins, devices) {
@@ -58,12 +58,12 @@ public enum PoolObserver {
     /// snapvol that no holder has seen yet (`Controller.checkStamp` marks it when one does). A
     /// stamp that changed between the loads is a holder's own (cleared before its first write,
     /// recorded when it lets go), and judges nothing.
-    static func outsideWrites(_ before: Registry, _ stamps: [String: FileStamp], registryAfter after: Registry) -> [String: String] {
+    static func outsideWrites(_ before: Registry, _ stamps: [String: WriteStamp], registryAfter after: Registry) -> [String: String] {
         var suspects: [String: String] = [:]
         for origin in before.origins {
             guard let closed = origin.closedStamp, after.origins.first(where: { $0.path == origin.path })?.closedStamp == closed,
-                  let now = stamps[origin.path], now != closed else { continue }
-            suspects[origin.path] = Controller.suspectReason(path: origin.path, changed: now)
+                  let change = stamps[origin.path]?.change(since: closed), let detail = Controller.writeDetail(change) else { continue }
+            suspects[origin.path] = Controller.suspectReason(path: origin.path, detail: detail)
         }
         return suspects
     }

@@ -136,10 +136,11 @@ public struct OriginRecord: Codable, Equatable, Sendable {
     /// Whether snapvol created the file (then `origin remove` leaves it; users own their data).
     public var createdFile = false
     public var snapshots: [SnapshotRecord] = []
-    /// The origin file's stamp when the last snapvol process that had it open let it go; nil
+    /// The origin's write stamp when the last snapvol process that had it open let it go; nil
     /// while a snapvol process may be writing it (cleared before its first write), and for a
-    /// block device. An origin found with another stamp was written outside snapvol.
-    public var closedStamp: FileStamp?
+    /// block device whose counters cannot be read. An origin found with a stamp that says it
+    /// was written since was written outside snapvol.
+    public var closedStamp: WriteStamp?
 
     enum CodingKeys: String, CodingKey {
         case name, path, snapshots
@@ -159,7 +160,7 @@ public struct OriginRecord: Codable, Equatable, Sendable {
         path = try values.decode(String.self, forKey: .path)
         createdFile = try values.decodeIfPresent(Bool.self, forKey: .createdFile) ?? false
         snapshots = try values.decodeIfPresent([SnapshotRecord].self, forKey: .snapshots) ?? []
-        closedStamp = try values.decodeIfPresent(FileStamp.self, forKey: .closedStamp)
+        closedStamp = try values.decodeIfPresent(WriteStamp.self, forKey: .closedStamp)
     }
 }
 

@@ -46,6 +46,17 @@ public final class LoopDevice: Sendable {
         throw AttachFailure(description: "no loop device free of exclusive holders after 8 tries: \(held)")
     }
 
+    /// Detaches the device and attaches the same backing file to the same node again, as a
+    /// logical volume is deactivated and activated: the kernel counts it as a new disk (a new
+    /// `diskseq`). Under the attach lock, so no other test of this process takes the node
+    /// meanwhile.
+    public func setUpAgain() throws {
+        try Self.attachLock.withLock { _ in
+            try Shell.check(["losetup", "-d", path])
+            try Shell.check(["losetup", path, backingFile])
+        }
+    }
+
     /// Detaches the device (once: a second call must not detach a device another test got since).
     public func detach() {
         let first = attached.withLock { value in defer { value = false }; return value }

@@ -108,7 +108,7 @@ import TestSupport
 }
 
 /// Real block devices: a loop device over a temp file. Needs root and losetup (always in CI).
-@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
+@Suite(.serialized, .enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "blkdiscard", "dd"])))
 struct LoopDeviceTests {
     @Test func blockDeviceSizeComesFromTheIoctlAndIOWorks() async throws {
         let dir = try TemporaryDirectory()
@@ -149,6 +149,31 @@ struct LoopDeviceTests {
         #expect(try await device.readBytes(at: 1 << 20, count: 2 << 20) == [UInt8](repeating: 0, count: 2 << 20))
         #expect(try await device.readBytes(at: (1 << 20) - 4, count: 4) == [0x5A, 0x5A, 0x5A, 0x5A])
         #expect(try await device.readBytes(at: 3 << 20, count: 4) == [0x5A, 0x5A, 0x5A, 0x5A])
+    }
+
+    /// A block device's write stamp counts the sectors written and discarded through it by
+    /// anyone (another descriptor here); reads leave it as it was; set up again, the device is
+    /// another instance and the stamps cannot be compared.
+    @Test func aBlockDevicesStampCountsWritesThroughIt() async throws {
+        let dir = try TemporaryDirectory()
+        let loop = try LoopDevice(backingFile: dir.file("stamped.img"), size: 4 << 20)
+        defer { loop.detach() }
+        let stampOf = { () throws -> WriteStamp in
+            let device = try FileBlockDevice.open(path: loop.path, readOnly: true)
+            return try #require(try device.stamp())
+        }
+        let first = try stampOf()
+        guard case .device(let counters) = first else { Issue.record("\(first)"); return }
+        #expect(counters.bootID.count == 36 && counters.diskSequence != nil, "\(counters)")
+        try Shell.check(["dd", "if=\(loop.path)", "of=/dev/null", "bs=64k", "count=16", "iflag=direct"])
+        #expect(try stampOf().change(since: first) == .unchanged, "reads")
+        try Shell.check(["dd", "if=/dev/zero", "of=\(loop.path)", "bs=4k", "count=2", "seek=5", "oflag=direct", "conv=notrunc"])
+        let written = try stampOf()
+        #expect(written.change(since: first) == .written(bytes: 8192))
+        try Shell.check(["blkdiscard", "--offset", "1048576", "--length", "65536", loop.path])
+        #expect(try stampOf().change(since: written) == .written(bytes: 65536))
+        try loop.setUpAgain()
+        #expect(try stampOf().change(since: written) == .unknowable(reason: "the device has been set up again since"))
     }
 
     @Test func directIOOnABlockDevice() async throws {

@@ -121,7 +121,7 @@ import Synchronization
     /// The same for suspect marks, and for an origin's stamp cleared before a write: a command's
     /// copy that still has the stamp saves it cleared.
     @Test func aCommandsSaveKeepsSuspectMarksAndClearedStamps() {
-        let stamp = FileStamp(modifiedSeconds: 1, modifiedNanoseconds: 2, size: 4096)
+        let stamp = WriteStamp.file(.init(modifiedSeconds: 1, modifiedNanoseconds: 2, size: 4096))
         var current = Registry()
         current.origins = [OriginRecord(name: "o", path: "/o", snapshots: [SnapshotRecord(name: "s", cowPath: "/s.cow", chunkSize: 4096)])]
         current.origins[0].snapshots[0].suspectReason = "modified"
