@@ -127,28 +127,7 @@ extension FileBlockDevice {
             return .file(WriteStamp.FileTimes(modifiedSeconds: Int64(info.st_mtim.tv_sec), modifiedNanoseconds: Int64(info.st_mtim.tv_nsec),
                                               size: UInt64(info.size)))
         case .blockDevice:
-            return BlockDeviceCounters.read(device: UInt64(info.specialDeviceID.rawValue)).map(WriteStamp.device)
+            return SysfsBlockDevice(device: UInt64(info.specialDeviceID.rawValue)).counters.map(WriteStamp.device)
         }
-    }
-}
-
-/// Reads a block device's counters from sysfs.
-enum BlockDeviceCounters {
-    /// The counters of the block device numbered `device` (`st_rdev`); nil if sysfs or the boot
-    /// id cannot be read.
-    static func read(device: UInt64) -> WriteStamp.DeviceCounters? {
-        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
-        let minor = (device & 0xff) | ((device >> 12) & ~0xff)
-        let directory = "/sys/dev/block/\(major):\(minor)"
-        guard let bootID = ProcFile.text("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !bootID.isEmpty, let stat = ProcFile.text("\(directory)/stat") else { return nil }
-        // Fields (Documentation/block/stat.rst): 7 sectors written, 14 sectors discarded
-        // (Linux 4.18 and later).
-        let fields = stat.split(whereSeparator: \.isWhitespace).compactMap { UInt64($0) }
-        guard fields.count >= 11 else { return nil }
-        let sequence = (ProcFile.text("\(directory)/diskseq") ?? ProcFile.text("\(directory)/../diskseq"))
-            .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        return WriteStamp.DeviceCounters(bootID: bootID, diskSequence: sequence, sectorsWritten: fields[6],
-                                         sectorsDiscarded: fields.count >= 14 ? fields[13] : 0)
     }
 }

@@ -56,6 +56,7 @@ private struct SnapshotPlan {
         record.transientOwner = request.transient ? getpid() : nil
         record.created = instant
         record.originSize = origin.size
+        if case .existing(let device) = cow { record.cowIdentity = try? device.identity() }
         if group.count > 1 { record.takenWith = group.filter { $0 != request.name } }
         return record
     }

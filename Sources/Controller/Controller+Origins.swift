@@ -10,6 +10,7 @@ extension Controller {
             try checkNewName(name, in: registry)
             if let user = registry.user(of: path) { throw ControllerError.pathInUse(path: path, by: user) }
             let exists = FileManager.default.fileExists(atPath: path)
+            var identity: String?
             if let size {
                 if exists { throw ControllerError.pathExists(path) }
                 guard size > 0, size % 512 == 0 else { throw ControllerError.refused("origin size \(size) must be a positive multiple of 512 bytes") }
@@ -22,8 +23,10 @@ extension Controller {
                     throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes\(format)")
                 }
                 try device.lockAsSoleWriter()
+                identity = try device.identity()
             }
-            let record = OriginRecord(name: name, path: path, createdFile: size != nil)
+            var record = OriginRecord(name: name, path: path, createdFile: size != nil)
+            record.deviceIdentity = identity
             registry.origins.append(record)
             do {
                 try save(registry)

@@ -23,6 +23,7 @@ extension Controller {
             guard header.magic == CowLayout.magic else { throw ControllerError.refused("\(cowPath) holds no snapshot store (magic 0): nothing to attach") }
             let store = try await PersistentExceptionStore.open(device, originChunks: layout.geometry.chunksCovering(origin.size))
             var record = SnapshotRecord(name: name, cowPath: cowPath, chunkSize: layout.geometry.chunkBytes)
+            record.cowIdentity = try device.identity()
             record.exceptionCache = exceptionCache
             record.originSize = origin.size
             let snapshot = try await origin.attach(name: name, store: store, cacheBudget: record.cacheBudget)

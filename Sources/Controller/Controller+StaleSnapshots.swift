@@ -56,10 +56,12 @@ extension Controller {
         }
     }
 
-    /// A snapshot given up earlier: invalid, and its COW, if it can be opened now, marked
-    /// invalid on disk too (as the kernel would read it). It never joins its origin.
+    /// A snapshot given up earlier: invalid, and its COW, if it can be opened now (and is no
+    /// other device found under its path), marked invalid on disk too (as the kernel would read
+    /// it). It never joins its origin.
     func giveUp(_ record: SnapshotRecord, of origin: Origin, _ reason: String) async {
         if record.persistent, let device = try? FileBlockDevice.open(path: record.cowPath).lockedAsSoleWriter(),
+           Self.otherDevice(device, at: record.cowPath, recorded: record.cowIdentity, owner: "") == nil,
            let store = try? await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize) {
             await store.invalidate()
         }

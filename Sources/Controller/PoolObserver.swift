@@ -25,11 +25,15 @@ public enum PoolObserver {
     public static func status(_ location: PoolLocation) throws -> PoolStatus {
         let registry = try RegistryFile.load(location)
         var origins: [OriginStatus] = []
-        let devices = registry.origins.map { try? FileBlockDevice.open(path: $0.path, readOnly: true) }
+        let opened = registry.origins.map { try? FileBlockDevice.open(path: $0.path, readOnly: true) }
+        let others = zip(registry.origins, opened).map { origin, device in
+            device.flatMap { Controller.otherDevice($0, at: origin.path, recorded: origin.deviceIdentity, owner: "origin '\(origin.name)'") }
+        }
+        let devices = zip(opened, others).map { device, other in other == nil ? device : nil }
         var stamps: [String: WriteStamp] = [:]
         for (origin, device) in zip(registry.origins, devices) { stamps[origin.path] = try? device?.stamp() }
         let suspects = try outsideWrites(registry, stamps, registryAfter: RegistryFile.load(location))
-        for (origin, device) in zip(registry.origins, devices) {
+        for (index, (origin, device)) in zip(registry.origins, devices).enumerated() {
             let size = device?.size ?? 0
             let snapshots = origin.snapshots.map { record in
                 var report = report(record, origin: origin.name, originSize: size)
@@ -38,7 +42,7 @@ public enum PoolObserver {
             }
             origins.append(OriginStatus(name: origin.name, path: origin.path, size: size,
                                         state: device == nil ? "inactive" : "active",
-                                        reason: device == nil ? "cannot open \(origin.path)" : nil,
+                                        reason: others[index] ?? (device == nil ? "cannot open \(origin.path)" : nil),
                                         readBytes: 0, writeBytes: 0, snapshots: snapshots))
         }
         let remaps = registry.remaps.map { record -> RemapReport in
@@ -82,6 +86,9 @@ public enum PoolObserver {
         let device: FileBlockDevice
         do {
             device = try FileBlockDevice.open(path: record.cowPath, readOnly: true)
+            if let other = Controller.otherDevice(device, at: record.cowPath, recorded: record.cowIdentity, owner: "the COW of snapshot '\(record.name)'") {
+                throw ControllerError.refused(other)
+            }
             scan = try awaitScan(device)
         } catch {
             return SnapshotReport(record: record, origin: origin, state: "inactive", reason: "\(error)", originSize: originSize)

@@ -141,10 +141,14 @@ public struct OriginRecord: Codable, Equatable, Sendable {
     /// block device whose counters cannot be read. An origin found with a stamp that says it
     /// was written since was written outside snapvol.
     public var closedStamp: WriteStamp?
+    /// What the block device at `path` is (`FileBlockDevice.identity`), recorded when the origin
+    /// is added or first opened; nil for a file. A device found under the path with another
+    /// identity is not this origin.
+    public var deviceIdentity: String?
 
     enum CodingKeys: String, CodingKey {
         case name, path, snapshots
-        case createdFile = "created_file", closedStamp = "closed_stamp"
+        case createdFile = "created_file", closedStamp = "closed_stamp", deviceIdentity = "device_identity"
     }
 
     public init(name: String, path: String, createdFile: Bool = false, snapshots: [SnapshotRecord] = []) {
@@ -161,6 +165,7 @@ public struct OriginRecord: Codable, Equatable, Sendable {
         createdFile = try values.decodeIfPresent(Bool.self, forKey: .createdFile) ?? false
         snapshots = try values.decodeIfPresent([SnapshotRecord].self, forKey: .snapshots) ?? []
         closedStamp = try values.decodeIfPresent(WriteStamp.self, forKey: .closedStamp)
+        deviceIdentity = try values.decodeIfPresent(String.self, forKey: .deviceIdentity)
     }
 }
 
@@ -207,9 +212,13 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     /// modified outside snapvol. Kept until `snapshot trust` or deletion; the snapshot stays
     /// readable.
     public var suspectReason: String?
+    /// What the block device at `cowPath` is (`FileBlockDevice.identity`), recorded when the
+    /// snapshot is created or attached, or its COW first opened; nil for a file. A device found
+    /// under the path with another identity is not this snapshot's COW.
+    public var cowIdentity: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, persistent, merging, created, suspectReason = "suspect_reason"
+        case name, persistent, merging, created, suspectReason = "suspect_reason", cowIdentity = "cow_identity"
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
         case exceptionCache = "exception_cache", takenWith = "taken_with", staleReason = "stale_reason",
              originSize = "origin_size"
@@ -255,6 +264,7 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         staleReason = try values.decodeIfPresent(String.self, forKey: .staleReason)
         originSize = try values.decodeIfPresent(UInt64.self, forKey: .originSize)
         suspectReason = try values.decodeIfPresent(String.self, forKey: .suspectReason)
+        cowIdentity = try values.decodeIfPresent(String.self, forKey: .cowIdentity)
     }
 }
 

@@ -57,14 +57,14 @@ public final class LoopDevice: Sendable {
         throw AttachFailure(description: "no loop device free of exclusive holders and quarantine after 8 tries: \(held)")
     }
 
-    /// Detaches the device and attaches the same backing file to the same node again, as a
-    /// logical volume is deactivated and activated: the kernel counts it as a new disk (a new
-    /// `diskseq`). Under the attach lock, so no other test of this process takes the node
-    /// meanwhile.
-    public func setUpAgain() throws {
+    /// Detaches the device and attaches the same backing file (or `other`) to the same node
+    /// again, as a logical volume is deactivated and activated (or a disk's name goes to
+    /// another disk after a restart): the kernel counts it as a new disk (a new `diskseq`).
+    /// Under the attach lock, so no other test of this process takes the node meanwhile.
+    public func setUpAgain(over other: String? = nil) throws {
         try Self.attachLock.withLock { _ in
             try Shell.check(["losetup", "-d", path])
-            try Shell.check(["losetup", path, backingFile])
+            try Shell.check(["losetup", path, other ?? backingFile])
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import BlockDevices
 import SystemPackage
 import Testing
@@ -174,6 +175,20 @@ struct LoopDeviceTests {
         #expect(try stampOf().change(since: written) == .written(bytes: 65536))
         try loop.setUpAgain()
         #expect(try stampOf().change(since: written) == .unknowable(reason: "the device has been set up again since"))
+    }
+
+    /// A block device is known by what it is, not by its node: a loop device by its backing
+    /// file; a file has no identity. (Partitions, known by their disk and number, are not
+    /// tested: this machine's kernel reads no partition tables.)
+    @Test func aBlockDeviceIsIdentifiedWhateverItsName() async throws {
+        let dir = try TemporaryDirectory()
+        let loop = try LoopDevice(backingFile: dir.file("disk.img"), size: 1 << 20)
+        defer { loop.detach() }
+        #expect(try FileBlockDevice.open(path: loop.path, readOnly: true).identity() == "loop over \(dir.file("disk.img"))")
+        #expect(try FileBlockDevice.open(path: dir.file("disk.img"), readOnly: true).identity() == nil, "a file")
+        _ = FileManager.default.createFile(atPath: dir.file("other.img"), contents: Data(count: 4096))
+        try loop.setUpAgain(over: dir.file("other.img"))
+        #expect(try FileBlockDevice.open(path: loop.path, readOnly: true).identity() == "loop over \(dir.file("other.img"))")
     }
 
     @Test func directIOOnABlockDevice() async throws {
