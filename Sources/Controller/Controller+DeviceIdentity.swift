@@ -10,10 +10,16 @@ extension Controller {
     /// as `recorded`; nil when it is, or when either identity is unknown (a file, a pool older
     /// than identities, sysfs saying nothing).
     static func otherDevice(_ device: FileBlockDevice, at path: String, recorded: String?, owner: String) -> String? {
-        guard let recorded, let now = try? device.identity(), now != recorded else { return nil }
+        guard let recorded, let now = otherIdentity(of: device, recorded: recorded) else { return nil }
         return "\(path) now names another device (\(now)) than the one \(owner) was on (\(recorded)): "
             + "block device names can change when the host restarts or a device is set up again; "
             + "put that device back under this name, or use a name that stays (/dev/disk/by-id/..., /dev/VG/LV)"
+    }
+
+    /// The identity of `device` when it is known and not `recorded`.
+    static func otherIdentity(of device: FileBlockDevice, recorded: String) -> String? {
+        guard let now = try? device.identity(), now != recorded else { return nil }
+        return now
     }
 
     /// Records the identity of the origin at `path`, opened as `device`, if the registry has

@@ -25,10 +25,11 @@ public final class LoopDevice: Sendable {
     /// detached under load and freed when its server exited, ran `status` on the same path.
     private static let quarantined = Mutex(Set<String>())
 
-    /// Creates a sparse backing file of `size` bytes and attaches it.
+    /// Creates a sparse backing file of `size` bytes (an existing one keeps its contents,
+    /// sized to `size`) and attaches it.
     public init(backingFile: String, size: UInt64) throws {
         self.backingFile = backingFile
-        _ = FileManager.default.createFile(atPath: backingFile, contents: nil)
+        if !FileManager.default.fileExists(atPath: backingFile) { _ = FileManager.default.createFile(atPath: backingFile, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: backingFile))
         try handle.truncate(atOffset: size)
         try handle.close()

@@ -58,8 +58,8 @@ extension PoolCommand {
 
 struct OriginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "origin", abstract: "Register, resize, rename and unregister origin volumes.",
-        subcommands: [Add.self, Resize.self, Rename.self, Remove.self])
+        commandName: "origin", abstract: "Register, resize, rename, relocate and unregister origin volumes.",
+        subcommands: [Add.self, Resize.self, Rename.self, Relocate.self, Remove.self])
 
     struct Add: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(

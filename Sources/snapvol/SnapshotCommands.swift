@@ -4,8 +4,8 @@ import Foundation
 
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend, prune, rename and trust snapshots.",
-        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self, Rename.self, Trust.self])
+        commandName: "snapshot", abstract: "Create, adopt, delete, merge, extend, prune, rename, relocate and trust snapshots.",
+        subcommands: [Create.self, Attach.self, Delete.self, Merge.self, Extend.self, Prune.self, Rename.self, Relocate.self, Trust.self])
 
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(

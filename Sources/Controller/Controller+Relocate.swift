@@ -1,0 +1,96 @@
+import BlockDevices
+import ExceptionMachinery
+import Foundation
+
+/// A volume's device found under another name: `/dev/sdc` where it was `/dev/sdb` after a
+/// restart, a COW file moved to another disk. Relocating points the registry at the new name,
+/// once the device there is shown to be the volume's own (its identity, for a block device; a
+/// snapshot store of the snapshot's chunk size, for a COW), and activates the volume. Only a
+/// volume that could not be opened is relocated: one in use keeps its open device.
+extension Controller {
+    /// Points origin `name`, which could not be opened, at `path`, and activates it with its
+    /// snapshots. A file found with a stamp other than the one recorded makes them suspect, as
+    /// at any activation (a copy that did not keep its modification time, say).
+    /// Returns the origin's state afterwards ("active", or "inactive (why)").
+    @discardableResult
+    public func relocateOrigin(_ name: String, to path: String) async throws -> String {
+        try await command {
+            var registry = self.registry
+            let index = try originIndex(named: name, in: registry, snapshotAdvice: "use 'snapshot relocate'")
+            var record = registry.origins[index]
+            try refuseIfActive(name, at: record.path, active: state.withLock { $0.live[name]?.origin != nil })
+            let device = try openRelocationTarget(path, in: registry)
+            try Self.checkSameDevice(device, at: path, recorded: record.deviceIdentity, owner: "origin '\(name)'")
+            guard device.size > 0, device.size % 512 == 0 else {
+                throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
+            }
+            let old = record.path
+            record.path = path
+            if record.deviceIdentity == nil { record.deviceIdentity = try device.identity() }
+            registry.origins[index] = record
+            try save(registry)
+            events.record("\(name): relocated from \(old) to \(path)")
+            state.withLock { $0.live[name] = nil }
+            await activate(self.registry.origins[index])
+            return state.withLock { state in
+                state.live[name]?.origin != nil ? "active" : "inactive (\(state.live[name]?.problem ?? "not activated"))"
+            }
+        }
+    }
+
+    /// Points snapshot `name`, whose COW could not be opened, at `cowPath`, and attaches it if
+    /// its origin is active. A snapshot given up meanwhile stays invalid (and its COW at the new
+    /// path is marked so).
+    /// Returns the snapshot's state afterwards ("active", "inactive (why)": its origin is).
+    @discardableResult
+    public func relocateSnapshot(_ name: String, cowPath: String) async throws -> String {
+        try await command {
+            var registry = self.registry
+            let (originRecord, record) = try snapshotRecord(named: name, in: registry, originAdvice: "use 'origin relocate'")
+            let active = state.withLock { $0.live[originRecord.name]?.snapshots[name] != nil }
+            try refuseIfActive(name, at: record.cowPath, active: active)
+            guard record.persistent else { throw ControllerError.refused("snapshot '\(name)' is transient: it has no COW device to relocate") }
+            let device = try openRelocationTarget(cowPath, in: registry)
+            try Self.checkSameDevice(device, at: cowPath, recorded: record.cowIdentity, owner: "the COW of snapshot '\(name)'")
+            let (header, layout) = try await CowScanner.readHeader(device)
+            guard header.magic == CowLayout.magic, layout.geometry.chunkBytes == record.chunkSize else {
+                throw ControllerError.refused("\(cowPath) holds no snapshot store of \(ByteSize.describe(UInt64(record.chunkSize))) chunks: it is not the COW of snapshot '\(name)'")
+            }
+            guard let originIndex = registry.origins.firstIndex(where: { $0.name == originRecord.name }),
+                  let index = registry.origins[originIndex].snapshots.firstIndex(where: { $0.name == name }) else { return "gone" }
+            registry.origins[originIndex].snapshots[index].cowPath = cowPath
+            if record.cowIdentity == nil { registry.origins[originIndex].snapshots[index].cowIdentity = try device.identity() }
+            try save(registry)
+            events.record("\(name): relocated from \(record.cowPath) to \(cowPath)")
+            guard let origin = state.withLock({ $0.live[originRecord.name]?.origin }) else {
+                return "inactive (its origin '\(originRecord.name)' is)"
+            }
+            state.withLock { _ = $0.live[originRecord.name]?.snapshotProblems.removeValue(forKey: name) }
+            await activate(self.registry.origins[originIndex].snapshots[index], of: origin)
+            return state.withLock { state in
+                let live = state.live[originRecord.name]
+                if let snapshot = live?.snapshots[name] { return snapshot.status.condition.word }
+                return live?.snapshotProblems[name].map { "\($0.state) (\($0.reason))" } ?? "not activated"
+            }
+        }
+    }
+
+    /// Refuses to relocate volume `name`, found at `path`, while it is active.
+    private func refuseIfActive(_ name: String, at path: String, active: Bool) throws {
+        if active { throw ControllerError.refused("'\(name)' is active on \(path): only a volume whose device could not be opened is relocated") }
+    }
+
+    /// Opens the device at `path` to check it, read-only, unless another volume uses the path.
+    private func openRelocationTarget(_ path: String, in registry: Registry) throws -> FileBlockDevice {
+        if let user = registry.user(of: path) { throw ControllerError.pathInUse(path: path, by: user) }
+        guard FileManager.default.fileExists(atPath: path) else { throw ControllerError.refused("\(path) does not exist") }
+        return try FileBlockDevice.open(path: path, readOnly: true)
+    }
+
+    /// Refuses `device`, at `path`, unless it is the device `owner` was on.
+    private static func checkSameDevice(_ device: FileBlockDevice, at path: String, recorded: String?, owner: String) throws {
+        if let recorded, let now = otherIdentity(of: device, recorded: recorded) {
+            throw ControllerError.refused("\(path) is another device (\(now)) than the one \(owner) was on (\(recorded))")
+        }
+    }
+}
