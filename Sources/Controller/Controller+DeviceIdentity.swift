@@ -46,4 +46,16 @@ extension Controller {
             }
         }
     }
+
+    /// Records the identities of remap volume `name`'s devices, opened as `data` and `spare`,
+    /// where the registry has none.
+    func learnIdentities(ofRemap name: String, data: FileBlockDevice, spare: FileBlockDevice) {
+        let (dataIdentity, spareIdentity) = ((try? data.identity()) ?? nil, (try? spare.identity()) ?? nil)
+        guard dataIdentity != nil || spareIdentity != nil else { return }
+        try? editRegistry { registry in
+            guard let index = registry.remaps.firstIndex(where: { $0.name == name }) else { return }
+            if registry.remaps[index].deviceIdentity == nil { registry.remaps[index].deviceIdentity = dataIdentity }
+            if registry.remaps[index].spareIdentity == nil { registry.remaps[index].spareIdentity = spareIdentity }
+        }
+    }
 }

@@ -8,6 +8,13 @@ extension Controller {
         do {
             let data = try FileBlockDevice.open(path: record.devicePath).lockedAsSoleWriter()
             let spare = try FileBlockDevice.open(path: record.sparePath).lockedAsSoleWriter()
+            for (device, path, recorded, part) in [(data, record.devicePath, record.deviceIdentity, "data device"),
+                                                   (spare, record.sparePath, record.spareIdentity, "spare area")] {
+                if let other = Self.otherDevice(device, at: path, recorded: recorded, owner: "the \(part) of remap volume '\(record.name)'") {
+                    throw ControllerError.refused(other)
+                }
+            }
+            if record.deviceIdentity == nil || record.spareIdentity == nil { learnIdentities(ofRemap: record.name, data: data, spare: spare) }
             let store = try await PersistentExceptionStore.open(spare, requiredChunkBytes: record.chunkSize,
                                                                 originChunks: try ChunkGeometry(chunkBytes: record.chunkSize).chunksCovering(data.size))
             let volume = try await RemapVolume.open(name: record.name, data: data, store: store)
@@ -51,7 +58,9 @@ extension Controller {
                 if owns { try? FileManager.default.removeItem(atPath: sparePath) }
                 throw error
             }
-            registry.remaps.append(RemapRecord(name: name, devicePath: devicePath, sparePath: sparePath, chunkSize: chunk, ownsSpare: owns))
+            var record = RemapRecord(name: name, devicePath: devicePath, sparePath: sparePath, chunkSize: chunk, ownsSpare: owns)
+            (record.deviceIdentity, record.spareIdentity) = (try data.identity(), try spare.identity())
+            registry.remaps.append(record)
             try save(registry)
             state.withLock { $0.remaps[name] = volume }
             events.record("\(name): remap volume created (spare \(sparePath))")

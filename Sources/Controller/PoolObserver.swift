@@ -49,6 +49,10 @@ public enum PoolObserver {
             let data = try? FileBlockDevice.open(path: record.devicePath, readOnly: true)
             do {
                 let spare = try FileBlockDevice.open(path: record.sparePath, readOnly: true)
+                if let other = Controller.otherDevice(spare, at: record.sparePath, recorded: record.spareIdentity, owner: "the spare area of remap volume '\(record.name)'")
+                    ?? data.flatMap({ Controller.otherDevice($0, at: record.devicePath, recorded: record.deviceIdentity, owner: "the data device of remap volume '\(record.name)'") }) {
+                    throw ControllerError.refused(other)
+                }
                 return RemapReport(record: record, scan: try awaitScan(spare), dataSize: data?.size ?? 0, spareSize: spare.size, problem: nil)
             } catch {
                 return RemapReport(record: record, scan: nil, dataSize: data?.size ?? 0, spareSize: 0, problem: "\(error)")

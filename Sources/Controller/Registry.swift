@@ -177,10 +177,15 @@ public struct RemapRecord: Codable, Equatable, Sendable {
     public var chunkSize: Int
     /// Whether snapvol created the spare file.
     public var ownsSpare = false
+    /// What the block devices at `devicePath` and `sparePath` are (`FileBlockDevice.identity`);
+    /// nil for files. A device found under a path with another identity is not this volume's.
+    public var deviceIdentity: String?
+    public var spareIdentity: String?
 
     enum CodingKeys: String, CodingKey {
         case name
         case devicePath = "device_path", sparePath = "spare_path", chunkSize = "chunk_size", ownsSpare = "owns_spare"
+        case deviceIdentity = "device_identity", spareIdentity = "spare_identity"
     }
 }
 

@@ -56,6 +56,27 @@ struct DeviceIdentityTests {
         #expect(try pool.snapshotStatus("s")?["state"] as? String == "active", "its own device back under the name")
     }
 
+    /// The same for a remap volume's spare area: its node now holds a copy (a valid store), which
+    /// would otherwise take the volume's remapped chunks' writes.
+    @Test func aSpareNodeNamingAnotherDeviceIsNotWritten() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try Data(repeating: 0x11, count: 1 << 20).write(to: URL(fileURLWithPath: pool.file("disk.img")))
+        let spare = try LoopDevice(backingFile: pool.file("spare.backing"), size: 1 << 20)
+        defer { spare.detach() }
+        try pool.ok("remap", "create", "disk", "--device", pool.file("disk.img"), "--spare", spare.path)
+        try pool.ok("remap", "add", "disk", "2")
+        try FileManager.default.copyItem(atPath: pool.file("spare.backing"), toPath: pool.file("copy.backing"))
+        try spare.setUpAgain(over: pool.file("copy.backing"))
+        let refused = try pool.run("io", "write", "disk", "8K", "4K", "--pattern", "0x22")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("\(spare.path) now names another device (loop over \(pool.file("copy.backing"))) than the one the spare area of remap volume 'disk' was on"),
+                "\(refused.stderr)")
+        let check = try pool.run("pool", "check")
+        #expect(check.status == 2 && check.text.contains("now names another device"), "\(check.text)")
+        #expect(try Self.bytes(pool.file("copy.backing")) == Self.bytes(pool.file("spare.backing")), "the copy is left as it was")
+    }
+
     /// A pool from before identities (none in its registry) learns them when it next opens the
     /// devices, and guards them from then on.
     @Test func identitiesAreLearnedByAPoolThatHadNone() throws {
