@@ -70,6 +70,46 @@ struct LiveSnapshotTests {
             #expect(check.status == 0, "check \(name): \(check.text)\(check.stderr); seed \(seed)")
         }
     }
+
+    /// A snapshot merged while the client writes its origin: the origin ends as the snapshot
+    /// with the writes from the merge's start on (one instant, between the writes acknowledged
+    /// before the command and those issued after it returned), and a later snapshot of the
+    /// same origin, which the merge's writes must preserve, still holds its prefix.
+    @Test func aMergeUnderWritesRollsBackAndKeepsLaterWritesAndSnapshots() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        let seed = generator.seed
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try pool.ok("origin", "add", "a", "--path", pool.file("a.img"), "--size", "8M")
+        let server = try ServeProcess(pool: pool)
+        let stream = WriteStream(count: Int(Environment.value("SNAPVOL_LIVE_WRITES") ?? "") ?? 2000 * 4, size: Self.size, using: &generator)
+        let volume = try LiveVolume(origin: "a", stream: stream, writer: QemuIOStream(stream, uri: server.uri("a"), log: pool.file("a.log")))
+        var live = LiveSnapshots(pool: pool, volumes: [volume])
+
+        // 4K chunks and 1,500 writes before the merge: enough exceptions that the merge runs
+        // while the client writes on.
+        try volume.writer.wait(forAcknowledged: 300)
+        try live.create(of: [volume], chunkSize: "4K")
+        let merged = live.names[0]
+        let base = try NBDClientTests.copy(server.uri(merged), to: pool.file("merged.read"))
+        try volume.writer.wait(forAcknowledged: volume.writer.acknowledged + 1000)
+        try live.create(of: [volume], chunkSize: "64K")
+        try volume.writer.wait(forAcknowledged: volume.writer.acknowledged + 500)
+        let before = volume.writer.acknowledged
+        try pool.ok("snapshot", "merge", merged, "--no-progress")
+        let after = volume.writer.acknowledged + 1
+        live.forget(merged)
+        #expect(volume.writer.waitForExit() == 0, "qemu-io: \(volume.writer.output)")
+        #expect(after < stream.writes.count, "the writer ended before the merge did: nothing judged; seed \(seed)")
+
+        #expect(!stream.prefixes(of: base, upTo: before).isEmpty, "\(merged) is no prefix of the writes; seed \(seed)")
+        let origin = try NBDClientTests.copy(server.uri("a"), to: pool.file("a.read"))
+        if let problem = stream.mismatch(of: origin, mergedOnto: base, startingWithin: before..<after) {
+            Issue.record("the origin after the merge: \(problem); seed \(seed)")
+        }
+        try live.expectPrefixes(server: server, seed: seed, when: "after a merge of another snapshot")
+        #expect(server.stop() == 0)
+    }
 }
 
 /// One origin, the stream of writes its client sends, and that client.
@@ -120,6 +160,12 @@ struct LiveSnapshots {
 
     mutating func read(_ name: String, server: ServeProcess) throws {
         earlierReads[name] = try NBDClientTests.copy(server.uri(name), to: pool.file("\(name).early"))
+    }
+
+    /// Forgets snapshot `name`, consumed by a merge.
+    mutating func forget(_ name: String) {
+        names.removeAll { $0 == name }
+        earlierReads[name] = nil
     }
 
     mutating func delete(_ name: String) throws {
@@ -206,6 +252,34 @@ struct WriteStream {
     }
 }
 
+extension WriteStream {
+    /// Why `image` is not `base` with the stream's writes from one index m in `began` on
+    /// applied (nil if it is): a byte last written before `began` holds `base`'s byte, one last
+    /// written at or after its end that write's byte, and each byte last written within it
+    /// one of the two, all agreeing on m.
+    func mismatch(of image: [UInt8], mergedOnto base: [UInt8], startingWithin began: Range<Int>) -> String? {
+        var last = [Int32](repeating: -1, count: image.count)
+        for (index, write) in writes.enumerated() {
+            for byteIndex in write.offset..<write.offset + write.length { last[byteIndex] = Int32(index) }
+        }
+        var lowest = began.lowerBound, highest = began.upperBound   // m lies in lowest...highest
+        for byteIndex in 0..<image.count {
+            let writer = Int(last[byteIndex])
+            let written = writer >= 0 ? writes[writer].byte : nil
+            if writer < began.lowerBound || writer >= began.upperBound {
+                let wanted = writer >= began.upperBound ? written! : base[byteIndex]
+                if image[byteIndex] != wanted { return "byte \(byteIndex) is \(image[byteIndex]), not \(wanted) (last written by write \(writer))" }
+                continue
+            }
+            let isWritten = image[byteIndex] == written, isBase = image[byteIndex] == base[byteIndex]
+            if !isWritten && !isBase { return "byte \(byteIndex) is \(image[byteIndex]): neither the snapshot's nor write \(writer)'s" }
+            if isWritten && !isBase { highest = min(highest, writer) }   // the write came after the start
+            if isBase && !isWritten { lowest = max(lowest, writer + 1) }  // it came before
+        }
+        return lowest <= highest ? nil : "no single instant: writes up to \(lowest - 1) came before the merge's start, write \(highest) after"
+    }
+}
+
 /// qemu-io writing a `WriteStream` to an NBD URI in the background, its output in a file, line
 /// by line (`stdbuf`): each "wrote" line is printed once that write is acknowledged.
 final class QemuIOStream {
@@ -214,7 +288,7 @@ final class QemuIOStream {
 
     init(_ stream: WriteStream, uri: String, log: String) throws {
         self.log = log
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.executableURL = URL(fileURLWithPath: "/usr/bin/stdbuf")
         process.arguments = ["-oL", "qemu-io", "-f", "raw"] + stream.commands.flatMap { ["-c", $0] } + [uri]
@@ -229,6 +303,21 @@ final class QemuIOStream {
 
     /// The writes acknowledged so far, at least.
     var acknowledged: Int { output.split(separator: "\n").count { $0.hasPrefix("wrote ") } }
+
+    /// Waits until `count` writes are acknowledged; throws if the client ends first or after
+    /// 60 s.
+    func wait(forAcknowledged count: Int) throws {
+        let deadline = Date().addingTimeInterval(60)
+        while acknowledged < count {
+            guard isRunning, Date() < deadline else { throw StreamStalled(count: count, output: output) }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+    }
+
+    struct StreamStalled: Error, CustomStringConvertible {
+        let count: Int, output: String
+        var description: String { "qemu-io ended or stalled before \(count) writes were acknowledged: \(output.suffix(500))" }
+    }
 
     @discardableResult
     func waitForExit() -> Int32 {
