@@ -33,8 +33,41 @@ extension Controller {
         })
         state.withLock { $0.live[record.name] = LiveOrigin(origin: origin) }
         for snapshot in record.snapshots { await activate(snapshot, of: origin) }
+        if let stalled = stalledMerge(of: record) {
+            await withdraw(origin, problem: stalled)
+            return
+        }
         if !merging { checkStamp(of: record, on: device) }
         guardFirstWrite(origin)
+    }
+
+    /// Why `record`'s origin, just activated, must not be used: a merge was under way (the
+    /// origin already holds part of the snapshot) and the merging snapshot could not be
+    /// attached to go on with it. Used so, the origin would show a mix of merged and unmerged
+    /// chunks, and its first write would give the merging snapshot up, leaving it so for good.
+    private func stalledMerge(of record: OriginRecord) -> String? {
+        guard let merging = record.snapshots.first(where: \.merging) else { return nil }
+        return state.withLock { state -> String? in
+            guard state.live[record.name]?.snapshots[merging.name] == nil else { return nil }
+            return Self.stalledMerge(of: merging.name, because: state.live[record.name]?.snapshotProblems[merging.name]?.reason ?? "not attached")
+        }
+    }
+
+    /// Why an origin is held back: snapshot `name`, being merged into it, cannot be attached
+    /// `because`.
+    static func stalledMerge(of name: String, because why: String) -> String {
+        "being merged from snapshot '\(name)', which cannot be attached (\(why)): "
+            + "unavailable until it can, so that nothing reads or writes it half merged "
+            + "(bring its COW back, or 'snapshot relocate \(name) PATH')"
+    }
+
+    /// Takes `origin`, just activated, out of service again with its snapshots, as inactive for
+    /// `problem`.
+    private func withdraw(_ origin: Origin, problem: String) async {
+        let attached = state.withLock { Array(($0.live[origin.name]?.snapshots ?? [:]).values) }
+        await origin.retire()
+        for snapshot in attached { await origin.detach(snapshot) }
+        state.withLock { $0.live[origin.name] = LiveOrigin(problem: problem) }
     }
 
     func activate(_ record: SnapshotRecord, of origin: Origin) async {

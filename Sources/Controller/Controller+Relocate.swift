@@ -62,11 +62,18 @@ extension Controller {
             if record.cowIdentity == nil { registry.origins[originIndex].snapshots[index].cowIdentity = try device.identity() }
             try save(registry)
             events.record("\(name): relocated from \(record.cowPath) to \(cowPath)")
-            guard let origin = state.withLock({ $0.live[originRecord.name]?.origin }) else {
-                return "inactive (its origin '\(originRecord.name)' is)"
+            if let origin = state.withLock({ $0.live[originRecord.name]?.origin }) {
+                state.withLock { _ = $0.live[originRecord.name]?.snapshotProblems.removeValue(forKey: name) }
+                await activate(self.registry.origins[originIndex].snapshots[index], of: origin)
+            } else {
+                // An origin held back by this snapshot (a merge that could not go on) comes
+                // back with it; one inactive for its own reasons stays so.
+                state.withLock { $0.live[originRecord.name] = nil }
+                await activate(self.registry.origins[originIndex])
+                guard state.withLock({ $0.live[originRecord.name]?.origin }) != nil else {
+                    return "inactive (its origin '\(originRecord.name)' is)"
+                }
             }
-            state.withLock { _ = $0.live[originRecord.name]?.snapshotProblems.removeValue(forKey: name) }
-            await activate(self.registry.origins[originIndex].snapshots[index], of: origin)
             return state.withLock { state in
                 let live = state.live[originRecord.name]
                 if let snapshot = live?.snapshots[name] { return snapshot.status.condition.word }

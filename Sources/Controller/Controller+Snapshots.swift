@@ -49,13 +49,17 @@ extension Controller {
 
     /// Deletes several snapshots (a group, say) as one command: every name is checked first, so
     /// a refusal deletes none; then all are detached and one registry write forgets them.
-    public func deleteSnapshots(names: [String], force: Bool = false) async throws {
+    ///
+    /// A snapshot being merged is refused, unless `abandoningMerge` and it cannot be attached
+    /// (its COW lost): its origin, held back half merged, then comes back as it is, a mix of the
+    /// snapshot's chunks and later data, which an alarm says.
+    public func deleteSnapshots(names: [String], force: Bool = false, abandoningMerge: Bool = false) async throws {
         try await command {
             var registry = self.registry
             guard Set(names).count == names.count else { throw ControllerError.refused("a snapshot is named twice") }
             let records = try names.map { name in
                 let (originRecord, record) = try snapshotRecord(named: name, in: registry, originAdvice: "use 'origin remove'")
-                try Self.refuseIfMerging(record)
+                if record.merging { try refuseAbandoning(record, of: originRecord.name, unless: abandoningMerge) }
                 return (origin: originRecord.name, record: record)
             }
             try await removing(names, force: force) {
@@ -74,7 +78,26 @@ extension Controller {
                 if record.ownsCow { try? FileManager.default.removeItem(atPath: record.cowPath) }
                 events.record("\(record.name): deleted")
             }
+            for (origin, record) in records where record.merging {
+                events.record("\(origin): merge from \(record.name) abandoned (its COW could not be attached): "
+                              + "\(origin) holds part of the snapshot and part of its later data", alarm: true)
+                state.withLock { $0.live[origin] = nil }
+                if let originRecord = self.registry.origin(named: origin) { await activate(originRecord) }
+            }
         }
+    }
+
+    /// Refuses to delete `record`, being merged into origin `origin`, unless `abandoning` and
+    /// it cannot be attached.
+    private func refuseAbandoning(_ record: SnapshotRecord, of origin: String, unless abandoning: Bool) throws {
+        let attached = state.withLock { $0.live[origin]?.snapshots[record.name] != nil }
+        guard abandoning else {
+            if attached { try Self.refuseIfMerging(record) }
+            throw ControllerError.refused("snapshot '\(record.name)' is being merged and cannot be attached: bring its COW back "
+                                          + "(or 'snapshot relocate'), then run 'snapshot merge \(record.name)' to finish; "
+                                          + "--abandon-merge deletes it and leaves '\(origin)' half merged")
+        }
+        if attached { try Self.refuseIfMerging(record) }
     }
 
     /// Rolls the origin back to the snapshot and consumes it. The registry marks the merge first,
@@ -114,7 +137,9 @@ extension Controller {
         let registry = self.registry
         guard let (originRecord, record) = registry.snapshot(named: name) else { throw ControllerError.unknownSnapshot(name) }
         guard let snapshot = state.withLock({ $0.live[originRecord.name]?.snapshots[name] }) else {
-            let reason = state.withLock { $0.live[originRecord.name]?.snapshotProblems[name]?.reason } ?? "not active"
+            let reason = state.withLock { state in
+                state.live[originRecord.name]?.snapshotProblems[name]?.reason ?? state.live[originRecord.name]?.problem.map { "its origin: \($0)" }
+            } ?? "not active"
             throw ControllerError.inactiveVolume(name: name, reason: reason)
         }
         guard record.persistent else { throw ControllerError.refused("snapshot '\(name)' is transient: only persistent snapshots can be merged") }

@@ -40,9 +40,12 @@ public enum PoolObserver {
                 if report.suspect == nil, record.staleReason == nil { report.suspect = suspects[origin.path] }
                 return report
             }
+            // As a holder would find it: held back by a merge that cannot go on.
+            let stalled = snapshots.first { $0.state == "inactive" && origin.snapshots.first(where: \.merging)?.name == $0.name }
+                .map { Controller.stalledMerge(of: $0.name, because: $0.reason ?? "not attached") }
             origins.append(OriginStatus(name: origin.name, path: origin.path, size: size,
-                                        state: device == nil ? "inactive" : "active",
-                                        reason: others[index] ?? (device == nil ? "cannot open \(origin.path)" : nil),
+                                        state: device == nil || stalled != nil ? "inactive" : "active",
+                                        reason: others[index] ?? stalled ?? (device == nil ? "cannot open \(origin.path)" : nil),
                                         readBytes: 0, writeBytes: 0, snapshots: snapshots))
         }
         let remaps = registry.remaps.map { record -> RemapReport in

@@ -122,10 +122,15 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The snapshot's name (several: all are checked first, so a refusal deletes none).", valueName: "name"), completion: VolumeCompletion.snapshots)
         var names: [String]
         @Flag(help: "Disconnect the NBD clients that have it open.") var force = false
+        @Flag(help: ArgumentHelp("Delete a snapshot being merged whose COW is lost, leaving its origin half merged.",
+                                 discussion: "The origin, held back while the merge cannot go on, then holds part of the snapshot and part of its later data."))
+        var abandonMerge = false
 
         func run() async throws {
             try await guarded {
-                try await options.withController("snapvol snapshot delete") { try await $0.deleteSnapshots(names: names, force: force) }
+                try await options.withController("snapvol snapshot delete") {
+                    try await $0.deleteSnapshots(names: names, force: force, abandoningMerge: abandonMerge)
+                }
                 emit("deleted snapshot\(names.count == 1 ? "" : "s") \(names.joined(separator: ", "))")
             }
         }

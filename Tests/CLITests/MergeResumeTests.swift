@@ -49,4 +49,75 @@ import TestSupport
         #expect(sameBytes([UInt8](FileManager.default.contents(atPath: dump)!), [UInt8](repeating: 0x11, count: 32 << 20)),
                 "seed \(generator.seed)")
     }
+
+    /// A merge killed midway whose COW is then away (its disk not mounted after the crash): the
+    /// origin, part merged, is held back whole (no reads, no writes, so its first write cannot
+    /// give the merging snapshot up and leave it half merged for good) until the COW is back;
+    /// relocated, the merge resumes and ends with the origin equal to the snapshot, and a later
+    /// snapshot kept.
+    @Test func aMergeWhoseCowIsAwayHoldsItsOriginBack() throws {
+        var generator = SeededGenerator.fromEnvironment()
+        var caught: TestPool?
+        for _ in 0..<5 where caught == nil {
+            let pool = try TestPool.withOrigin("data", size: "16M", pattern: "0x11")
+            try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--chunk-size", "4K", "--cow-size", "20M")
+            try pool.ok("io", "write", "data", "0", "16M", "--pattern", "0x22")
+            try pool.ok("snapshot", "create", "later", "--origin", "data", "--cow", pool.file("later.cow"), "--cow-size", "20M")
+            let merge = Process()
+            merge.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+            merge.arguments = ["snapshot", "merge", "snap", "--no-progress", "--pool", pool.path]
+            merge.standardOutput = FileHandle.nullDevice
+            merge.standardError = FileHandle.nullDevice
+            try merge.run()
+            Thread.sleep(forTimeInterval: Double.random(in: 0.1...0.4, using: &generator))
+            kill(merge.processIdentifier, SIGKILL)
+            merge.waitUntilExit()
+            if try pool.snapshotStatus("snap")?["state"] as? String == "merging" { caught = pool }
+        }
+        let pool = try #require(caught, "no merge caught midway in 5 tries; seed \(generator.seed)")
+        try FileManager.default.moveItem(atPath: pool.file("snap.cow"), toPath: pool.file("away.cow"))
+
+        let origin = try #require((try pool.status()["origins"] as? [[String: Any]])?.first)
+        #expect(origin["state"] as? String == "inactive")
+        let held = "being merged from snapshot 'snap', which cannot be attached (\(pool.file("snap.cow")): stat failed: No such file or directory): "
+            + "unavailable until it can, so that nothing reads or writes it half merged (bring its COW back, or 'snapshot relocate snap PATH')"
+        #expect(origin["reason"] as? String == held)
+        let check = try pool.run("pool", "check")
+        #expect(check.status == 2 && check.text.hasPrefix("SNAPVOL CRITICAL - origin data is inactive: \(held)"), "a monitor sees it too: \(check.text)")
+        let read = try pool.run("io", "read", "data", "0", "4")
+        #expect(read.status == 1 && read.stderr == "snapvol: error: volume 'data' is not active: \(held)\n", "\(read.stderr)")
+        let delete = try pool.run("snapshot", "delete", "snap")
+        #expect(delete.status == 1 && delete.stderr == "snapvol: error: snapshot 'snap' is being merged and cannot be attached: bring its COW back "
+                + "(or 'snapshot relocate'), then run 'snapshot merge snap' to finish; --abandon-merge deletes it and leaves 'data' half merged\n",
+                "\(delete.stderr)")
+
+        #expect(try pool.ok("snapshot", "relocate", "snap", pool.file("away.cow")).text == "relocated snapshot snap to \(pool.file("away.cow")): merging\n")
+        try pool.ok("snapshot", "merge", "snap", "--no-progress")
+        #expect(try pool.ok("io", "read", "data", "0", "16M").stdout.allSatisfy { $0 == 0x11 }, "seed \(generator.seed)")
+        #expect(try pool.ok("io", "read", "later", "0", "16M").stdout.allSatisfy { $0 == 0x22 }, "seed \(generator.seed)")
+    }
+
+    /// A merging snapshot whose COW is lost for good is deleted only with --abandon-merge: the
+    /// origin then comes back as it is, with an alarm saying it is half merged.
+    @Test func aLostMergeIsAbandonedOnlyOnRequest() throws {
+        let pool = try TestPool.withOrigin("data", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--cow-size", "4M")
+        try pool.ok("io", "write", "data", "0", "1M", "--pattern", "0x22")
+        // As a merge killed right after it was recorded leaves the registry.
+        let path = pool.file("pool/registry.json")
+        var registry = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var origins = try #require(registry["origins"] as? [[String: Any]])
+        var snapshots = try #require(origins[0]["snapshots"] as? [[String: Any]])
+        snapshots[0]["merging"] = true
+        origins[0]["snapshots"] = snapshots
+        registry["origins"] = origins
+        try JSONSerialization.data(withJSONObject: registry).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.removeItem(atPath: pool.file("snap.cow"))
+
+        #expect(try pool.run("io", "write", "data", "0", "4K", "--pattern", "0x33").status == 1, "held back")
+        #expect(try pool.ok("snapshot", "delete", "snap", "--abandon-merge").text == "deleted snapshot snap\n")
+        #expect(try pool.ok("events").text.contains("ALARM data: merge from snap abandoned (its COW could not be attached): data holds part of the snapshot and part of its later data"))
+        try pool.ok("io", "write", "data", "0", "4K", "--pattern", "0x33")
+        #expect(try pool.ok("io", "read", "data", "0", "4").stdout.allSatisfy { $0 == 0x33 })
+    }
 }
