@@ -5,6 +5,25 @@ import TestSupport
 /// A merge killed at a random instant resumes when run again, and the origin ends up equal to
 /// the snapshot; in between, the origin already reads as the merged result.
 @Suite(.mayBlock) struct MergeResumeTests {
+    /// Starts `snapshot merge` of `snapshot` and SIGKILLs it `seconds` later, or, when
+    /// `onceMarked`, `seconds` after the registry marks the merge (polled; at most 30 s).
+    static func killMerge(of snapshot: String, in pool: TestPool, after seconds: Double, onceMarked: Bool = false) throws {
+        let merge = Process()
+        merge.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
+        merge.arguments = ["snapshot", "merge", snapshot, "--no-progress", "--pool", pool.path]
+        merge.standardOutput = FileHandle.nullDevice
+        merge.standardError = FileHandle.nullDevice
+        try merge.run()
+        let deadline = Date().addingTimeInterval(30)
+        while onceMarked, merge.isRunning, Date() < deadline,
+              !((try? String(contentsOfFile: pool.file("pool/registry.json"), encoding: .utf8)) ?? "").contains("\"merging\" : true") {
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        Thread.sleep(forTimeInterval: seconds)
+        kill(merge.processIdentifier, SIGKILL)
+        merge.waitUntilExit()
+    }
+
     @Test func mergeKilledMidwayResumes() throws {
         var generator = SeededGenerator.fromEnvironment()
         let pool = try TestPool()
@@ -15,15 +34,7 @@ import TestSupport
                     "--cow-size", "40M")
         try pool.ok("io", "write", "data", "0", "32M", "--pattern", "0x22")
 
-        let merge = Process()
-        merge.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
-        merge.arguments = ["snapshot", "merge", "snap", "--no-progress", "--pool", pool.path]
-        merge.standardOutput = FileHandle.nullDevice
-        merge.standardError = FileHandle.nullDevice
-        try merge.run()
-        Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.6, using: &generator))
-        kill(merge.processIdentifier, SIGKILL)
-        merge.waitUntilExit()
+        try Self.killMerge(of: "snap", in: pool, after: Double.random(in: 0.05...0.6, using: &generator))
 
         if let snapshot = try pool.snapshotStatus("snap") {
             if snapshot["state"] as? String == "active" {
@@ -63,15 +74,7 @@ import TestSupport
             try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", pool.file("snap.cow"), "--chunk-size", "4K", "--cow-size", "20M")
             try pool.ok("io", "write", "data", "0", "16M", "--pattern", "0x22")
             try pool.ok("snapshot", "create", "later", "--origin", "data", "--cow", pool.file("later.cow"), "--cow-size", "20M")
-            let merge = Process()
-            merge.executableURL = URL(fileURLWithPath: SnapvolBinary.path)
-            merge.arguments = ["snapshot", "merge", "snap", "--no-progress", "--pool", pool.path]
-            merge.standardOutput = FileHandle.nullDevice
-            merge.standardError = FileHandle.nullDevice
-            try merge.run()
-            Thread.sleep(forTimeInterval: Double.random(in: 0.1...0.4, using: &generator))
-            kill(merge.processIdentifier, SIGKILL)
-            merge.waitUntilExit()
+            try Self.killMerge(of: "snap", in: pool, after: Double.random(in: 0...0.1, using: &generator), onceMarked: true)
             if try pool.snapshotStatus("snap")?["state"] as? String == "merging" { caught = pool }
         }
         let pool = try #require(caught, "no merge caught midway in 5 tries; seed \(generator.seed)")
