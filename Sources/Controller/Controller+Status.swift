@@ -32,6 +32,7 @@ extension Controller {
                                       readBytes: io.readBytes, writeBytes: io.writeBytes, queued: entry?.origin?.queuedWrites,
                                       snapshots: snapshots)
             report.clients = claims.clients(of: record.name)
+            report.deviceIdentity = record.deviceIdentity
             if entry?.origin != nil { (report.readOps, report.writeOps) = (io.readOps, io.writeOps) }
             origins.append(report)
         }

@@ -41,12 +41,14 @@ public enum PoolObserver {
                 return report
             }
             // As a holder would find it: held back by a merge that cannot go on.
-            let stalled = snapshots.first { $0.state == "inactive" && origin.snapshots.first(where: \.merging)?.name == $0.name }
-                .map { Controller.stalledMerge(of: $0.name, because: $0.reason ?? "not attached") }
-            origins.append(OriginStatus(name: origin.name, path: origin.path, size: size,
-                                        state: device == nil || stalled != nil ? "inactive" : "active",
-                                        reason: others[index] ?? stalled ?? (device == nil ? "cannot open \(origin.path)" : nil),
-                                        readBytes: 0, writeBytes: 0, snapshots: snapshots))
+            let mergingName = origin.snapshots.first(where: \.merging)?.name
+            let stalledReport = snapshots.first { $0.state == "inactive" && $0.name == mergingName }
+            let stalled = stalledReport.map { Controller.stalledMerge(of: $0.name, because: $0.reason ?? "not attached") }
+            let problem: String? = others[index] ?? stalled ?? (device == nil ? "cannot open \(origin.path)" : nil)
+            var originStatus = OriginStatus(name: origin.name, path: origin.path, size: size, state: problem == nil ? "active" : "inactive",
+                                            reason: problem, readBytes: 0, writeBytes: 0, snapshots: snapshots)
+            originStatus.deviceIdentity = origin.deviceIdentity
+            origins.append(originStatus)
         }
         let remaps = registry.remaps.map { record -> RemapReport in
             let data = try? FileBlockDevice.open(path: record.devicePath, readOnly: true)

@@ -49,10 +49,12 @@ public struct OriginStatus: Codable, Sendable, Equatable {
     public var queuedBytes: UInt64?
     /// NBD clients that have it open (nil when not known: read-only monitoring).
     public var clients: Int?
+    /// What its block device is, as recorded (nil for a file; see `OriginRecord.deviceIdentity`).
+    public var deviceIdentity: String?
     public var snapshots: [SnapshotReport]
 
     enum CodingKeys: String, CodingKey {
-        case name, path, size, state, reason, snapshots, clients
+        case name, path, size, state, reason, snapshots, clients, deviceIdentity = "device_identity"
         case readBytes = "read_bytes", writeBytes = "write_bytes", queuedWrites = "queued_writes", queuedBytes = "queued_bytes"
         case readOps = "read_ops", writeOps = "write_ops"
     }
@@ -105,9 +107,11 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
     /// Why it may not show its origin as it was when taken (the origin was modified outside
     /// snapvol), whatever its state; nil when there is no such doubt.
     public var suspect: String?
+    /// What its COW's block device is, as recorded (nil for a file).
+    public var cowIdentity: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, origin, persistent, exceptions, state, reason, table, clients, created, suspect
+        case name, origin, persistent, exceptions, state, reason, table, clients, created, suspect, cowIdentity = "cow_identity"
         case takenWith = "taken_with"
         case cowPath = "cow_path", chunkSize = "chunk_size", cowUsedBytes = "cow_used_bytes"
         case cowTotalBytes = "cow_total_bytes", fillPercent = "fill_percent", pendingCopies = "pending_copies"
@@ -137,6 +141,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         takenWith = record.takenWith
         created = record.created.map(Self.timestamp)
         suspect = record.suspectReason
+        cowIdentity = record.cowIdentity
     }
 
     /// A snapshot that could not be activated.
@@ -159,6 +164,7 @@ public struct SnapshotReport: Codable, Sendable, Equatable {
         takenWith = record.takenWith
         created = record.created.map(Self.timestamp)
         suspect = record.suspectReason
+        cowIdentity = record.cowIdentity
     }
 
     /// Why, after the state word, in tables and details: the state's reason, else the suspicion.

@@ -20,6 +20,7 @@ struct DeviceIdentityTests {
         try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", cow.path, "--chunk-size", "16K")
         try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
         #expect(try pool.snapshotStatus("s")?["exceptions"] as? Int == 4)
+        #expect(try pool.snapshotStatus("s")?["cow_identity"] as? String == "loop over \(pool.file("cow.backing"))", "shown by status --json")
 
         try FileManager.default.copyItem(atPath: pool.file("cow.backing"), toPath: pool.file("other.backing"))
         try cow.setUpAgain(over: pool.file("other.backing"))
@@ -88,5 +89,7 @@ struct DeviceIdentityTests {
         #expect(try !String(contentsOfFile: path, encoding: .utf8).contains("device_identity"))
         try pool.ok("status")
         #expect(try String(contentsOfFile: path, encoding: .utf8).contains("\"device_identity\" : \"loop over"))
+        let origin = try #require((try pool.status()["origins"] as? [[String: Any]])?.first)
+        #expect(origin["device_identity"] as? String == "loop over \(pool.file("disk.backing"))")
     }
 }
