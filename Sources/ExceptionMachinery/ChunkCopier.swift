@@ -73,17 +73,38 @@ public final class ChunkCopier: Sendable {
         }
     }
 
-    /// Writes the copy to one destination, gives up its share of the buffer, then reports.
+    /// Writes the copy to one destination (unless that would change nothing), gives up its
+    /// share of the buffer, then reports.
     private func write(_ buffer: CopyBuffer, length: Int, to destination: CopyDestination, index: Int,
                        written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
         var failure: (any Error)?
         do {
-            try await destination.device.write(buffer.bytes.pointer, at: destination.offset)
-            // The commit that follows flushes this copy: let the disk start on it now.
-            destination.device.startWriteback(offset: destination.offset, length: length)
+            if !Self.writesNothing(buffer.bytes.pointer, to: destination) {
+                try await destination.device.write(buffer.bytes.pointer, at: destination.offset)
+                // The commit that follows flushes this copy: let the disk start on it now.
+                destination.device.startWriteback(offset: destination.offset, length: length)
+            }
         } catch { failure = error }
         buffer.writerDone()
         await written(index, failure)
+    }
+
+    /// Whether writing `bytes` to `destination` would change nothing: they are all zeros and
+    /// the destination's range already reads as zeros (a hole of a sparse file, as a COW file
+    /// snapvol created is past its last copy). The first write to the unused space of a sparse
+    /// VM image then copies nothing, and the COW file stays sparse. Costs a scan that stops at
+    /// the first byte that is not zero, and, for a chunk of zeros, one `lseek`.
+    static func writesNothing(_ bytes: UnsafeRawBufferPointer, to destination: CopyDestination) -> Bool {
+        guard isZero(bytes) else { return false }
+        let range = destination.offset..<destination.offset + UInt64(bytes.count)
+        return (try? destination.device.dataExtents(in: range).isEmpty) ?? false
+    }
+
+    /// Whether every byte is zero, eight at a time.
+    static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let words = bytes.count / 8
+        for word in 0..<words where bytes.loadUnaligned(fromByteOffset: word * 8, as: UInt64.self) != 0 { return false }
+        return bytes[(words * 8)...].allSatisfy { $0 == 0 }
     }
 
     /// Copies to a single destination and throws its error (the merge's copy back).

@@ -117,6 +117,26 @@ import TestSupport
         #expect(refused.status == 1 && refused.stderr == "snapvol: error: 'vm' is not a snapshot: --exceptions lists a snapshot's chunks\n")
     }
 
+    /// A first write into a sparse origin's holes copies nothing: the old chunks are zeros and
+    /// the COW file, past its last copy, is a hole that reads as zeros already. The COW file
+    /// stays sparse, the snapshot reads exactly as before, `check` finds it clean, and a merge
+    /// puts the zeros back.
+    @Test func firstWritesIntoHolesCopyNothing() throws {
+        let pool = try TestPool.withOrigin("vm", size: "64M", pattern: "0x11", written: "4M")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--cow-size", "64M", "--chunk-size", "64K")
+        try pool.ok("io", "write", "vm", "0", "16M", "--pattern", "0x22")
+        #expect(try pool.snapshotStatus("s")?["exceptions"] as? Int == 256)
+        var info = stat()
+        #expect(stat(pool.file("s.cow"), &info) == 0)
+        #expect(Int(info.st_blocks) * 512 < 5 << 20, "\(info.st_blocks * 512) bytes allocated for 4 MiB of copied data")
+        let snapshot = [UInt8](try pool.ok("io", "read", "s", "0", "16M").stdout)
+        #expect(sameBytes(snapshot, [UInt8](repeating: 0x11, count: 4 << 20) + [UInt8](repeating: 0, count: 12 << 20)))
+        #expect(try SnapvolBinary.run(["check", pool.file("s.cow")]).status == 0)
+        try pool.ok("snapshot", "merge", "s", "--no-progress")
+        let merged = [UInt8](try pool.ok("io", "read", "vm", "0", "16M").stdout)
+        #expect(sameBytes(merged, [UInt8](repeating: 0x11, count: 4 << 20) + [UInt8](repeating: 0, count: 12 << 20)))
+    }
+
     /// `io discard`: the origin gives back what the snapshot does not share (a hole in its
     /// file), `--zero` zeroes the rest by copying first, the snapshot never changes, and a range
     /// past the end is refused with nothing changed.

@@ -1,6 +1,6 @@
 import AsyncPrimitives
 import BlockDevices
-import ExceptionMachinery
+@testable import ExceptionMachinery
 import Synchronization
 import Testing
 import TestSupport
@@ -62,6 +62,41 @@ import TestSupport
         #expect(semaphore.inUse == 4)
         semaphore.release(100)
         #expect(semaphore.inUse == 0)
+    }
+}
+
+/// The copier's writes that would change nothing.
+@Suite struct ZeroCopyTests {
+
+    /// A chunk of zeros bound for a hole is not written (the destination file stays sparse and
+    /// reads the same); zeros bound for data, and any other bytes, are.
+    @Test func zerosAreNotWrittenOverAHole() async throws {
+        let dir = try TemporaryDirectory()
+        let source = try FileBlockDevice.create(path: dir.file("source.img"), size: 1 << 20)
+        try await source.writeBytes([UInt8](repeating: 0x5A, count: 65536), at: 0)
+        let destination = try FileBlockDevice.create(path: dir.file("cow.img"), size: 1 << 20)
+        try await destination.writeBytes([UInt8](repeating: 0x77, count: 65536), at: 131072)
+        let copier = ChunkCopier()
+        for (from, to) in [(65536, 262144), (65536, 131072), (0, 393216)] as [(UInt64, UInt64)] {
+            try await copier.copy(from: source, at: from, length: 65536, to: CopyDestination(device: destination, offset: to))
+        }
+        try await destination.flush()
+        #expect(try destination.dataExtents(in: 262144..<327680).isEmpty, "zeros over a hole: not written")
+        #expect(try await destination.readBytes(at: 131072, count: 65536) == [UInt8](repeating: 0, count: 65536), "zeros over data: written")
+        #expect(try await destination.readBytes(at: 393216, count: 65536) == [UInt8](repeating: 0x5A, count: 65536))
+        #expect(try await destination.readBytes(at: 262144, count: 65536) == [UInt8](repeating: 0, count: 65536))
+    }
+
+    @Test func zeroScanFindsAnyNonZeroByte() {
+        for count in [0, 1, 7, 8, 9, 4096, 4099] {
+            let zeros = [UInt8](repeating: 0, count: count)
+            #expect(zeros.withUnsafeBytes(ChunkCopier.isZero))
+            for position in Set([0, count / 2, count - 1]) where count > 0 {
+                var bytes = zeros
+                bytes[position] = 1
+                #expect(!bytes.withUnsafeBytes(ChunkCopier.isZero), "count \(count), byte \(position)")
+            }
+        }
     }
 }
 
