@@ -391,6 +391,8 @@ struct FullFileSystemTests {
         let small = fileSystem.path
         try pool.ok("pool", "init")
         try pool.ok("origin", "add", "data", "--path", pool.file("data.img"), "--size", "16M")
+        // Data, not holes: copies of zeros onto the COW's holes would not be written.
+        try pool.ok("io", "write", "data", "0", "16M", "--pattern", "0x1")
         try pool.ok("snapshot", "create", "snap", "--origin", "data", "--cow", "\(small)/snap.cow", "--cow-size", "2M")
         let server = try ServeProcess(pool: pool, extra: ["--autoextend-threshold", "50", "--autoextend-percent", "100"])
         try Shell.check(["qemu-io", "-f", "raw", "-c", "write -P 0x7 0 1536k", server.uri("data")])
