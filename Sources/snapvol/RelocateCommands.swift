@@ -17,7 +17,7 @@ extension OriginCommand {
         @OptionGroup var relocation: RelocationArguments
 
         func run() async throws {
-            try await relocation.run("origin", options) { try await $0.relocateOrigin(relocation.name, to: relocation.path) }
+            try await relocation.run("origin", options) { try await $0.relocateOrigin(relocation.name, to: $1) }
         }
     }
 }
@@ -37,7 +37,7 @@ extension SnapshotCommand {
         @OptionGroup var relocation: RelocationArguments
 
         func run() async throws {
-            try await relocation.run("snapshot", options) { try await $0.relocateSnapshot(relocation.name, cowPath: relocation.path) }
+            try await relocation.run("snapshot", options) { try await $0.relocateSnapshot(relocation.name, cowPath: $1) }
         }
     }
 }
@@ -47,11 +47,13 @@ struct RelocationArguments: ParsableArguments {
     @Argument(help: "The volume's name.", completion: VolumeCompletion.names([.origins, .snapshots])) var name: String
     @Argument(help: "Its device's or file's new path.", completion: .file()) var path: String
 
-    /// Runs `relocate` on the pool and says where the volume (`kind`: origin or snapshot) is now
-    /// and its state.
-    func run(_ kind: String, _ options: PoolOptions, _ relocate: (Controller) async throws -> String) async throws {
+    /// Runs `relocate` on the pool with the path made absolute (against the command's working
+    /// directory, also when forwarded) and says where the volume (`kind`: origin or snapshot)
+    /// is now and its state.
+    func run(_ kind: String, _ options: PoolOptions, _ relocate: (Controller, String) async throws -> String) async throws {
         try await guarded {
-            let state = try await options.withController("snapvol \(kind) relocate", relocate)
+            let path = absolutePath(self.path)
+            let state = try await options.withController("snapvol \(kind) relocate") { try await relocate($0, path) }
             emit("relocated \(kind) \(name) to \(path): \(state)")
         }
     }

@@ -31,8 +31,10 @@ import TestSupport
         }
         #expect(try Self.registry(pool) == registry, "refusals change nothing")
 
-        #expect(try pool.ok("snapshot", "relocate", "s", pool.file("moved/s.cow")).text
-                == "relocated snapshot s to \(pool.file("moved/s.cow")): inactive (its origin 'vm' is)\n")
+        // A relative path is taken from the command's working directory.
+        let relative = try Shell.check(["sh", "-c", "cd \"$0\" && exec \"$1\" snapshot relocate s moved/s.cow --pool \"$2\"",
+                                        pool.file(""), SnapvolBinary.path, pool.path])
+        #expect(relative.text == "relocated snapshot s to \(pool.file("moved/s.cow")): inactive (its origin 'vm' is)\n", "\(relative.text)")
         #expect(try pool.ok("origin", "relocate", "vm", pool.file("moved/vm.img")).text == "relocated origin vm to \(pool.file("moved/vm.img")): active\n")
         let status = try #require(try pool.snapshotStatus("s"))
         #expect(status["state"] as? String == "active" && status["suspect"] == nil, "\(status)")
