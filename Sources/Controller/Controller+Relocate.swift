@@ -82,6 +82,45 @@ extension Controller {
         }
     }
 
+    /// Points remap volume `name`, which could not be activated, at its data device's and (or)
+    /// spare area's new paths, and activates it. Each device there must be the one recorded
+    /// (its identity, for a block device), and the spare area must hold a store of the
+    /// volume's chunk size. Returns its state afterwards.
+    @discardableResult
+    public func relocateRemap(_ name: String, devicePath: String?, sparePath: String?) async throws -> String {
+        try await command {
+            var registry = self.registry
+            let index = try remapIndex(named: name, in: registry)
+            var record = registry.remaps[index]
+            let active = state.withLock { $0.remaps[name] != nil }
+            try refuseIfActive(name, at: record.devicePath, active: active)
+            guard devicePath != nil || sparePath != nil else { throw ControllerError.refused("give --device, --spare or both: the new paths") }
+            if let devicePath {
+                let device = try openRelocationTarget(devicePath, in: registry)
+                try Self.checkSameDevice(device, at: devicePath, recorded: record.deviceIdentity, owner: "the data device of remap volume '\(name)'")
+                record.devicePath = devicePath
+            }
+            if let sparePath {
+                let spare = try openRelocationTarget(sparePath, in: registry)
+                try Self.checkSameDevice(spare, at: sparePath, recorded: record.spareIdentity, owner: "the spare area of remap volume '\(name)'")
+                let (header, layout) = try await CowScanner.readHeader(spare)
+                guard header.magic == CowLayout.magic, layout.geometry.chunkBytes == record.chunkSize else {
+                    throw ControllerError.refused("\(sparePath) holds no spare area of \(ByteSize.describe(UInt64(record.chunkSize))) chunks: it is not the spare area of remap volume '\(name)'")
+                }
+                record.sparePath = sparePath
+            }
+            let old = registry.remaps[index]
+            registry.remaps[index] = record
+            try save(registry)
+            events.record("\(name): relocated from \(old.devicePath), \(old.sparePath) to \(record.devicePath), \(record.sparePath)")
+            state.withLock { $0.remapProblems[name] = nil }
+            await activate(record)
+            return state.withLock { state in
+                state.remaps[name] != nil ? "active" : "inactive (\(state.remapProblems[name] ?? "not activated"))"
+            }
+        }
+    }
+
     /// Refuses to relocate volume `name`, found at `path`, while it is active.
     private func refuseIfActive(_ name: String, at path: String, active: Bool) throws {
         if active { throw ControllerError.refused("'\(name)' is active on \(path): only a volume whose device could not be opened is relocated") }

@@ -118,7 +118,7 @@ extension Controller {
     }
 
     /// The registry index of remap volume `name`; another volume's name is refused.
-    private func remapIndex(named name: String, in registry: Registry) throws -> Int {
+    func remapIndex(named name: String, in registry: Registry) throws -> Int {
         guard let index = registry.remaps.firstIndex(where: { $0.name == name }) else {
             throw registry.allNames.contains(name) ? ControllerError.refused("'\(name)' is not a remap volume") : ControllerError.unknownVolume(name)
         }

@@ -5,7 +5,7 @@ import Foundation
 struct RemapCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remap", abstract: "Bad-block remap volumes: a data device whose failing chunks move to a spare area.",
-        subcommands: [Create.self, Add.self, Remove.self])
+        subcommands: [Create.self, Add.self, Relocate.self, Remove.self])
 
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
@@ -53,6 +53,30 @@ struct RemapCommand: AsyncParsableCommand {
                     return (chunk, try await controller.addRemap(name: name, chunk: chunk))
                 }
                 emit(remapped.1 ? "remapped chunk \(remapped.0) of \(name)" : "chunk \(remapped.0) of \(name) was already remapped")
+            }
+        }
+    }
+
+    struct Relocate: AsyncParsableCommand, ForwardableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Point a remap volume that cannot be opened at its data device's or spare area's new path.",
+            discussion: """
+                After a restart gave a block device another name, or a file was moved. Each device must be the \
+                one the volume was on (its identity, for a block device); the spare area must hold a spare area \
+                of the volume's chunk size. Refused for a volume that is active.
+                """)
+        @OptionGroup var options: PoolOptions
+        @Argument(help: "The remap volume.", completion: VolumeCompletion.remaps) var name: String
+        @Option(help: "The data device's or file's new path.", completion: .file()) var device: String?
+        @Option(help: "The spare area's new path.", completion: .file()) var spare: String?
+
+        func run() async throws {
+            try await guarded {
+                let (device, spare) = (device.map(absolutePath), spare.map(absolutePath))
+                let state = try await options.withController("snapvol remap relocate") {
+                    try await $0.relocateRemap(name, devicePath: device, sparePath: spare)
+                }
+                emit("relocated remap volume \(name): \(state)")
             }
         }
     }

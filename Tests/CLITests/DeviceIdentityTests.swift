@@ -76,6 +76,15 @@ struct DeviceIdentityTests {
         let check = try pool.run("pool", "check")
         #expect(check.status == 2 && check.text.contains("now names another device"), "\(check.text)")
         #expect(try Self.bytes(pool.file("copy.backing")) == Self.bytes(pool.file("spare.backing")), "the copy is left as it was")
+
+        let wrong = try pool.run("remap", "relocate", "disk", "--spare", spare.path)
+        #expect(wrong.status == 1 && wrong.stderr.contains("is already used by 'disk'"), "\(wrong.stderr)")
+        let moved = try LoopDevice(backingFile: pool.file("spare.backing"), size: 1 << 20)
+        defer { moved.detach() }
+        #expect(try pool.ok("remap", "relocate", "disk", "--spare", moved.path).text == "relocated remap volume disk: active\n")
+        try pool.ok("io", "write", "disk", "8K", "4K", "--pattern", "0x22")
+        #expect(try pool.ok("io", "read", "disk", "8K", "4").stdout.allSatisfy { $0 == 0x22 })
+        #expect(try Self.bytes(pool.file("disk.img"))[8192] == 0x11, "the remapped chunk lives in the spare area")
     }
 
     /// A pool from before identities (none in its registry) learns them when it next opens the

@@ -63,6 +63,26 @@ import TestSupport
         #expect(try pool.snapshotStatus("s")?["exceptions"] as? Int == 4)
     }
 
+    /// A remap volume whose spare file was moved: relocated, its remapped chunk reads from the
+    /// spare area again; a file that is no spare area is refused.
+    @Test func aRemapVolumesMovedSpareIsFoundAgain() throws {
+        let pool = try TestPool()
+        try pool.ok("pool", "init")
+        try Data(repeating: 0x11, count: 1 << 20).write(to: URL(fileURLWithPath: pool.file("disk.img")))
+        try pool.ok("remap", "create", "disk", "--device", pool.file("disk.img"), "--spare", pool.file("spare.img"), "--spare-size", "256K")
+        try pool.ok("remap", "add", "disk", "2")
+        try pool.ok("io", "write", "disk", "8K", "4K", "--pattern", "0x22")
+        try FileManager.default.moveItem(atPath: pool.file("spare.img"), toPath: pool.file("moved.img"))
+        let registry = try Self.registry(pool)
+        let refused = try pool.run("remap", "relocate", "disk", "--spare", pool.file("disk.img"))
+        #expect(refused.status == 1 && refused.stderr == "snapvol: error: \(pool.file("disk.img")) is already used by 'disk'\n", "\(refused.stderr)")
+        let none = try pool.run("remap", "relocate", "disk")
+        #expect(none.status == 1 && none.stderr == "snapvol: error: give --device, --spare or both: the new paths\n", "\(none.stderr)")
+        #expect(try Self.registry(pool) == registry)
+        #expect(try pool.ok("remap", "relocate", "disk", "--spare", pool.file("moved.img")).text == "relocated remap volume disk: active\n")
+        #expect(try pool.ok("io", "read", "disk", "8K", "4").stdout.allSatisfy { $0 == 0x22 })
+    }
+
     /// A COW file copied elsewhere without keeping its time is fine (a COW has no stamp); an
     /// origin file copied so is found changed: its snapshot is suspect, as after any write
     /// outside snapvol.
