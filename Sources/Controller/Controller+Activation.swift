@@ -76,6 +76,7 @@ extension Controller {
             let snapshot = try await attach(record, to: origin)
             if record.merging { try await origin.beginMerge(snapshot) }
             state.withLock { $0.live[origin.name]?.snapshots[record.name] = snapshot }
+            checkExceptionCount(of: record, attached: snapshot)
         } catch let lost as LostTransient {
             state.withLock { $0.live[origin.name]?.snapshotProblems[record.name] = ("invalid", lost.reason) }
         } catch {

@@ -65,23 +65,49 @@ extension Controller {
     }
 
     /// At `close`, once the origins are retired: records the stamp of every origin this process
-    /// had open, in one save (none when every stamp is already the recorded one). A block
-    /// device is flushed first, so that none of this process's writes reaches its counters
-    /// after they are read.
-    func recordStamps(of origins: [Origin]) async {
+    /// had open, and the exception count of each of their snapshots (`exceptionCounts`, by
+    /// name), in one save (none when nothing changed). A block device is flushed first, so that
+    /// none of this process's writes reaches its counters after they are read.
+    func recordStamps(of origins: [Origin], exceptionCounts: [String: Int] = [:]) async {
         var stamps: [(String, WriteStamp)] = []
         for origin in origins {
             guard let device = origin.device as? FileBlockDevice else { continue }
             if device.kind == .blockDevice { try? await device.flush() }
             if let stamp = try? device.stamp() { stamps.append((origin.name, stamp)) }
         }
-        guard !stamps.isEmpty else { return }
+        guard !stamps.isEmpty || !exceptionCounts.isEmpty else { return }
         try? editRegistry { registry in
             for (name, stamp) in stamps {
                 guard let index = registry.origins.firstIndex(where: { $0.name == name }) else { continue }
                 registry.origins[index].closedStamp = stamp
             }
+            for originIndex in registry.origins.indices {
+                for index in registry.origins[originIndex].snapshots.indices {
+                    let snapshot = registry.origins[originIndex].snapshots[index]
+                    guard let count = exceptionCounts[snapshot.name], !snapshot.merging else { continue }
+                    registry.origins[originIndex].snapshots[index].closedExceptions = count
+                }
+            }
         }
+    }
+
+    /// At activation, once `snapshot` is attached: marks it suspect if its COW holds fewer
+    /// exceptions than when it was last let go (its COW went back in time: restored from an
+    /// older copy), so chunks copied since would show the origin's newer data.
+    func checkExceptionCount(of record: SnapshotRecord, attached snapshot: Snapshot) {
+        let status = snapshot.status
+        guard let closed = record.closedExceptions, !record.merging, record.suspectReason == nil,
+              status.condition == .active || status.condition == .overflow, status.exceptions < closed else { return }
+        let reason = Self.cowWentBack(record, holding: status.exceptions, closed: closed)
+        try? editRegistry { registry in
+            for originIndex in registry.origins.indices {
+                for index in registry.origins[originIndex].snapshots.indices where registry.origins[originIndex].snapshots[index].name == record.name {
+                    registry.origins[originIndex].snapshots[index].suspectReason = reason
+                    registry.origins[originIndex].snapshots[index].closedExceptions = status.exceptions
+                }
+            }
+        }
+        events.record("\(record.name): COW WENT BACK IN TIME (\(reason))", alarm: true)
     }
 
     /// What a change of stamp says was done to an origin ("changed at …", "… written"), nil
@@ -92,6 +118,13 @@ extension Controller {
         case .modified(let time): return "changed at \(SnapshotReport.timestamp(time))"
         case .written(let bytes): return "\(ByteSize.describe(bytes)) written or discarded"
         }
+    }
+
+    /// Why snapshot `record`, whose COW holds `count` exceptions where it held `closed` when
+    /// last let go, is suspect.
+    static func cowWentBack(_ record: SnapshotRecord, holding count: Int, closed: Int) -> String {
+        "its COW \(record.cowPath) holds \(count) exceptions, \(closed) when snapvol last let it go "
+            + "(restored from an older copy, or changed outside snapvol): chunks copied since may show newer data"
     }
 
     /// Why a snapshot of the origin at `path`, found changed as `detail` says, is suspect.

@@ -69,14 +69,20 @@ public final class Controller: Sendable {
         for remap in remaps { try? await remap.flush() }
         for snapshot in live.flatMap(\.snapshots.values) { try? await snapshot.flush() }
         for origin in live.compactMap(\.origin) { try? await origin.flush() }
+        var exceptionCounts: [String: Int] = [:]
         for entry in live {
             guard let origin = entry.origin else { continue }
             await origin.retire()
-            for snapshot in entry.snapshots.values { await origin.detach(snapshot) }
+            for (name, snapshot) in entry.snapshots {
+                // Retired, the origin starts no more copies: the count is final.
+                let status = snapshot.status
+                if status.persistent, status.condition == .active || status.condition == .overflow { exceptionCounts[name] = status.exceptions }
+                await origin.detach(snapshot)
+            }
         }
         // Retired, an origin has every write it admitted on its device and admits no more (a
         // command cut off at a server's stop may still try): its stamp is final.
-        await recordStamps(of: live.compactMap(\.origin))
+        await recordStamps(of: live.compactMap(\.origin), exceptionCounts: exceptionCounts)
     }
 
     public var registry: Registry { state.withLock { $0.registry } }

@@ -108,7 +108,11 @@ public enum PoolObserver {
                                     persistent: true, exceptions: scan.exceptionCount, pendingExceptions: 0,
                                     usage: scan.usage(deviceBytes: device.size), io: IOFigures(),
                                     sizeSectors: originSize / UInt64(sectorBytes))
-        return SnapshotReport(record: record, origin: origin, status: status)
+        var report = SnapshotReport(record: record, origin: origin, status: status)
+        if report.suspect == nil, condition == .active, let closed = record.closedExceptions, scan.exceptionCount < closed {
+            report.suspect = Controller.cowWentBack(record, holding: scan.exceptionCount, closed: closed)
+        }
+        return report
     }
 
     /// Runs the async scan to completion from synchronous code (the monitor's refresh).

@@ -214,16 +214,21 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
     /// an origin found at another size was resized outside snapvol.
     public var originSize: UInt64?
     /// Why the snapshot may not show its origin as it was when taken: the origin was found
-    /// modified outside snapvol. Kept until `snapshot trust` or deletion; the snapshot stays
-    /// readable.
+    /// modified outside snapvol, or the COW holding fewer exceptions than it did. Kept until
+    /// `snapshot trust` or deletion; the snapshot stays readable.
     public var suspectReason: String?
     /// What the block device at `cowPath` is (`FileBlockDevice.identity`), recorded when the
     /// snapshot is created or attached, or its COW first opened; nil for a file. A device found
     /// under the path with another identity is not this snapshot's COW.
     public var cowIdentity: String?
+    /// How many exceptions its COW held when the last snapvol process that had it let it go.
+    /// They only grow while the snapshot lives (a merge, which consumes them, is marked), so
+    /// a COW found with fewer went back in time: restored from an older copy, say.
+    public var closedExceptions: Int?
 
     enum CodingKeys: String, CodingKey {
         case name, persistent, merging, created, suspectReason = "suspect_reason", cowIdentity = "cow_identity"
+        case closedExceptions = "closed_exceptions"
         case cowPath = "cow_path", chunkSize = "chunk_size", ownsCow = "owns_cow", transientOwner = "transient_owner"
         case exceptionCache = "exception_cache", takenWith = "taken_with", staleReason = "stale_reason",
              originSize = "origin_size"
@@ -270,6 +275,7 @@ public struct SnapshotRecord: Codable, Equatable, Sendable {
         originSize = try values.decodeIfPresent(UInt64.self, forKey: .originSize)
         suspectReason = try values.decodeIfPresent(String.self, forKey: .suspectReason)
         cowIdentity = try values.decodeIfPresent(String.self, forKey: .cowIdentity)
+        closedExceptions = try values.decodeIfPresent(Int.self, forKey: .closedExceptions)
     }
 }
 

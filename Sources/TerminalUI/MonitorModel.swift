@@ -18,7 +18,7 @@ public struct VolumeRow: Sendable, Equatable {
     public var reason: String?
     public var readRate: Double
     public var writeRate: Double
-    /// A snapshot whose origin was found modified outside snapvol (see `SnapshotReport.suspect`).
+    /// A snapshot whose origin or COW was found changed outside snapvol (see `SnapshotReport.suspect`).
     public var suspect = false
 }
 

@@ -39,7 +39,7 @@ enum PoolMetrics {
     private static func record(_ snapshot: SnapshotReport, in registry: PrometheusCollectorRegistry) {
         let labels = [("snapshot", snapshot.name), ("origin", snapshot.origin)]
         states(registry, "snapshot", labels, snapshotStates, current: snapshot.state)
-        set(registry, "snapshot", "suspect", "", "1 if the snapshot's origin was found modified outside snapvol (snapshot trust clears it), else 0",
+        set(registry, "snapshot", "suspect", "", "1 if the snapshot's origin or COW was found changed outside snapvol (snapshot trust clears it), else 0",
             labels, snapshot.suspect == nil ? 0 : 1)
         set(registry, "snapshot", "exceptions", "", "Chunks the snapshot holds in its COW device", labels, Double(snapshot.exceptions))
         set(registry, "snapshot", "pending_copies", "", "Chunks being copied into the COW device", labels, Double(snapshot.pendingCopies))

@@ -16,7 +16,7 @@ extension ServeCommand {
         }
         let suspect = snapshots.filter { $0.suspect != nil && !PoolHealth.unusableStates.contains($0.state) }
         if !suspect.isEmpty {
-            line += "; " + Wording.counted(suspect.count, "snapshot") + " suspect (origin modified outside snapvol): "
+            line += "; " + Wording.counted(suspect.count, "snapshot") + " suspect (origin or COW changed outside snapvol): "
                 + suspect.map(\.name).joined(separator: ", ")
         }
         if let fullest = snapshots.filter({ $0.state == "active" }).max(by: { $0.fillPercent < $1.fillPercent }) {

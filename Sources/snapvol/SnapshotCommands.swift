@@ -138,12 +138,14 @@ struct SnapshotCommand: AsyncParsableCommand {
 
     struct Trust: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Clear the suspect mark of snapshots whose origin was found modified outside snapvol.",
+            abstract: "Clear the suspect mark of snapshots whose origin or COW was found changed outside snapvol.",
             discussion: """
-                snapvol marks a snapshot suspect when its origin file's modification time or size changed \
-                while no snapvol process had it open: a VM or tool wrote the image directly, so the snapshot \
-                may show data written since it was taken. Trust it only when you know the change wrote \
-                nothing (a 'touch'); otherwise delete it. All names are checked first.
+                snapvol marks a snapshot suspect when its origin was written while no snapvol process had it \
+                open (a file's modification time or size changed, a block device's write counters grew): a VM \
+                or tool wrote the image directly, so the snapshot may show data written since it was taken. \
+                Also when its COW holds fewer exceptions than when snapvol last let it go (restored from an \
+                older copy). Trust it only when you know the change lost nothing (a 'touch'); otherwise \
+                delete it. All names are checked first.
                 """)
         @OptionGroup var options: PoolOptions
         @Argument(help: ArgumentHelp("The snapshot's name.", valueName: "name"), completion: VolumeCompletion.snapshots)

@@ -91,6 +91,32 @@ import BlockDevices
         #expect(try Self.suspect(pool, "s") != nil, "counted afresh from the new instance")
     }
 
+    /// A COW restored from an older copy (fewer exceptions than when snapvol last let it go)
+    /// would show the origin's newer data for chunks copied since: its snapshot is suspect, to
+    /// monitors at once and for good at the next open, with one alarm. A killed writer never
+    /// lowers the count (its commits are durable), and a merge, which consumes exceptions, is
+    /// not judged.
+    @Test func aCowRestoredFromAnOlderCopyMakesItsSnapshotSuspect() throws {
+        let pool = try TestPool.withOrigin("vm", size: "4M", pattern: "0x11")
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", pool.file("s.cow"), "--cow-size", "4M")
+        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
+        try FileManager.default.copyItem(atPath: pool.file("s.cow"), toPath: pool.file("older.cow"))
+        try pool.ok("io", "write", "vm", "1M", "64K", "--pattern", "0x33")
+        #expect(try Self.suspect(pool, "s") == nil, "its own copies")
+        try FileManager.default.removeItem(atPath: pool.file("s.cow"))
+        try FileManager.default.copyItem(atPath: pool.file("older.cow"), toPath: pool.file("s.cow"))
+
+        let reason = "its COW \(pool.file("s.cow")) holds 4 exceptions, 8 when snapvol last let it go "
+            + "(restored from an older copy, or changed outside snapvol): chunks copied since may show newer data"
+        let check = try pool.run("pool", "check")
+        #expect(check.status == 2 && check.text.hasPrefix("SNAPVOL CRITICAL - snapshot s is suspect: \(reason)"), "\(check.text)")
+        #expect(try Self.suspect(pool, "s") == reason)
+        let alarms = try pool.ok("events").text.split(separator: "\n").filter { $0.contains("COW WENT BACK IN TIME") }
+        #expect(alarms.count == 1)
+        try pool.ok("snapshot", "trust", "s")
+        #expect(try Self.suspect(pool, "s") == nil, "trusted, and the count recorded anew")
+    }
+
     /// `pool check` and the read-only monitors, which read the pool without its lock, see the
     /// write outside at once, with no holder yet to mark it (nothing is written for it); the next
     /// holder marks it for good.

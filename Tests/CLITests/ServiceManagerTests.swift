@@ -57,7 +57,7 @@ import TestSupport
         let server = try ServeProcess(pool: pool, environment: ["NOTIFY_SOCKET": notify.address])
         var skipped: [String] = []
         let ready = try #require(notify.receive(containing: "READY=1", within: 20, skipped: &skipped))
-        #expect(ready.contains("STATUS=serving 2 volumes, 0 NBD clients; 1 snapshot suspect (origin modified outside snapvol): nightly;"),
+        #expect(ready.contains("STATUS=serving 2 volumes, 0 NBD clients; 1 snapshot suspect (origin or COW changed outside snapvol): nightly;"),
                 "\(ready)")
         #expect(server.stop() == 0)
     }
