@@ -37,12 +37,8 @@ extension Controller {
     func learnIdentity(ofCowOf name: String, on device: FileBlockDevice) {
         guard let identity = try? device.identity() else { return }
         try? editRegistry { registry in
-            for originIndex in registry.origins.indices {
-                for index in registry.origins[originIndex].snapshots.indices where registry.origins[originIndex].snapshots[index].name == name {
-                    if registry.origins[originIndex].snapshots[index].cowIdentity == nil {
-                        registry.origins[originIndex].snapshots[index].cowIdentity = identity
-                    }
-                }
+            registry.updateSnapshot(named: name) { snapshot in
+                if snapshot.cowIdentity == nil { snapshot.cowIdentity = identity }
             }
         }
     }

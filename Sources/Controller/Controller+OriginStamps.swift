@@ -91,25 +91,6 @@ extension Controller {
         }
     }
 
-    /// At activation, once `snapshot` is attached: marks it suspect if its COW holds fewer
-    /// exceptions than when it was last let go (its COW went back in time: restored from an
-    /// older copy), so chunks copied since would show the origin's newer data.
-    func checkExceptionCount(of record: SnapshotRecord, attached snapshot: Snapshot) {
-        let status = snapshot.status
-        guard let closed = record.closedExceptions, !record.merging, record.suspectReason == nil,
-              status.condition == .active || status.condition == .overflow, status.exceptions < closed else { return }
-        let reason = Self.cowWentBack(record, holding: status.exceptions, closed: closed)
-        try? editRegistry { registry in
-            for originIndex in registry.origins.indices {
-                for index in registry.origins[originIndex].snapshots.indices where registry.origins[originIndex].snapshots[index].name == record.name {
-                    registry.origins[originIndex].snapshots[index].suspectReason = reason
-                    registry.origins[originIndex].snapshots[index].closedExceptions = status.exceptions
-                }
-            }
-        }
-        events.record("\(record.name): COW WENT BACK IN TIME (\(reason))", alarm: true)
-    }
-
     /// What a change of stamp says was done to an origin ("changed at …", "… written"), nil
     /// when it says nothing was, or nothing can be told.
     static func writeDetail(_ change: WriteStamp.Change) -> String? {
@@ -120,41 +101,8 @@ extension Controller {
         }
     }
 
-    /// Why snapshot `record`, whose COW holds `count` exceptions where it held `closed` when
-    /// last let go, is suspect.
-    static func cowWentBack(_ record: SnapshotRecord, holding count: Int, closed: Int) -> String {
-        "its COW \(record.cowPath) holds \(count) exceptions, \(closed) when snapvol last let it go "
-            + "(restored from an older copy, or changed outside snapvol): chunks copied since may show newer data"
-    }
-
     /// Why a snapshot of the origin at `path`, found changed as `detail` says, is suspect.
     static func suspectReason(path: String, detail: String) -> String {
         "its origin \(path) was modified outside snapvol (\(detail), while no snapvol process had it open): it may show data written since it was taken"
-    }
-}
-
-extension Controller {
-    /// `snapshot trust`: the operator vouches that the snapshots named still show their origin
-    /// as it was (the change found was harmless, a `touch`): their suspect marks go. All names
-    /// are checked first. Returns those that were suspect.
-    @discardableResult
-    public func trustSnapshots(names: [String]) async throws -> [String] {
-        try await command {
-            for name in names { _ = try snapshotRecord(named: name, in: registry, originAdvice: "only snapshots can be suspect") }
-            var trusted: [(name: String, reason: String)] = []
-            // In place, not through `save`, which keeps suspect marks.
-            try editRegistry { registry in
-                for originIndex in registry.origins.indices {
-                    for index in registry.origins[originIndex].snapshots.indices {
-                        let snapshot = registry.origins[originIndex].snapshots[index]
-                        guard names.contains(snapshot.name), let reason = snapshot.suspectReason else { continue }
-                        registry.origins[originIndex].snapshots[index].suspectReason = nil
-                        trusted.append((snapshot.name, reason))
-                    }
-                }
-            }
-            for (name, reason) in trusted { events.record("\(name): trusted by the operator (it was suspect: \(reason))") }
-            return trusted.map(\.name)
-        }
     }
 }

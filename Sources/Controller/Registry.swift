@@ -66,6 +66,15 @@ public struct Registry: Codable, Equatable, Sendable {
         }
     }
 
+    /// Changes the record of snapshot `name` in place, if there is one.
+    mutating func updateSnapshot(named name: String, _ change: (inout SnapshotRecord) -> Void) {
+        for originIndex in origins.indices {
+            for index in origins[originIndex].snapshots.indices where origins[originIndex].snapshots[index].name == name {
+                change(&origins[originIndex].snapshots[index])
+            }
+        }
+    }
+
     /// Removes snapshot `name` (deleted or merged away), and its name from its group's members.
     mutating func removeSnapshot(named name: String) {
         for originIndex in origins.indices {
