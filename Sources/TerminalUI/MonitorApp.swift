@@ -154,7 +154,7 @@ public final class MonitorApp {
         if refuseIfReadOnly("trust") { return }
         guard let row = model.selected, row.kind == .snapshot, row.suspect else { return show("select a suspect snapshot to trust", error: true) }
         mode = .confirm(action: "trust", target: row.name, force: false, group: [], groupForce: false)
-        view.prompt = "Trust \(row.name)? Only if nothing wrote \(row.origin) while snapvol was not running. (y/N)"
+        view.prompt = "Trust \(row.name)? Only if the change found (see its detail) lost nothing. (y/N)"
     }
 
     private func startExtend() {

@@ -170,7 +170,7 @@ struct TerminalTests {
         let session = try Self.tui(pool)
         try session.waitFor(text: "? SUSPECT")
         try session.press("t", until: "select a suspect snapshot to trust")
-        try session.press("j", "t", until: "Trust base? Only if nothing wrote vm while snapvol was not running. (y/N)")
+        try session.press("j", "t", until: "Trust base? Only if the change found (see its detail) lost nothing. (y/N)")
         try session.press("n", until: "trust cancelled")
         #expect(try session.screen().contains("? SUSPECT"))
         try session.press("t", "y", until: "trusted snapshot base: no longer suspect")
