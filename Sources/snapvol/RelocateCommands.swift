@@ -17,7 +17,7 @@ extension OriginCommand {
         @OptionGroup var relocation: RelocationArguments
 
         func run() async throws {
-            try await relocation.run("origin", options) { try await $0.relocateOrigin(relocation.name, to: $1) }
+            try await relocation.run("origin", options) { try await $0.relocateOrigin(relocation.name, to: $1, adoptingDevice: relocation.adoptDevice) }
         }
     }
 }
@@ -37,7 +37,7 @@ extension SnapshotCommand {
         @OptionGroup var relocation: RelocationArguments
 
         func run() async throws {
-            try await relocation.run("snapshot", options) { try await $0.relocateSnapshot(relocation.name, cowPath: $1) }
+            try await relocation.run("snapshot", options) { try await $0.relocateSnapshot(relocation.name, cowPath: $1, adoptingDevice: relocation.adoptDevice) }
         }
     }
 }
@@ -46,6 +46,7 @@ extension SnapshotCommand {
 struct RelocationArguments: ParsableArguments {
     @Argument(help: "The volume's name.", completion: VolumeCompletion.names([.origins, .snapshots])) var name: String
     @Argument(help: "Its device's or file's new path.", completion: .file()) var path: String
+    @Flag(help: AdoptDevice.help) var adoptDevice = false
 
     /// Runs `relocate` on the pool with the path made absolute (against the command's working
     /// directory, also when forwarded) and says where the volume (`kind`: origin or snapshot)
@@ -57,4 +58,11 @@ struct RelocationArguments: ParsableArguments {
             emit("relocated \(kind) \(name) to \(path): \(state)")
         }
     }
+}
+
+/// `--adopt-device` of the relocate commands.
+enum AdoptDevice {
+    static let help = ArgumentHelp(
+        "Take the block device at PATH as the volume's own although its identity is not the one recorded.",
+        discussion: "Only when you know it is the same storage under another identity (a loop device set up over another path to the same file, say); its identity is recorded anew. PATH may be the volume's own path.")
 }

@@ -69,12 +69,13 @@ struct RemapCommand: AsyncParsableCommand {
         @Argument(help: "The remap volume.", completion: VolumeCompletion.remaps) var name: String
         @Option(help: "The data device's or file's new path.", completion: .file()) var device: String?
         @Option(help: "The spare area's new path.", completion: .file()) var spare: String?
+        @Flag(help: AdoptDevice.help) var adoptDevice = false
 
         func run() async throws {
             try await guarded {
                 let (device, spare) = (device.map(absolutePath), spare.map(absolutePath))
                 let state = try await options.withController("snapvol remap relocate") {
-                    try await $0.relocateRemap(name, devicePath: device, sparePath: spare)
+                    try await $0.relocateRemap(name, devicePath: device, sparePath: spare, adoptingDevice: adoptDevice)
                 }
                 emit("relocated remap volume \(name): \(state)")
             }

@@ -83,6 +83,25 @@ import TestSupport
         #expect(try pool.ok("io", "read", "disk", "8K", "4").stdout.allSatisfy { $0 == 0x22 })
     }
 
+    /// `--adopt-device`: the operator takes a device of another identity as the volume's own
+    /// (here the same COW file attached through a hard link to it, which the kernel names by
+    /// the link); its identity is recorded anew, and an event says so.
+    @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
+    func anAdoptedDeviceIsTakenAsTheVolumesOwn() throws {
+        let pool = try TestPool.withOrigin("vm", size: "8M", pattern: "0x11")
+        let cow = try LoopDevice(backingFile: pool.file("cow.backing"), size: 8 << 20)
+        defer { cow.detach() }
+        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", cow.path, "--chunk-size", "16K")
+        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
+        try FileManager.default.linkItem(atPath: pool.file("cow.backing"), toPath: pool.file("link.backing"))
+        try cow.setUpAgain(over: pool.file("link.backing"))
+        #expect(try pool.snapshotStatus("s")?["state"] as? String == "inactive", "another identity: the same file under another path")
+        #expect(try pool.ok("snapshot", "relocate", "s", cow.path, "--adopt-device").text == "relocated snapshot s to \(cow.path): active\n")
+        #expect(try pool.snapshotStatus("s")?["cow_identity"] as? String == "loop over \(pool.file("link.backing"))")
+        #expect(try pool.ok("io", "read", "s", "0", "64K").stdout.allSatisfy { $0 == 0x11 })
+        #expect(try pool.ok("events").text.contains("s: relocated from \(cow.path) to \(cow.path), its device adopted by the operator (loop over \(pool.file("link.backing")))"))
+    }
+
     /// A COW file copied elsewhere without keeping its time is fine (a COW has no stamp); an
     /// origin file copied so is found changed: its snapshot is suspect, as after any write
     /// outside snapvol.
@@ -117,7 +136,8 @@ import TestSupport
         let registry = try Self.registry(pool)
         let wrong = try pool.run("snapshot", "relocate", "s", cow.path)
         #expect(wrong.status == 1)
-        #expect(wrong.stderr == "snapvol: error: \(cow.path) is already used by 's'\n", "\(wrong.stderr)")
+        #expect(wrong.stderr == "snapvol: error: \(cow.path) is another device (loop over \(pool.file("stranger.backing"))) than the one the COW of snapshot 's' was on (loop over \(pool.file("cow.backing")))\n",
+                "its own path, found holding another device: \(wrong.stderr)")
         let stranger = try LoopDevice(backingFile: pool.file("stranger2.backing"), size: 8 << 20)
         defer { stranger.detach() }
         let refused = try pool.run("snapshot", "relocate", "s", stranger.path)
