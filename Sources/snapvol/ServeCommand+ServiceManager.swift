@@ -2,13 +2,19 @@ import Controller
 
 extension ServeCommand {
     /// The one-line state `systemctl status` shows (`STATUS=`): volumes, clients, and what needs
-    /// an operator (snapshots no longer usable, the fullest COW device).
+    /// an operator (origins and remap volumes inactive, snapshots no longer usable or suspect,
+    /// the fullest COW device).
     static func serviceStatus(_ status: PoolStatus) -> String {
         let snapshots = status.origins.flatMap(\.snapshots)
         let volumes = status.origins.count + snapshots.count + status.remaps.count
         let clients = status.origins.compactMap(\.clients).reduce(0, +) + snapshots.compactMap(\.clients).reduce(0, +)
             + status.remaps.compactMap(\.clients).reduce(0, +)
         var line = "serving \(Wording.counted(volumes, "volume")), \(Wording.counted(clients, "NBD client"))"
+        let inactive = status.origins.filter { $0.state != "active" }.map(\.name) + status.remaps.filter { $0.state != "active" }.map(\.name)
+        if !inactive.isEmpty {
+            line += "; " + Wording.counted(inactive.count, "volume") + " \(inactive.count == 1 ? "is" : "are") inactive: "
+                + inactive.joined(separator: ", ")
+        }
         let unusable = snapshots.filter { PoolHealth.unusableStates.contains($0.state) }
         if !unusable.isEmpty {
             line += "; " + Wording.counted(unusable.count, "snapshot") + " \(unusable.count == 1 ? "is" : "are") unusable: "

@@ -62,6 +62,20 @@ import TestSupport
         #expect(server.stop() == 0)
     }
 
+    /// An origin that cannot be opened (its file gone; or held back, its device renamed) is
+    /// named in the status line too.
+    @Test func theStatusLineNamesInactiveVolumes() throws {
+        let pool = try Self.pool()
+        try pool.ok("origin", "add", "gone", "--path", pool.file("gone.img"), "--size", "1M")
+        try FileManager.default.removeItem(atPath: pool.file("gone.img"))
+        let notify = try NotifySocket(address: pool.file("notify.sock"))
+        let server = try ServeProcess(pool: pool, environment: ["NOTIFY_SOCKET": notify.address])
+        var skipped: [String] = []
+        let ready = try #require(notify.receive(containing: "READY=1", within: 20, skipped: &skipped))
+        #expect(ready.contains("STATUS=serving 3 volumes, 0 NBD clients; 1 volume is inactive: gone; fullest COW: nightly 0%"), "\(ready)")
+        #expect(server.stop() == 0)
+    }
+
     /// An abstract socket name (`@...`), as some managers use; a `$WATCHDOG_PID` naming another
     /// process asks for no watchdog.
     @Test func abstractSocketAndAWatchdogForAnotherProcess() throws {
