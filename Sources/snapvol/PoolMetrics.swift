@@ -24,7 +24,7 @@ enum PoolMetrics {
 
     private static func record(_ origin: OriginStatus, in registry: PrometheusCollectorRegistry) {
         let labels = [("origin", origin.name)]
-        set(registry, "origin", "up", "", "1 if the origin's device is open, 0 if it could not be", labels, origin.state == "active" ? 1 : 0)
+        set(registry, "origin", "up", "", "1 if the origin is active, 0 if its device could not be opened or it is held back (a merge that cannot go on)", labels, origin.state == "active" ? 1 : 0)
         set(registry, "origin", "size", "bytes", "The origin's size", labels, Double(origin.size))
         add(registry, "origin", "read_bytes", "Bytes read from the origin by this process", labels, origin.readBytes)
         add(registry, "origin", "written_bytes", "Bytes written to the origin by this process", labels, origin.writeBytes)
