@@ -23,13 +23,13 @@ extension Controller {
             var record = registry.origins[index]
             try refuseIfActive(name, at: record.path, active: state.withLock { $0.live[name]?.origin != nil })
             let device = try openRelocationTarget(path, replacing: record.path, in: registry)
-            if !adoptingDevice { try Self.checkSameDevice(device, at: path, recorded: record.deviceIdentity, owner: "origin '\(name)'") }
+            record.deviceIdentity = try Self.keptIdentity(of: device, at: path, recorded: record.deviceIdentity, owner: "origin '\(name)'",
+                                                          adopting: adoptingDevice)
             guard device.size > 0, device.size % 512 == 0 else {
                 throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
             }
             let old = record.path
             record.path = path
-            if record.deviceIdentity == nil || adoptingDevice { record.deviceIdentity = try device.identity() }
             registry.origins[index] = record
             try save(registry)
             events.record("\(name): relocated from \(old) to \(path)" + Self.adoption(adoptingDevice, record.deviceIdentity))
@@ -54,7 +54,8 @@ extension Controller {
             try refuseIfActive(name, at: record.cowPath, active: active)
             guard record.persistent else { throw ControllerError.refused("snapshot '\(name)' is transient: it has no COW device to relocate") }
             let device = try openRelocationTarget(cowPath, replacing: record.cowPath, in: registry)
-            if !adoptingDevice { try Self.checkSameDevice(device, at: cowPath, recorded: record.cowIdentity, owner: "the COW of snapshot '\(name)'") }
+            let identity = try Self.keptIdentity(of: device, at: cowPath, recorded: record.cowIdentity, owner: "the COW of snapshot '\(name)'",
+                                                 adopting: adoptingDevice)
             let (header, layout) = try await CowScanner.readHeader(device)
             guard header.magic == CowLayout.magic, layout.geometry.chunkBytes == record.chunkSize else {
                 throw ControllerError.refused("\(cowPath) holds no snapshot store of \(ByteSize.describe(UInt64(record.chunkSize))) chunks: it is not the COW of snapshot '\(name)'")
@@ -62,7 +63,7 @@ extension Controller {
             guard let originIndex = registry.origins.firstIndex(where: { $0.name == originRecord.name }),
                   let index = registry.origins[originIndex].snapshots.firstIndex(where: { $0.name == name }) else { return "gone" }
             registry.origins[originIndex].snapshots[index].cowPath = cowPath
-            if record.cowIdentity == nil || adoptingDevice { registry.origins[originIndex].snapshots[index].cowIdentity = try device.identity() }
+            registry.origins[originIndex].snapshots[index].cowIdentity = identity
             try save(registry)
             events.record("\(name): relocated from \(record.cowPath) to \(cowPath)"
                           + Self.adoption(adoptingDevice, registry.origins[originIndex].snapshots[index].cowIdentity))
@@ -101,20 +102,14 @@ extension Controller {
             guard devicePath != nil || sparePath != nil else { throw ControllerError.refused("give --device, --spare or both: the new paths") }
             if let devicePath {
                 let device = try openRelocationTarget(devicePath, replacing: record.devicePath, in: registry)
-                if adoptingDevice {
-                    record.deviceIdentity = try device.identity()
-                } else {
-                    try Self.checkSameDevice(device, at: devicePath, recorded: record.deviceIdentity, owner: "the data device of remap volume '\(name)'")
-                }
+                record.deviceIdentity = try Self.keptIdentity(of: device, at: devicePath, recorded: record.deviceIdentity,
+                                                              owner: "the data device of remap volume '\(name)'", adopting: adoptingDevice)
                 record.devicePath = devicePath
             }
             if let sparePath {
                 let spare = try openRelocationTarget(sparePath, replacing: record.sparePath, in: registry)
-                if adoptingDevice {
-                    record.spareIdentity = try spare.identity()
-                } else {
-                    try Self.checkSameDevice(spare, at: sparePath, recorded: record.spareIdentity, owner: "the spare area of remap volume '\(name)'")
-                }
+                record.spareIdentity = try Self.keptIdentity(of: spare, at: sparePath, recorded: record.spareIdentity,
+                                                             owner: "the spare area of remap volume '\(name)'", adopting: adoptingDevice)
                 let (header, layout) = try await CowScanner.readHeader(spare)
                 guard header.magic == CowLayout.magic, layout.geometry.chunkBytes == record.chunkSize else {
                     throw ControllerError.refused("\(sparePath) holds no spare area of \(ByteSize.describe(UInt64(record.chunkSize))) chunks: it is not the spare area of remap volume '\(name)'")
@@ -154,10 +149,15 @@ extension Controller {
         return try FileBlockDevice.open(path: path, readOnly: true)
     }
 
-    /// Refuses `device`, at `path`, unless it is the device `owner` was on.
-    private static func checkSameDevice(_ device: FileBlockDevice, at path: String, recorded: String?, owner: String) throws {
-        if let recorded, let now = otherIdentity(of: device, recorded: recorded) {
+    /// The identity to record for `device`, found at `path` for `owner`: its own when
+    /// `adopting` (or none was recorded); otherwise the recorded one, refusing a device of
+    /// another identity.
+    private static func keptIdentity(of device: FileBlockDevice, at path: String, recorded: String?, owner: String,
+                                     adopting: Bool) throws -> String? {
+        guard let recorded, !adopting else { return try device.identity() }
+        if let now = otherIdentity(of: device, recorded: recorded) {
             throw ControllerError.refused("\(path) is another device (\(now)) than the one \(owner) was on (\(recorded))")
         }
+        return recorded
     }
 }

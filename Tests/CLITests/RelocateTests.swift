@@ -7,6 +7,21 @@ import TestSupport
 /// is shown to be its own, and comes back with its data; anything else is refused in one line
 /// with the registry unchanged.
 @Suite(.mayBlock) struct RelocateTests {
+    /// Origin `vm` (8 MiB of 0x11) with snapshot `s` on a loop device over `cow.backing`, 16K
+    /// chunks, holding the first 64 KiB (4 exceptions).
+    static func poolWithALoopCow() throws -> (TestPool, LoopDevice) {
+        let pool = try TestPool.withOrigin("vm", size: "8M", pattern: "0x11")
+        let cow = try LoopDevice(backingFile: pool.file("cow.backing"), size: 8 << 20)
+        do {
+            try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", cow.path, "--chunk-size", "16K")
+            try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
+        } catch {
+            cow.detach()
+            throw error
+        }
+        return (pool, cow)
+    }
+
     static func registry(_ pool: TestPool) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: pool.file("pool/registry.json"))) }
 
     /// Files moved while no snapvol process had them (`mv` keeps the modification time, so the
@@ -88,11 +103,8 @@ import TestSupport
     /// the link); its identity is recorded anew, and an event says so.
     @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
     func anAdoptedDeviceIsTakenAsTheVolumesOwn() throws {
-        let pool = try TestPool.withOrigin("vm", size: "8M", pattern: "0x11")
-        let cow = try LoopDevice(backingFile: pool.file("cow.backing"), size: 8 << 20)
+        let (pool, cow) = try Self.poolWithALoopCow()
         defer { cow.detach() }
-        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", cow.path, "--chunk-size", "16K")
-        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
         try FileManager.default.linkItem(atPath: pool.file("cow.backing"), toPath: pool.file("link.backing"))
         try cow.setUpAgain(over: pool.file("link.backing"))
         #expect(try pool.snapshotStatus("s")?["state"] as? String == "inactive", "another identity: the same file under another path")
@@ -122,11 +134,8 @@ import TestSupport
     /// devices; to the COW's own device it brings the snapshot back with its exceptions.
     @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup"])))
     func aRenamedBlockDeviceIsFoundByWhatItIs() throws {
-        let pool = try TestPool.withOrigin("vm", size: "8M", pattern: "0x11")
-        let cow = try LoopDevice(backingFile: pool.file("cow.backing"), size: 8 << 20)
+        let (pool, cow) = try Self.poolWithALoopCow()
         defer { cow.detach() }
-        try pool.ok("snapshot", "create", "s", "--origin", "vm", "--cow", cow.path, "--chunk-size", "16K")
-        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
         try FileManager.default.copyItem(atPath: pool.file("cow.backing"), toPath: pool.file("stranger.backing"))
         try cow.setUpAgain(over: pool.file("stranger.backing"))
         let moved = try LoopDevice(backingFile: pool.file("cow.backing"), size: 8 << 20)
