@@ -11,15 +11,13 @@ extension Controller {
         let device: FileBlockDevice
         do {
             device = try FileBlockDevice.open(path: record.path).lockedAsSoleWriter()
+            try admit(device, at: record.path, recorded: record.deviceIdentity, owner: "origin '\(record.name)'") { registry, identity in
+                registry.updateOrigin(at: record.path) { $0.deviceIdentity = $0.deviceIdentity ?? identity }
+            }
         } catch {
             state.withLock { $0.live[record.name] = LiveOrigin(problem: "\(error)") }
             return
         }
-        if let other = Self.otherDevice(device, at: record.path, recorded: record.deviceIdentity, owner: "origin '\(record.name)'") {
-            state.withLock { $0.live[record.name] = LiveOrigin(problem: other) }
-            return
-        }
-        if record.deviceIdentity == nil { learnIdentity(ofOriginAt: record.path, on: device) }
         await activate(record, on: device)
     }
 
@@ -93,10 +91,9 @@ extension Controller {
         }
         if let resized = record.resizedOrigin(origin.name, size: origin.size) { throw ControllerError.refused(resized) }
         let device = try FileBlockDevice.open(path: record.cowPath).lockedAsSoleWriter()
-        if let other = Self.otherDevice(device, at: record.cowPath, recorded: record.cowIdentity, owner: "the COW of snapshot '\(record.name)'") {
-            throw ControllerError.refused(other)
+        try admit(device, at: record.cowPath, recorded: record.cowIdentity, owner: "the COW of snapshot '\(record.name)'") { registry, identity in
+            registry.updateSnapshot(named: record.name) { $0.cowIdentity = $0.cowIdentity ?? identity }
         }
-        if record.cowIdentity == nil { learnIdentity(ofCowOf: record.name, on: device) }
         let geometry = try ChunkGeometry(chunkBytes: record.chunkSize)
         let store = try await PersistentExceptionStore.open(device, requiredChunkBytes: record.chunkSize,
                                                             originChunks: geometry.chunksCovering(origin.size))

@@ -22,36 +22,13 @@ extension Controller {
         return now
     }
 
-    /// Records the identity of the origin at `path`, opened as `device`, if the registry has
-    /// none (a pool older than identities).
-    func learnIdentity(ofOriginAt path: String, on device: FileBlockDevice) {
-        guard let identity = try? device.identity() else { return }
-        try? editRegistry { registry in
-            guard let index = registry.origins.firstIndex(where: { $0.path == path }), registry.origins[index].deviceIdentity == nil else { return }
-            registry.origins[index].deviceIdentity = identity
-        }
-    }
-
-    /// Records the identity of snapshot `name`'s COW, opened as `device`, if the registry has
-    /// none.
-    func learnIdentity(ofCowOf name: String, on device: FileBlockDevice) {
-        guard let identity = try? device.identity() else { return }
-        try? editRegistry { registry in
-            registry.updateSnapshot(named: name) { snapshot in
-                if snapshot.cowIdentity == nil { snapshot.cowIdentity = identity }
-            }
-        }
-    }
-
-    /// Records the identities of remap volume `name`'s devices, opened as `data` and `spare`,
-    /// where the registry has none.
-    func learnIdentities(ofRemap name: String, data: FileBlockDevice, spare: FileBlockDevice) {
-        let (dataIdentity, spareIdentity) = ((try? data.identity()) ?? nil, (try? spare.identity()) ?? nil)
-        guard dataIdentity != nil || spareIdentity != nil else { return }
-        try? editRegistry { registry in
-            guard let index = registry.remaps.firstIndex(where: { $0.name == name }) else { return }
-            if registry.remaps[index].deviceIdentity == nil { registry.remaps[index].deviceIdentity = dataIdentity }
-            if registry.remaps[index].spareIdentity == nil { registry.remaps[index].spareIdentity = spareIdentity }
-        }
+    /// Admits `device`, opened at `path` for `owner`, as the device recorded there: refuses
+    /// another device (`otherDevice`), and when none was recorded (a pool older than
+    /// identities) records its identity through `learn`.
+    func admit(_ device: FileBlockDevice, at path: String, recorded: String?, owner: String,
+               learn: (inout Registry, String) -> Void) throws {
+        if let other = Self.otherDevice(device, at: path, recorded: recorded, owner: owner) { throw ControllerError.refused(other) }
+        guard recorded == nil, let identity = try? device.identity() else { return }
+        try? editRegistry { learn(&$0, identity) }
     }
 }

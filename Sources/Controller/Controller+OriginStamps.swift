@@ -23,45 +23,44 @@ extension Controller {
         guard let closed = record.closedStamp, let now = try? device.stamp() else { return }
         let change = now.change(since: closed)
         if change == .unchanged { return }
-        guard let detail = Self.writeDetail(change) else {
-            try? editRegistry { registry in
-                guard let index = registry.origins.firstIndex(where: { $0.path == record.path }) else { return }
-                registry.origins[index].closedStamp = now
-            }
-            if case .unknowable(let why) = change {
-                events.record("\(record.name): cannot tell whether \(record.path) was written while no snapvol process had it open: \(why)")
-            }
-            return
+        if case .unknowable(let why) = change {
+            events.record("\(record.name): cannot tell whether \(record.path) was written while no snapvol process had it open: \(why)")
         }
-        let lost = state.withLock { state -> Set<String> in
-            guard let live = state.live[record.name] else { return [] }
-            let invalid = live.snapshots.filter { if case .invalid = $0.value.status.condition { return true } else { return false } }
-            return Set(invalid.keys).union(live.snapshotProblems.filter { $0.value.state == "invalid" }.keys)
-        }
+        let detail = Self.writeDetail(change)
+        let lost = detail == nil ? [] : lostSnapshots(of: record.name)
         var marked: [String] = []
         try? editRegistry { registry in
-            guard let index = registry.origins.firstIndex(where: { $0.path == record.path }) else { return }
-            registry.origins[index].closedStamp = now
-            for position in registry.origins[index].snapshots.indices {
-                let snapshot = registry.origins[index].snapshots[position]
-                guard snapshot.suspectReason == nil, snapshot.staleReason == nil, !lost.contains(snapshot.name) else { continue }
-                registry.origins[index].snapshots[position].suspectReason = Self.suspectReason(path: record.path, detail: detail)
-                marked.append(snapshot.name)
+            registry.updateOrigin(at: record.path) { origin in
+                origin.closedStamp = now
+                guard let detail else { return }
+                for index in origin.snapshots.indices {
+                    let snapshot = origin.snapshots[index]
+                    guard snapshot.suspectReason == nil, snapshot.staleReason == nil, !lost.contains(snapshot.name) else { continue }
+                    origin.snapshots[index].suspectReason = Self.suspectReason(path: record.path, detail: detail)
+                    marked.append(snapshot.name)
+                }
             }
         }
-        guard !marked.isEmpty else { return }
+        guard let detail, !marked.isEmpty else { return }
         events.record("\(record.name): MODIFIED OUTSIDE SNAPVOL (\(record.path): \(detail), while no snapvol process had it open): "
                       + "\(marked.count == 1 ? "snapshot" : "snapshots") \(marked.joined(separator: ", ")) may show data written since taken",
                       alarm: true)
     }
 
+    /// The snapshots of origin `name` already lost (invalid, given up), which a suspect mark
+    /// would add nothing to.
+    private func lostSnapshots(of name: String) -> Set<String> {
+        state.withLock { state in
+            guard let live = state.live[name] else { return [] }
+            let invalid = live.snapshots.filter { if case .invalid = $0.value.status.condition { return true } else { return false } }
+            return Set(invalid.keys).union(live.snapshotProblems.filter { $0.value.state == "invalid" }.keys)
+        }
+    }
+
     /// Clears the stamp of the origin at `path` before something in this process rewrites it
     /// (a merge), unless already clear.
     func clearStamp(ofOriginAt path: String) throws {
-        try editRegistry { registry in
-            guard let index = registry.origins.firstIndex(where: { $0.path == path }) else { return }
-            registry.origins[index].closedStamp = nil
-        }
+        try editRegistry { registry in registry.updateOrigin(at: path) { $0.closedStamp = nil } }
     }
 
     /// At `close`, once the origins are retired: records the stamp of every origin this process
@@ -81,12 +80,8 @@ extension Controller {
                 guard let index = registry.origins.firstIndex(where: { $0.name == name }) else { continue }
                 registry.origins[index].closedStamp = stamp
             }
-            for originIndex in registry.origins.indices {
-                for index in registry.origins[originIndex].snapshots.indices {
-                    let snapshot = registry.origins[originIndex].snapshots[index]
-                    guard let count = exceptionCounts[snapshot.name], !snapshot.merging else { continue }
-                    registry.origins[originIndex].snapshots[index].closedExceptions = count
-                }
+            for (name, count) in exceptionCounts {
+                registry.updateSnapshot(named: name) { if !$0.merging { $0.closedExceptions = count } }
             }
         }
     }

@@ -8,13 +8,13 @@ extension Controller {
         do {
             let data = try FileBlockDevice.open(path: record.devicePath).lockedAsSoleWriter()
             let spare = try FileBlockDevice.open(path: record.sparePath).lockedAsSoleWriter()
-            for (device, path, recorded, part) in [(data, record.devicePath, record.deviceIdentity, "data device"),
-                                                   (spare, record.sparePath, record.spareIdentity, "spare area")] {
-                if let other = Self.otherDevice(device, at: path, recorded: recorded, owner: "the \(part) of remap volume '\(record.name)'") {
-                    throw ControllerError.refused(other)
-                }
+            let name = record.name
+            try admit(data, at: record.devicePath, recorded: record.deviceIdentity, owner: "the data device of remap volume '\(name)'") { registry, identity in
+                registry.updateRemap(named: name) { $0.deviceIdentity = $0.deviceIdentity ?? identity }
             }
-            if record.deviceIdentity == nil || record.spareIdentity == nil { learnIdentities(ofRemap: record.name, data: data, spare: spare) }
+            try admit(spare, at: record.sparePath, recorded: record.spareIdentity, owner: "the spare area of remap volume '\(name)'") { registry, identity in
+                registry.updateRemap(named: name) { $0.spareIdentity = $0.spareIdentity ?? identity }
+            }
             let store = try await PersistentExceptionStore.open(spare, requiredChunkBytes: record.chunkSize,
                                                                 originChunks: try ChunkGeometry(chunkBytes: record.chunkSize).chunksCovering(data.size))
             let volume = try await RemapVolume.open(name: record.name, data: data, store: store)

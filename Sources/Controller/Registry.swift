@@ -66,6 +66,18 @@ public struct Registry: Codable, Equatable, Sendable {
         }
     }
 
+    /// Changes the record of the origin at `path` in place, if there is one.
+    mutating func updateOrigin(at path: String, _ change: (inout OriginRecord) -> Void) {
+        guard let index = origins.firstIndex(where: { $0.path == path }) else { return }
+        change(&origins[index])
+    }
+
+    /// Changes the record of remap volume `name` in place, if there is one.
+    mutating func updateRemap(named name: String, _ change: (inout RemapRecord) -> Void) {
+        guard let index = remaps.firstIndex(where: { $0.name == name }) else { return }
+        change(&remaps[index])
+    }
+
     /// Changes the record of snapshot `name` in place, if there is one.
     mutating func updateSnapshot(named name: String, _ change: (inout SnapshotRecord) -> Void) {
         for originIndex in origins.indices {
