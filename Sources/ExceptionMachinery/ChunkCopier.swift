@@ -62,24 +62,26 @@ public final class ChunkCopier: Sendable {
             for index in destinations.indices { await written(index, failure) }
             return
         }
+        // Once for all destinations: whether the chunk is all zeros (see `readsAsZeros`).
+        let zeros = Self.isZero(buffer.bytes.pointer)
         if destinations.count == 1 {
             // One snapshot (the usual case): no child task to create and wait for.
-            return await write(buffer, length: length, to: destinations[0], index: 0, written: written)
+            return await write(buffer, zeros: zeros, length: length, to: destinations[0], index: 0, written: written)
         }
         await withTaskGroup(of: Void.self) { group in
             for (index, destination) in destinations.enumerated() {
-                group.addTask { await self.write(buffer, length: length, to: destination, index: index, written: written) }
+                group.addTask { await self.write(buffer, zeros: zeros, length: length, to: destination, index: index, written: written) }
             }
         }
     }
 
-    /// Writes the copy to one destination (unless that would change nothing), gives up its
-    /// share of the buffer, then reports.
-    private func write(_ buffer: CopyBuffer, length: Int, to destination: CopyDestination, index: Int,
+    /// Writes the copy (all zeros if `zeros`) to one destination, unless that would change
+    /// nothing, gives up its share of the buffer, then reports.
+    private func write(_ buffer: CopyBuffer, zeros: Bool, length: Int, to destination: CopyDestination, index: Int,
                        written: @escaping @Sendable (Int, (any Error)?) async -> Void) async {
         var failure: (any Error)?
         do {
-            if !Self.writesNothing(buffer.bytes.pointer, to: destination) {
+            if !(zeros && Self.readsAsZeros(destination, length: length)) {
                 try await destination.device.write(buffer.bytes.pointer, at: destination.offset)
                 // The commit that follows flushes this copy: let the disk start on it now.
                 destination.device.startWriteback(offset: destination.offset, length: length)
@@ -89,14 +91,14 @@ public final class ChunkCopier: Sendable {
         await written(index, failure)
     }
 
-    /// Whether writing `bytes` to `destination` would change nothing: they are all zeros and
-    /// the destination's range already reads as zeros (a hole of a sparse file, as a COW file
-    /// snapvol created is past its last copy). The first write to the unused space of a sparse
-    /// VM image then copies nothing, and the COW file stays sparse. Costs a scan that stops at
-    /// the first byte that is not zero, and, for a chunk of zeros, one `lseek`.
-    static func writesNothing(_ bytes: UnsafeRawBufferPointer, to destination: CopyDestination) -> Bool {
-        guard isZero(bytes) else { return false }
-        let range = destination.offset..<destination.offset + UInt64(bytes.count)
+    /// Whether `length` bytes at `destination` already read as zeros (a hole of a sparse file,
+    /// as a COW file snapvol created is past its last copy): a copy of zeros there would change
+    /// nothing and is not written. The first write to the unused space of a sparse VM image
+    /// then copies nothing, and the COW file stays sparse. Costs, per copy, a scan that stops at
+    /// the first byte that is not zero (`isZero`, once for all destinations) and, for a chunk
+    /// of zeros, one `lseek` per destination.
+    static func readsAsZeros(_ destination: CopyDestination, length: Int) -> Bool {
+        let range = destination.offset..<destination.offset + UInt64(length)
         return (try? destination.device.dataExtents(in: range).isEmpty) ?? false
     }
 
