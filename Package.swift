@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, lowest first. A module imports only modules above it in this list.
 //   CSnapvolSys        C shim for syscalls Swift cannot call (variadic ioctl)
 //   AsyncPrimitives    one-shot events and semaphores that suspend tasks, never threads
+//   CBlkid             system library: libblkid, what a device already holds (its signatures)
 //   BlockDevices       devices: files, raw block devices, memory, fault injection
 //   ExceptionMachinery chunk maths, exception tables, pending exceptions, copier, stores
 //   VolumeTargets      policies: origin, snapshot, merge
@@ -30,6 +31,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "CSnapvolSys"),
+        .systemLibrary(name: "CBlkid", providers: [.apt(["libblkid-dev"])]),
         .target(
             name: "AsyncPrimitives",
             dependencies: [.product(name: "DequeModule", package: "swift-collections")]
@@ -38,6 +40,7 @@ let package = Package(
             name: "BlockDevices",
             dependencies: [
                 "CSnapvolSys",
+                "CBlkid",
                 "AsyncPrimitives",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOPosix", package: "swift-nio"),

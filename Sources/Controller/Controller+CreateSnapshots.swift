@@ -161,8 +161,8 @@ extension Controller {
         return PreparedSnapshot(attachment: attachment, ownsCow: ownsCow)
     }
 
-    /// Checks the COW path: an existing device must be large enough and (without `force`) hold no
-    /// store; a new file's size must hold at least 3 chunks. Creates nothing.
+    /// Checks the COW path: an existing device must be large enough and (without `force`) hold
+    /// nothing formatting would destroy (`ForeignContent`); a new file's size must hold at least 3 chunks. Creates nothing.
     private func checkCow(_ request: SnapshotRequest, geometry: ChunkGeometry, originSize: UInt64, in registry: Registry) async throws -> SnapshotPlan.Cow {
         let chunk = UInt64(geometry.chunkBytes)
         let path = request.cowPath
@@ -173,8 +173,10 @@ extension Controller {
                 throw ControllerError.refused("\(path) is \(device.size) bytes, smaller than --cow-size \(size); use 'snapshot extend' after creating, or a new file")
             }
             guard device.size >= 3 * chunk else { throw ControllerError.cowTooSmall(path: path, bytes: device.size, chunkBytes: geometry.chunkBytes) }
-            let magic = try await device.readBytes(at: 0, count: 4)
-            if magic == CowLayout.magicBytes && !request.force { throw ControllerError.cowHoldsStore(path) }
+            if !request.force, let found = try await ForeignContent.found(on: device) {
+                throw found == .exceptionStore ? ControllerError.cowHoldsStore(path)
+                    : ControllerError.wouldOverwrite(path: path, holds: found.description, role: "a snapshot's COW", isFile: device.kind == .regularFile)
+            }
             return .existing(device)
         }
         let size = request.cowSize ?? Self.cowSize(percent: request.cowPercent ?? 20, originSize: originSize, chunkBytes: chunk)

@@ -4,7 +4,8 @@ import VolumeTargets
 
 extension Controller {
     /// Registers an origin: an existing regular file or block device, or a new sparse file of `size`.
-    public func addOrigin(name: String, path: String, size: UInt64?) async throws {
+    /// An existing one holding an exception store (a COW, a spare area) is refused unless `force`.
+    public func addOrigin(name: String, path: String, size: UInt64?, force: Bool = false) async throws {
         try await command {
             var registry = self.registry
             try checkNewName(name, in: registry)
@@ -23,6 +24,9 @@ extension Controller {
                     throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes\(format)")
                 }
                 try device.lockAsSoleWriter()
+                if !force, try await ForeignContent.holdsExceptionStore(device) {
+                    throw ControllerError.refused("\(path) holds an exception store (a snapshot's COW or a spare area), which writes to it as an origin would destroy: adopt a COW with 'snapshot attach', or add --force to register it anyway")
+                }
                 identity = try device.identity()
             }
             var record = OriginRecord(name: name, path: path, createdFile: size != nil)

@@ -25,8 +25,10 @@ extension Controller {
     }
 
     /// Creates a remap volume over `devicePath` with its spare area at `sparePath` (a new sparse
-    /// file of `spareSize`, default 1% of the device and at least 64 chunks, unless it exists).
-    public func createRemap(name: String, devicePath: String, sparePath: String, spareSize: UInt64?, chunkSize: Int?) async throws {
+    /// file of `spareSize`, default 1% of the device and at least 64 chunks, unless it exists; an
+    /// existing one must hold nothing formatting would destroy, unless `force`).
+    public func createRemap(name: String, devicePath: String, sparePath: String, spareSize: UInt64?, chunkSize: Int?,
+                            force: Bool = false) async throws {
         try await command {
             var registry = self.registry
             try checkNewName(name, in: registry)
@@ -48,7 +50,9 @@ extension Controller {
             } else {
                 spare = try FileBlockDevice.open(path: sparePath).lockedAsSoleWriter()
                 guard spare.size >= 3 * UInt64(chunk) else { throw ControllerError.cowTooSmall(path: sparePath, bytes: spare.size, chunkBytes: chunk) }
-                if try await spare.readBytes(at: 0, count: 4) == CowLayout.magicBytes { throw ControllerError.cowHoldsStore(sparePath) }
+                if !force, let found = try await ForeignContent.found(on: spare) {
+                    throw ControllerError.wouldOverwrite(path: sparePath, holds: found.description, role: "a spare area", isFile: spare.kind == .regularFile)
+                }
             }
             let volume: RemapVolume
             do {

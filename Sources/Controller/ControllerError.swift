@@ -18,6 +18,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case badChunkSize(String)
     case cowTooSmall(path: String, bytes: UInt64, chunkBytes: Int)
     case cowHoldsStore(String)
+    case wouldOverwrite(path: String, holds: String, role: String, isFile: Bool)
     case notResizable(String)
     case cannotShrink(path: String, current: UInt64, requested: UInt64)
     case inactiveVolume(name: String, reason: String)
@@ -46,6 +47,9 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .badChunkSize(let text): return "invalid chunk size \(text): must be a power of two from 4 KiB to 1 GiB"
         case let .cowTooSmall(path, bytes, chunkBytes):
             return "COW \(path) of \(bytes) bytes is too small: at least 3 chunks (\(3 * chunkBytes) bytes) are needed"
+        case let .wouldOverwrite(path, holds, role, isFile):
+            let instead = isFile ? "give a path that does not exist yet (snapvol creates the file)" : "check it is the device you meant and wipe it (wipefs -a)"
+            return "\(path) holds \(holds), which formatting it as \(role) would destroy: \(instead), or add --force to overwrite it"
         case .cowHoldsStore(let path):
             return "\(path) already holds a snapshot COW store: use 'snapshot attach' to adopt it, or --force to overwrite it"
         case .notResizable(let path): return "\(path) is not a regular file: only file-backed COW devices can be extended"

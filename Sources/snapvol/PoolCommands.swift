@@ -63,16 +63,18 @@ struct OriginCommand: AsyncParsableCommand {
 
     struct Add: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Register an origin: a regular file or block device (a sparse file is created if --size is given).")
+            abstract: "Register an origin: a regular file or block device (a sparse file is created if --size is given).",
+            discussion: "One that holds an exception store (a snapshot's COW or a spare area, which writes to it as an origin would destroy) is refused unless --force.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The volume name.") var name: String
         @Option(help: "The origin's file or block device.") var path: String
         @Option(help: "Create a new sparse file of this size.") var size: String?
+        @Flag(help: "Register it even if it holds an exception store.") var force = false
 
         func run() async throws {
             try await guarded {
                 try await options.withController("snapvol origin add") { controller in
-                    try await controller.addOrigin(name: name, path: absolutePath(path), size: try bytes(size))
+                    try await controller.addOrigin(name: name, path: absolutePath(path), size: try bytes(size), force: force)
                 }
                 emit("added origin \(name)")
                 if size == nil, let format = ImageFormat.detect(at: absolutePath(path)) {

@@ -10,13 +10,14 @@ struct RemapCommand: AsyncParsableCommand {
     struct Create: AsyncParsableCommand, ForwardableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a remap volume over a data device, with a spare area (a new sparse file unless it exists).",
-            discussion: "A write that fails with EIO moves its chunk to the spare area; a read that fails reports the error and the chunk moves on its next write.")
+            discussion: "An existing spare area that holds a filesystem, a partition table or another known format (as libblkid finds), a disk image, another exception store, or (a regular file) any written data is refused unless --force. A write that fails with EIO moves its chunk to the spare area; a read that fails reports the error and the chunk moves on its next write.")
         @OptionGroup var options: PoolOptions
         @Argument(help: "The volume name.") var name: String
         @Option(help: "The data device or file.") var device: String
         @Option(help: "The spare area: a file (created if missing) or block device.") var spare: String
         @Option(help: "Size of a new spare file (default 1% of the device, at least 64 chunks).") var spareSize: String?
         @Option(help: "Chunk size: a power of two from 4K to 1G (default 4K).") var chunkSize: String?
+        @Flag(help: "Format an existing spare area even if it holds data, a filesystem or another store.") var force = false
 
         func run() async throws {
             try await guarded {
@@ -24,7 +25,7 @@ struct RemapCommand: AsyncParsableCommand {
                 let spareBytes = try bytes(spareSize)
                 try await options.withController("snapvol remap create") {
                     try await $0.createRemap(name: name, devicePath: absolutePath(device), sparePath: absolutePath(spare),
-                                             spareSize: spareBytes, chunkSize: chunk)
+                                             spareSize: spareBytes, chunkSize: chunk, force: force)
                 }
                 emit("created remap volume \(name)")
             }

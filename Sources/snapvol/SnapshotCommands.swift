@@ -13,6 +13,12 @@ struct SnapshotCommand: AsyncParsableCommand {
             discussion: """
                 The COW defaults to 20% of the origin and the chunk size to 16 KiB (the kernel's default).
 
+                A --cow path that does not exist becomes a new sparse file. An existing one is \
+                formatted only if it holds nothing that would be lost, as mkfs and pvcreate look \
+                first: one holding a snapshot store, a filesystem, a partition table or another \
+                format libblkid knows, a disk image, or (a regular file) any written data is \
+                refused unless --force.
+
                 Several names, each with its own --origin and --cow in the same order, create a \
                 consistent group: the snapshots are taken at one instant, so a write that is in \
                 one of them has every write acknowledged before it was sent in the others (as a \
@@ -29,7 +35,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Option(help: "Size of a new COW file, or a share of its origin (30%; default 20%).") var cowSize: String?
         @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
         @Flag(help: "Keep exceptions in memory only (lost when the pool's owner exits).") var transient = false
-        @Flag(help: "Overwrite a COW device that already holds a snapshot store.") var force = false
+        @Flag(help: "Format an existing COW even if it holds data, a filesystem or a snapshot store.") var force = false
         @Option(help: "Memory for the exception table (default 64M; 'unlimited'); beyond it, parts are re-read from the COW's metadata.")
         var exceptionCache: String?
 

@@ -55,9 +55,78 @@ import TestSupport
         let message = "\(pool.file("held.cow")) already holds a snapshot COW store: use 'snapshot attach' to adopt it, or --force to overwrite it"
         try Self.expectRefused(pool, ["snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("held.cow")], mentioning: message)
         try Self.expectRefused(pool, ["remap", "create", "r", "--device", pool.file("disk.img"), "--spare", pool.file("held.cow")],
-                               mentioning: message)
+                               mentioning: "\(pool.file("held.cow")) holds an exception store (a snapshot's COW or a spare area), which formatting it as a spare area would destroy")
         try pool.ok("snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("held.cow"), "--force")
         #expect(try pool.snapshotStatus("s2")?["exceptions"] as? Int == 0)
+    }
+
+    /// An existing COW or spare path is formatted only when nothing would be lost, as mkfs
+    /// looks first: written data or a disk image is refused without --force, naming what it
+    /// holds; a sparse or preallocated file holds nothing and is taken.
+    @Test func aCowPathHoldingDataNeedsForce() throws {
+        let pool = try Self.pool()
+        try Self.file(pool.file("written.cow"), [UInt8](repeating: 0x5A, count: 64 << 10), size: 1 << 20)
+        try Self.file(pool.file("vm.qcow2"), [0x51, 0x46, 0x49, 0xFB, 0, 0, 0, 3], size: 1 << 20)
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: pool.file("disk.img")))
+        let create = ["snapshot", "create", "s2", "--origin", "data", "--chunk-size", "4K", "--cow"]
+        try Self.expectRefused(pool, create + [pool.file("written.cow")], mentioning: "\(pool.file("written.cow")) holds 64 KiB of written data, "
+            + "which formatting it as a snapshot's COW would destroy: give a path that does not exist yet (snapvol creates the file), or add --force to overwrite it")
+        try Self.expectRefused(pool, create + [pool.file("vm.qcow2")], mentioning: "holds a qcow2 disk image")
+        try Self.expectRefused(pool, ["remap", "create", "r", "--device", pool.file("disk.img"), "--spare", pool.file("written.cow")],
+                               mentioning: "holds 64 KiB of written data, which formatting it as a spare area would destroy")
+
+        try Self.file(pool.file("sparse.cow"), [], size: 1 << 20)
+        try Shell.check(["fallocate", "-l", "1M", pool.file("preallocated.cow")])
+        try pool.ok("snapshot", "create", "sparse", "--origin", "data", "--cow", pool.file("sparse.cow"), "--chunk-size", "4K")
+        try pool.ok("snapshot", "create", "prealloc", "--origin", "data", "--cow", pool.file("preallocated.cow"), "--chunk-size", "4K")
+        try pool.ok("snapshot", "create", "forced", "--origin", "data", "--cow", pool.file("written.cow"), "--chunk-size", "4K", "--force")
+        try pool.ok("io", "write", "data", "0", "4K", "--pattern", "0x33")
+        for name in ["sparse", "prealloc", "forced"] { #expect(try pool.snapshotStatus(name)?["exceptions"] as? Int == 1, "\(name)") }
+    }
+
+    @Test(.enabled(if: Environment.canRun(commands: ["mkfs.ext4"])))
+    func aCowPathHoldingAFilesystemNeedsForce() throws {
+        let pool = try Self.pool()
+        try Self.file(pool.file("fs.img"), [], size: 4 << 20)
+        try Shell.check(["mkfs.ext4", "-q", "-L", "keep", pool.file("fs.img")])
+        try Self.expectRefused(pool, ["snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("fs.img")],
+                               mentioning: "\(pool.file("fs.img")) holds an ext4 filesystem labelled 'keep', which formatting it as a snapshot's COW would destroy")
+    }
+
+    /// A block device is taken as free unless it holds a known format (a new disk or logical
+    /// volume holds whatever was there before), and the advice fits a device.
+    @Test(.enabled(if: Environment.canRun(needsRoot: true, commands: ["losetup", "mkswap"])))
+    func aCowDeviceHoldingAKnownFormatNeedsForce() throws {
+        let pool = try Self.pool()
+        let swap = try LoopDevice(backingFile: pool.file("swap.backing"), size: 4 << 20)
+        defer { swap.detach() }
+        let blank = try LoopDevice(backingFile: pool.file("blank.backing"), size: 4 << 20)
+        defer { blank.detach() }
+        try Shell.check(["mkswap", "-q", swap.path])
+        try Shell.check(["dd", "if=/dev/urandom", "of=\(blank.path)", "bs=64K", "count=4", "oflag=direct", "status=none"])
+        try Self.expectRefused(pool, ["snapshot", "create", "s2", "--origin", "data", "--cow", swap.path],
+                               mentioning: "\(swap.path) holds a swap signature, which formatting it as a snapshot's COW would destroy: "
+                                   + "check it is the device you meant and wipe it (wipefs -a), or add --force to overwrite it")
+        try pool.ok("snapshot", "create", "s2", "--origin", "data", "--cow", blank.path, "--chunk-size", "4K")
+        try pool.ok("snapshot", "create", "s3", "--origin", "data", "--cow", swap.path, "--chunk-size", "4K", "--force")
+        try pool.ok("snapshot", "delete", "s2", "s3")
+    }
+
+    /// A COW registered as an origin would have its store overwritten by the origin's writes.
+    @Test func anExceptionStoreIsNoOriginWithoutForce() throws {
+        let pool = try Self.pool()
+        try FileManager.default.copyItem(atPath: pool.file("snap.cow"), toPath: pool.file("copy.cow"))
+        try Self.expectRefused(pool, ["origin", "add", "o2", "--path", pool.file("copy.cow")],
+                               mentioning: "\(pool.file("copy.cow")) holds an exception store (a snapshot's COW or a spare area), which writes to it as an origin would destroy")
+        try pool.ok("origin", "add", "o2", "--path", pool.file("copy.cow"), "--force")
+    }
+
+    /// Writes `bytes` at the start of a new file of `size` bytes (sparse past them).
+    static func file(_ path: String, _ bytes: [UInt8], size: UInt64) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: size)
+        try handle.close()
     }
 
     @Test func cowTooSmall() throws {
