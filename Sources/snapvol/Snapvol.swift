@@ -7,8 +7,9 @@ struct Snapvol: AsyncParsableCommand {
         commandName: "snapvol",
         abstract: "Copy-on-write snapshot volumes in user space, compatible with dm-snapshot.",
         discussion: """
-            A pool (default $SNAPVOL_POOL, else /var/lib/snapvol for root, else \
-            $XDG_DATA_HOME/snapvol) records origins and their snapshots. Sizes and offsets take \
+            A pool (--pool DIR, before or after the command; else $SNAPVOL_POOL, else \
+            /var/lib/snapvol for root, else $XDG_DATA_HOME/snapvol) records origins and their \
+            snapshots. Sizes and offsets take \
             bytes, binary K/M/G/T suffixes, or s for 512-byte sectors.
             """,
         version: "0.1.0",
@@ -19,9 +20,9 @@ struct Snapvol: AsyncParsableCommand {
     /// Like the default entry point, but a usage error is one line on stderr (exit 64).
     static func main() async {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(CommandArguments.current)
             if let forwardable = command as? ForwardableCommand, forwardable.runsInHolder,
-               let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: forwardable.options.location) {
+               let status = ControlClient.forward(CommandArguments.current, location: forwardable.options.location) {
                 Foundation.exit(status)
             }
             if var asyncCommand = command as? AsyncParsableCommand {

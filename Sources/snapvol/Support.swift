@@ -57,7 +57,7 @@ extension PoolOptions {
             do {
                 return try await Controller.open(location, purpose: purpose)
             } catch ControllerError.locked(let pool, let holder) {
-                if forwardable, let status = ControlClient.forward(Array(CommandLine.arguments.dropFirst()), location: location) {
+                if forwardable, let status = ControlClient.forward(CommandArguments.current, location: location) {
                     throw ExitCode(status)
                 }
                 // A second server or TUI does not wait for one: it may hold the pool for days.

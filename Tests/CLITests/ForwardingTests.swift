@@ -30,6 +30,27 @@ import TestSupport
         server.stop()
     }
 
+    /// `snapvol --pool DIR COMMAND` works as `snapvol COMMAND --pool DIR` does (as `git -C DIR`),
+    /// run locally and forwarded to a server, with `--pool=DIR`, `--wait` and a `--` after.
+    @Test func poolOptionsMayComeBeforeTheCommand() throws {
+        let pool = try Self.pool()
+        let forms: [[String]] = [["--pool", pool.path], ["--pool=\(pool.path)"], ["--wait", "0", "--pool", pool.path]]
+        for (index, leading) in forms.enumerated() {
+            let created = try SnapvolBinary.run(leading + ["snapshot", "create", "s\(index)", "--origin", "data", "--cow", pool.file("s\(index).cow")])
+            #expect(created.status == 0, "\(leading): \(created.stderr)")
+        }
+        let server = try ServeProcess(pool: pool)
+        let written = try SnapvolBinary.run(["--pool", pool.path, "io", "write", "data", "0", "4K", "--pattern", "0x22"])
+        #expect(written.status == 0, "\(written.stderr)")
+        let read = try SnapvolBinary.run(["--pool", pool.path, "io", "read", "s0", "0", "1"])
+        #expect(read.status == 0 && read.stdout == Data([0x11]), "the snapshot kept the old byte: \(read.stderr)")
+        let status = try SnapvolBinary.run(["--pool", pool.path, "status", "--json"])
+        #expect(status.status == 0 && ["s0", "s1", "s2"].allSatisfy { status.text.contains("\"\($0)\"") }, "\(status.text)")
+        let missing = try SnapvolBinary.run(["--pool"])
+        #expect(missing.status == 64 && missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        server.stop()
+    }
+
     /// `events` shows the pool's events whoever saw them: a command's from the pool's event log,
     /// then the server's, numbered on (`--after` for what is new), and the log keeps them after
     /// the server stops.
