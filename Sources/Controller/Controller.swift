@@ -39,12 +39,22 @@ public final class Controller: Sendable {
             try FileManager.default.createDirectory(atPath: location.directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ControllerError.refused("cannot create pool directory \(location.directory): \(error.localizedDescription)")
+            throw ControllerError.refused("cannot create pool directory \(location.directory): \(Self.systemReason(error))")
         }
         let lock = try PoolLock.acquire(location, purpose: "snapvol pool init")
         if location.exists { throw ControllerError.poolExists(location.directory) }
         try RegistryFile.save(Registry(), to: location)
         withExtendedLifetime(lock) {}
+    }
+
+    /// The errno text (strerror) under a Foundation file error, which otherwise reads "The
+    /// operation could not be completed. You don't have permission."
+    static func systemReason(_ error: any Error) -> String {
+        var current = error as NSError
+        while current.domain != NSPOSIXErrorDomain, let underlying = current.userInfo[NSUnderlyingErrorKey] as? any Error {
+            current = underlying as NSError
+        }
+        return current.domain == NSPOSIXErrorDomain ? String(cString: strerror(Int32(current.code))) : error.localizedDescription
     }
 
     /// Takes the pool's lock, loads its registry and activates every volume.

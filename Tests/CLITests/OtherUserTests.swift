@@ -34,4 +34,13 @@ struct OtherUserTests {
         #expect(fingerprint([pool.file("data.img")]) == before)
         #expect(!FileManager.default.fileExists(atPath: "/tmp/nobody-s.cow"))
     }
+
+    /// A pool where the user may not create one: the system's reason, not Foundation's prose.
+    @Test func aPoolInAnotherUsersDirectoryIsRefusedWithTheReason() throws {
+        let dir = try TemporaryDirectory()
+        chmod(dir.path, 0o755)
+        let result = try Shell.run(Self.asNobody + [SnapvolBinary.path, "pool", "init", "--pool", dir.file("pool")])
+        #expect(result.status == 1)
+        #expect(result.stderr == "snapvol: error: cannot create pool directory \(dir.file("pool")): Permission denied\n")
+    }
 }
