@@ -27,6 +27,8 @@ public struct PruneSelection: Sendable, Equatable {
     public var delete: [String] = []
     public var keep: [String] = []
     public var ageUnknown: [String] = []
+    /// COW files of deleted snapshots kept because their paths no longer hold those COWs.
+    public var keptFiles: [String] = []
 }
 
 extension SnapshotPrunePolicy {
@@ -61,8 +63,8 @@ extension Controller {
     /// With `dryRun`, only selects.
     @discardableResult
     public func pruneSnapshots(_ policy: SnapshotPrunePolicy, dryRun: Bool = false, force: Bool = false) async throws -> PruneSelection {
-        let selection = try policy.select(in: registry, now: Date())
-        if !dryRun && !selection.delete.isEmpty { try await deleteSnapshots(names: selection.delete, force: force) }
+        var selection = try policy.select(in: registry, now: Date())
+        if !dryRun && !selection.delete.isEmpty { selection.keptFiles = try await deleteSnapshots(names: selection.delete, force: force) }
         return selection
     }
 }

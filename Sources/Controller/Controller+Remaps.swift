@@ -113,8 +113,11 @@ extension Controller {
                     state.remapProblems[name] = nil
                 }
                 volume?.retire()
-                let deletes = record.ownsSpare && remapped == 0
-                if deletes { try? FileManager.default.removeItem(atPath: record.sparePath) }
+                var deletes = record.ownsSpare && remapped == 0
+                if deletes, let reason = StoreFileRemoval.remove(record.sparePath, chunkBytes: record.chunkSize) {
+                    deletes = false
+                    events.record("\(name): kept \(record.sparePath), the spare area snapvol created: \(reason)")
+                }
                 events.record("\(name): remap volume removed" + (deletes ? "" : " (spare \(record.sparePath) kept)"))
                 return RemapRemoval(spareKept: deletes ? nil : record.sparePath, chunksInSpare: remapped)
             }

@@ -53,7 +53,11 @@ extension Controller {
     /// A snapshot being merged is refused, unless `abandoningMerge` and it cannot be attached
     /// (its COW lost): its origin, held back half merged, then comes back as it is, a mix of the
     /// snapshot's chunks and later data, which an alarm says.
-    public func deleteSnapshots(names: [String], force: Bool = false, abandoningMerge: Bool = false) async throws {
+    ///
+    /// Returns a line for each COW file snapvol created that it kept because the path no longer
+    /// holds that COW (`StoreFileRemoval`); an event says the same.
+    @discardableResult
+    public func deleteSnapshots(names: [String], force: Bool = false, abandoningMerge: Bool = false) async throws -> [String] {
         try await command {
             var registry = self.registry
             guard Set(names).count == names.count else { throw ControllerError.refused("a snapshot is named twice") }
@@ -70,13 +74,14 @@ extension Controller {
                 }
                 try save(registry)
             }
+            var kept: [String] = []
             for (origin, record) in records {
                 state.withLock { state in
                     state.live[origin]?.snapshots[record.name] = nil
                     state.live[origin]?.snapshotProblems[record.name] = nil
                 }
-                if record.ownsCow { try? FileManager.default.removeItem(atPath: record.cowPath) }
                 events.record("\(record.name): deleted")
+                if let note = removeCreatedCow(of: record) { kept.append(note) }
             }
             for (origin, record) in records where record.merging {
                 events.record("\(origin): merge from \(record.name) abandoned (its COW could not be attached): "
@@ -84,7 +89,17 @@ extension Controller {
                 state.withLock { $0.live[origin] = nil }
                 if let originRecord = self.registry.origin(named: origin) { await activate(originRecord) }
             }
+            return kept
         }
+    }
+
+    /// Deletes the COW file snapvol created for `record`, if the path still holds it; otherwise
+    /// records an event and returns the line that says what was kept and why.
+    func removeCreatedCow(of record: SnapshotRecord) -> String? {
+        guard record.ownsCow, let reason = StoreFileRemoval.remove(record.cowPath, chunkBytes: record.chunkSize) else { return nil }
+        let note = "kept \(record.cowPath), the COW snapvol created for '\(record.name)': \(reason)"
+        events.record("\(record.name): \(note)")
+        return note
     }
 
     /// Refuses to delete `record`, being merged into origin `origin`, unless `abandoning` and
@@ -172,7 +187,7 @@ extension Controller {
         registry.removeSnapshot(named: name)
         try save(registry)
         state.withLock { $0.live[merge.origin]?.snapshots[name] = nil }
-        if merge.record.ownsCow { try? FileManager.default.removeItem(atPath: merge.record.cowPath) }
+        _ = removeCreatedCow(of: merge.record)
     }
 
     /// Grows a file-backed COW device to `size` bytes.

@@ -134,10 +134,11 @@ struct SnapshotCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await guarded {
-                try await options.withController("snapvol snapshot delete") {
+                let kept = try await options.withController("snapvol snapshot delete") {
                     try await $0.deleteSnapshots(names: names, force: force, abandoningMerge: abandonMerge)
                 }
                 emit("deleted snapshot\(names.count == 1 ? "" : "s") \(names.joined(separator: ", "))")
+                kept.forEach(printWarning)
             }
         }
     }

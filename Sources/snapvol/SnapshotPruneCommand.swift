@@ -36,6 +36,7 @@ extension SnapshotCommand {
                     let names = selection.delete.joined(separator: ", ")
                     emit((dryRun ? "would delete " : "deleted ") + "snapshot\(selection.delete.count == 1 ? "" : "s") \(names) (\(kept))")
                 }
+                selection.keptFiles.forEach(printWarning)
                 if !selection.ageUnknown.isEmpty {
                     emit("left alone, age not known (attached): " + selection.ageUnknown.joined(separator: ", "))
                 }
