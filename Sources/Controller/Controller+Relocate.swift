@@ -28,6 +28,9 @@ extension Controller {
             guard device.size > 0, device.size % 512 == 0 else {
                 throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
             }
+            if !adoptingDevice, try await ForeignContent.holdsExceptionStore(device) {
+                throw ControllerError.refused("\(path) holds an exception store (a snapshot's COW or a spare area), not the data of origin '\(name)': give the origin's own path (--adopt-device takes it anyway)")
+            }
             let old = record.path
             record.path = path
             registry.origins[index] = record

@@ -38,6 +38,8 @@ import TestSupport
         for (arguments, message) in [
             (["origin", "relocate", "s", pool.file("moved/vm.img")], "snapvol: error: 's' is a snapshot: use 'snapshot relocate'\n"),
             (["origin", "relocate", "vm", pool.file("nope")], "snapvol: error: \(pool.file("nope")) does not exist\n"),
+            (["origin", "relocate", "vm", pool.file("moved/s.cow")],
+             "snapvol: error: \(pool.file("moved/s.cow")) holds an exception store (a snapshot's COW or a spare area), not the data of origin 'vm': give the origin's own path (--adopt-device takes it anyway)\n"),
             (["snapshot", "relocate", "s", pool.file("moved/vm.img")],
              "snapvol: error: \(pool.file("moved/vm.img")): not a snapshot COW device (magic 0x22222222, expected 0x70416e53)\n"),
         ] {
