@@ -68,7 +68,10 @@ public struct CowCheckReport: Codable, Sendable {
             report.usedBytes = usage.allocatedSectors * UInt64(sectorBytes)
             report.fillPercent = scan.state == .invalid ? 100 : (usage.dataPercent * 100).rounded() / 100
             report.dmStatus = scan.state == .invalid ? "Invalid" : usage.dmStatus
-            if scan.header.magic == 0 { report.problem = "no store yet (magic 0): the kernel would initialise it" }
+            if scan.header.magic == 0 {
+                let held = (try? await ForeignContent.found(on: device)).flatMap { $0 }.map { ", destroying what it holds: \($0)" } ?? ""
+                report.problem = "no store yet (magic 0): the kernel would initialise it\(held)"
+            }
             if scan.state == .invalid { report.problem = "the snapshot was invalidated (header valid = 0)" }
         } catch let error as CowFormatError {
             report.verdict = .inconsistent

@@ -91,6 +91,10 @@ import TestSupport
         try Shell.check(["mkfs.ext4", "-q", "-L", "keep", pool.file("fs.img")])
         try Self.expectRefused(pool, ["snapshot", "create", "s2", "--origin", "data", "--cow", pool.file("fs.img")],
                                mentioning: "\(pool.file("fs.img")) holds an ext4 filesystem labelled 'keep', which formatting it as a snapshot's COW would destroy")
+        // `check` of it says what the kernel would destroy by taking it as a new COW.
+        let check = try SnapvolBinary.run(["check", pool.file("fs.img")])
+        #expect(check.text.contains("problem: no store yet (magic 0): the kernel would initialise it, destroying what it holds: an ext4 filesystem labelled 'keep'\n"),
+                "\(check.text)")
     }
 
     /// A block device is taken as free unless it holds a known format (a new disk or logical
