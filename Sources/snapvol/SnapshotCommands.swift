@@ -19,7 +19,10 @@ struct SnapshotCommand: AsyncParsableCommand {
                 format libblkid knows, a disk image, or (a regular file) any written data is \
                 refused unless --force.
 
-                Several names, each with its own --origin and --cow in the same order, create a \
+                Without --cow, each COW is a new file NAME.cow in the pool directory (or in \
+                --cow-dir), as the TUI and --all-origins place them.
+
+                Several names, each with its own --origin (and --cow, if any) in the same order, create a \
                 consistent group: the snapshots are taken at one instant, so a write that is in \
                 one of them has every write acknowledged before it was sent in the others (as a \
                 VM with several disks needs). If any of them cannot be made, none is.
@@ -27,10 +30,11 @@ struct SnapshotCommand: AsyncParsableCommand {
         @OptionGroup var options: PoolOptions
         @Argument(help: ArgumentHelp("The snapshot's name (several: a consistent group).", valueName: "name")) var names: [String]
         @Option(help: "The origin to snapshot (once per name, in order).", completion: VolumeCompletion.origins) var origin: [String] = []
-        @Option(help: "The COW file (created sparse if missing) or block device (once per name, in order).") var cow: [String] = []
+        @Option(help: "The COW file (created sparse if missing) or block device (once per name, in order; default: NAME.cow in --cow-dir).")
+        var cow: [String] = []
         @Flag(help: "Snapshot every active origin at one instant: NAME-<origin> each, COW files in --cow-dir.")
         var allOrigins = false
-        @Option(help: ArgumentHelp("With --all-origins: where the COW files go (default: the pool directory).", valueName: "dir"))
+        @Option(help: ArgumentHelp("Where new COW files go when no --cow is given (default: the pool directory).", valueName: "dir"))
         var cowDir: String?
         @Option(help: "Size of a new COW file, or a share of its origin (30%; default 20%).") var cowSize: String?
         @Option(help: "Chunk size: a power of two from 4K to 1G.") var chunkSize: String?
@@ -71,11 +75,14 @@ struct SnapshotCommand: AsyncParsableCommand {
                 }
                 guard !pairs.isEmpty else { throw ControllerError.refused("no active origin to snapshot") }
             } else {
-                guard cowDir == nil else { throw ValidationError("--cow-dir goes with --all-origins; give each snapshot its --cow") }
-                guard origin.count == names.count, cow.count == names.count else {
-                    throw ValidationError("\(Wording.counted(names.count, "name")) but \(Wording.counted(origin.count, "--origin")) and \(Wording.counted(cow.count, "--cow")): give one --origin and one --cow per name, in order")
+                guard cowDir == nil || cow.isEmpty else { throw ValidationError("give --cow-dir or --cow, not both") }
+                guard origin.count == names.count, cow.isEmpty || cow.count == names.count else {
+                    throw ValidationError("\(Wording.counted(names.count, "name")) but \(Wording.counted(origin.count, "--origin")) and \(Wording.counted(cow.count, "--cow")): give one --origin per name, and one --cow per name or none, in order")
                 }
-                pairs = names.indices.map { (names[$0], origin[$0], absolutePath(cow[$0])) }
+                let directory = cowDir.map(absolutePath) ?? controller.location.directory
+                pairs = names.indices.map { index in
+                    (names[index], origin[index], cow.isEmpty ? Controller.defaultCowPath(of: names[index], in: directory) : absolutePath(cow[index]))
+                }
             }
             let chunk = try chunkBytes(chunkSize)
             let (size, percent) = try Self.cowSize(cowSize)

@@ -59,8 +59,25 @@ import TestSupport
         try RefusalTests.expectRefused(pool, ["snapshot", "create", "w2", "--all-origins", "--origin", "a", "--cow", pool.file("x.cow")],
                                        mentioning: "--all-origins takes one name and no --origin or --cow")
         try RefusalTests.expectRefused(pool, ["snapshot", "create", "w2", "--origin", "a", "--cow", pool.file("x.cow"), "--cow-dir", cows],
-                                       mentioning: "--cow-dir goes with --all-origins")
+                                       mentioning: "give --cow-dir or --cow, not both")
         try RefusalTests.expectRefused(pool, ["snapshot", "create", "weekly", "--all-origins"], mentioning: "'weekly-a' already exists")
+    }
+
+    /// Without --cow, each COW is NAME.cow in the pool directory or in --cow-dir (as the TUI
+    /// and --all-origins place them), for one snapshot and for a group; such a file is
+    /// snapvol's own and goes with its snapshot.
+    @Test func withoutCowEachCowIsNamedAfterItsSnapshot() throws {
+        let pool = try Self.pool()
+        try pool.ok("snapshot", "create", "plain", "--origin", "a")
+        #expect(try pool.snapshotStatus("plain")?["cow_path"] as? String == "\(pool.path)/plain.cow")
+        let cows = pool.file("cows")
+        try FileManager.default.createDirectory(atPath: cows, withIntermediateDirectories: true)
+        let group = try pool.ok("snapshot", "create", "ga", "gb", "--origin", "a", "--origin", "b", "--cow-dir", cows)
+        #expect(group.text == "created snapshots ga of a, gb of b at one instant\n")
+        #expect(try pool.snapshotStatus("gb")?["cow_path"] as? String == "\(cows)/gb.cow")
+        #expect(FileManager.default.fileExists(atPath: "\(cows)/ga.cow"))
+        try pool.ok("snapshot", "delete", "plain", "ga")
+        #expect(!FileManager.default.fileExists(atPath: "\(pool.path)/plain.cow") && !FileManager.default.fileExists(atPath: "\(cows)/ga.cow"))
     }
 
     /// `--cow-size 50%`: each new COW is that share of its own origin (whole chunks), as LVM's
@@ -85,7 +102,7 @@ import TestSupport
         try pool.ok("snapshot", "create", "old", "--origin", "b", "--cow", pool.file("old.cow"))
         let cases: [([String], String)] = [
             (["n1", "--origin", "a", "--cow", pool.file("x.cow"), "--cow", pool.file("y.cow")],
-             "1 name but 1 --origin and 2 --cows: give one --origin and one --cow per name, in order"),
+             "1 name but 1 --origin and 2 --cows: give one --origin per name, and one --cow per name or none, in order"),
             (["n1", "n2", "--origin", "a", "--origin", "b", "--cow", pool.file("x.cow"), "--cow", pool.file("old.cow")],
              "\(pool.file("old.cow")) is already used by 'old'"),
             (["n1", "n2", "--origin", "a", "--origin", "nope", "--cow", pool.file("x.cow"), "--cow", pool.file("y.cow")], "'nope'"),
