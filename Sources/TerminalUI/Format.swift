@@ -49,6 +49,27 @@ enum Format {
         return right ? pad + text : text + pad
     }
 
+    /// `text` broken at spaces into lines of at most `width` characters (a word longer than
+    /// that is cut), at most `limit` lines; when more would be needed the last one ends in "…".
+    static func wrap(_ text: String, width: Int, limit: Int) -> [String] {
+        var lines: [String] = []
+        var line = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false).map(String.init) {
+            if !line.isEmpty, line.count + 1 + word.count > width {
+                lines.append(line)
+                line = ""
+            }
+            line += (line.isEmpty ? "" : " ") + word
+            while line.count > width {
+                lines.append(String(line.prefix(width)))
+                line = String(line.dropFirst(width))
+            }
+        }
+        lines.append(line)
+        guard lines.count > limit else { return lines }
+        return Array(lines.prefix(limit - 1)) + [String(lines[limit - 1].prefix(width - 1)) + "…"]
+    }
+
     /// A fill bar of `width` cells for `percent` (0-100).
     static func bar(_ percent: Double, width: Int, unicode: Bool) -> (filled: String, empty: String) {
         let cells = Int((percent / 100 * Double(width)).rounded(.up))

@@ -212,9 +212,17 @@ public enum Renderer {
         return "in memory: \(table.residentExceptions) of \(report.exceptions)"
     }
 
+    /// The prompt, or the last message; an error too long for one line (a refusal names the
+    /// path and what to do) takes up to three, over the bottom of the detail pane.
     static func drawStatusLine(_ view: ViewState, _ screen: Screen) {
-        let text = view.prompt ?? view.message
-        screen.put(screen.rows - 2, 0, Format.cell(" " + text, screen.columns), view.messageIsError && view.prompt == nil ? .error : .status)
+        guard view.prompt == nil, view.messageIsError else {
+            screen.put(screen.rows - 2, 0, Format.cell(" " + (view.prompt ?? view.message), screen.columns), .status)
+            return
+        }
+        let lines = Format.wrap(view.message, width: screen.columns - 1, limit: 3)
+        for (index, line) in lines.enumerated() {
+            screen.put(screen.rows - 1 - lines.count + index, 0, Format.cell(" " + line, screen.columns), .error)
+        }
     }
 
     static func drawKeyBar(_ view: ViewState, _ screen: Screen) {

@@ -131,6 +131,28 @@ import TestSupport
         }
     }
 
+    /// A refusal too long for the status line wraps onto the lines above it, whole, in the
+    /// error colour; a short message keeps its one line.
+    @Test func aLongErrorWrapsAboveTheStatusLine() {
+        var model = MonitorModel()
+        model.update(Self.status())
+        var view = ViewState()
+        view.message = "/srv/images/data.bin holds 1 MiB of written data, which formatting it as a snapshot's COW would destroy: "
+            + "give a path that does not exist yet (snapvol creates the file), or add --force to overwrite it"
+        view.messageIsError = true
+        let screen = TextScreen(rows: 24, columns: 80)
+        Renderer.draw(model, view, on: screen)
+        let shown = screen.lines[20...22].map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(shown.joined(separator: " ") == view.message, "\(screen.text)")
+        #expect((20...22).allSatisfy { screen.elements[$0][1] == .error })
+        #expect(Format.wrap(String(repeating: "word ", count: 60), width: 20, limit: 3).last?.hasSuffix("…") == true)
+
+        view.message = "created snapshot s of a"
+        view.messageIsError = false
+        Renderer.draw(model, view, on: screen)
+        #expect(screen.lines[22] == " created snapshot s of a" && !screen.lines[21].contains("created"))
+    }
+
     /// A snapshot adopted with `snapshot attach` has no known creation time.
     @Test func anAttachedSnapshotsAgeIsNotKnown() {
         var model = MonitorModel()
