@@ -25,7 +25,7 @@ extension Controller {
                 }
                 try device.lockAsSoleWriter()
                 if !force, try await ForeignContent.holdsExceptionStore(device) {
-                    throw ControllerError.refused("\(path) holds an exception store (a snapshot's COW or a spare area), which writes to it as an origin would destroy: adopt a COW with 'snapshot attach', or add --force to register it anyway")
+                    throw ControllerError.refused("\(path) holds \(ForeignContent.exceptionStore), which writes to it as an origin would destroy: adopt a COW with 'snapshot attach', or add --force to register it anyway")
                 }
                 identity = try device.identity()
             }

@@ -29,7 +29,7 @@ extension Controller {
                 throw ControllerError.refused("\(path): size \(device.size) is not a positive multiple of 512 bytes")
             }
             if !adoptingDevice, try await ForeignContent.holdsExceptionStore(device) {
-                throw ControllerError.refused("\(path) holds an exception store (a snapshot's COW or a spare area), not the data of origin '\(name)': give the origin's own path (--adopt-device takes it anyway)")
+                throw ControllerError.refused("\(path) holds \(ForeignContent.exceptionStore), not the data of origin '\(name)': give the origin's own path (--adopt-device takes it anyway)")
             }
             let old = record.path
             record.path = path
