@@ -106,6 +106,7 @@ public final class MonitorApp {
         case Int32(UInt8(ascii: "e")), snapvol_key_f(5): startExtend()
         case Int32(UInt8(ascii: "r")): startRename()
         case Int32(UInt8(ascii: "t")): askToTrust()
+        case Int32(UInt8(ascii: "l")): startRelocate()
         default: break
         }
         return true
@@ -168,6 +169,16 @@ public final class MonitorApp {
         guard let row = model.selected, row.kind != .remap else { return show("select a snapshot or an origin to rename", error: true) }
         let clients = row.kind == .origin ? model.status?.origin(named: row.name)?.clients : model.status?.snapshot(named: row.name)?.clients
         startTyping(TypedValue(purpose: .name(kind: row.kind, force: (clients ?? 0) > 0), target: row.name))
+    }
+
+    /// `l` on an inactive origin or snapshot: asks where its device (an origin's, a COW) is now.
+    private func startRelocate() {
+        if refuseIfReadOnly("relocate") { return }
+        guard let row = model.selected, row.kind != .remap else { return show("select an inactive origin or snapshot to relocate", error: true) }
+        guard row.state == "inactive" else {
+            return show("only an inactive volume is relocated: \(row.name) is \(row.state)", error: true)
+        }
+        startTyping(TypedValue(purpose: .path(kind: row.kind), target: row.name))
     }
 
     private func startTyping(_ value: TypedValue) {
@@ -249,6 +260,12 @@ public final class MonitorApp {
         if case .name(let kind, let force) = value.purpose {
             return run("renaming \(target)", done: "renamed \(target) to \(text)", select: text) { [source] in
                 try await source.rename(kind, target, to: text, force: force)
+            }
+        }
+        if case .path(let kind) = value.purpose {
+            let path = text.hasPrefix("/") ? text : FileManager.default.currentDirectoryPath + "/" + text
+            return run("relocating \(target)", done: "relocated \(target) to \(path)", select: target) { [source] in
+                try await source.relocate(kind, target, to: path)
             }
         }
         guard let size = cowShare(text, of: target) ?? (try? ByteSize.parse(text)) else { return show("invalid size '\(text)'", error: true) }

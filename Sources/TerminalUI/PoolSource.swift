@@ -24,6 +24,14 @@ public protocol PoolSource: Sendable {
     func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws
     /// Clears the suspect mark of snapshots (`snapshot trust`).
     func trustSnapshots(names: [String]) async throws
+    /// Points an inactive origin or snapshot at the path where its device now is, and activates
+    /// it (`origin relocate`, `snapshot relocate`); a remap volume, with two devices, is refused.
+    func relocate(_ kind: VolumeRow.Kind, _ name: String, to path: String) async throws
+}
+
+/// The one refusal every source gives for relocating a remap volume from the TUI.
+public func remapRelocationRefusal(_ name: String) -> ControllerError {
+    .refused("a remap volume has two devices: use 'snapvol remap relocate \(name) --device PATH --spare PATH'")
 }
 
 /// The pool driven in this process.
@@ -51,6 +59,13 @@ public struct ControllerSource: PoolSource {
         }
     }
     public func trustSnapshots(names: [String]) async throws { try await controller.trustSnapshots(names: names) }
+    public func relocate(_ kind: VolumeRow.Kind, _ name: String, to path: String) async throws {
+        switch kind {
+        case .origin: _ = try await controller.relocateOrigin(name, to: path)
+        case .snapshot: try await controller.relocateSnapshot(name, cowPath: path)
+        case .remap: throw remapRelocationRefusal(name)
+        }
+    }
 }
 
 /// The pool as it is on disk, read without the lock and without opening anything for writing.
@@ -72,6 +87,7 @@ public struct DiskSource: PoolSource {
     public func resizeOrigin(name: String, size: UInt64) async throws { throw Self.refusal }
     public func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws { throw Self.refusal }
     public func trustSnapshots(names: [String]) async throws { throw Self.refusal }
+    public func relocate(_ kind: VolumeRow.Kind, _ name: String, to path: String) async throws { throw Self.refusal }
 
     static let refusal = ControllerError.refused("read-only mode: no changes are made")
 }

@@ -255,7 +255,8 @@ enum HelpOverlay {
         ("N", "snapshot every origin at one instant (a group)", true),
         ("d, F8", "delete the selected snapshot (asks)", true), ("m, F6", "merge the selected snapshot (asks)", true),
         ("e, F5", "extend the selected snapshot's COW, or resize the origin", true), ("r", "rename the selected snapshot or origin", true),
-        ("t", "trust a suspect snapshot: clear its mark (asks)", true), ("/, F3", "filter by name or state (Esc clears)", false),
+        ("t", "trust a suspect snapshot: clear its mark (asks)", true), ("l", "relocate an inactive volume (asks its path)", true),
+        ("/, F3", "filter by name or state (Esc clears)", false),
         ("s, F4", "cycle the sort order", false), ("+ / -", "refresh slower / faster", false),
         ("p", "pause or resume refreshing", false), ("?, F1", "this help (any key closes)", false), ("q, F10", "quit", false),
     ]

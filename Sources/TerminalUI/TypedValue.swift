@@ -1,7 +1,7 @@
 import Controller
 
 /// A value typed at the prompt for one volume: a new size for a snapshot's COW or for an origin,
-/// or a new name for a snapshot or an origin. The prompt line shows what is typed so far.
+/// a new name for a snapshot or an origin, or the path an inactive one's device moved to. The prompt line shows what is typed so far.
 struct TypedValue: Sendable {
     enum Purpose: Sendable {
         case cowSize
@@ -9,6 +9,8 @@ struct TypedValue: Sendable {
         case originSize(current: UInt64)
         /// `force`: the volume has NBD clients, whom the rename disconnects.
         case name(kind: VolumeRow.Kind, force: Bool)
+        /// Where an inactive volume's device (an origin's, a snapshot's COW) now is.
+        case path(kind: VolumeRow.Kind)
     }
 
     let purpose: Purpose
@@ -22,6 +24,8 @@ struct TypedValue: Sendable {
         case .name(let kind, let force):
             let what = kind == .origin ? "origin " : ""
             return "new name for \(what)\(target)\(force ? " (disconnects its NBD clients)" : ""): \(text)_"
+        case .path(let kind):
+            return kind == .origin ? "where origin \(target)'s device is now: \(text)_" : "where the COW of \(target) is now: \(text)_"
         }
     }
 
@@ -30,6 +34,7 @@ struct TypedValue: Sendable {
         case .cowSize: return "extend cancelled"
         case .originSize: return "resize cancelled"
         case .name: return "rename cancelled"
+        case .path: return "relocate cancelled"
         }
     }
 }

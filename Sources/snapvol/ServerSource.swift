@@ -67,6 +67,11 @@ struct ServerSource: PoolSource {
     }
     func extendSnapshot(name: String, cowSize: UInt64) async throws { _ = try run(["snapshot", "extend", name, "--cow-size", "\(cowSize)"]) }
     func resizeOrigin(name: String, size: UInt64) async throws { _ = try run(["origin", "resize", name, "--size", "\(size)"]) }
+    func relocate(_ kind: VolumeRow.Kind, _ name: String, to path: String) async throws {
+        guard kind != .remap else { throw remapRelocationRefusal(name) }
+        _ = try run([kind == .origin ? "origin" : "snapshot", "relocate", name, path])
+    }
+
     func rename(_ kind: VolumeRow.Kind, _ name: String, to newName: String, force: Bool) async throws {
         guard kind != .remap else { throw ControllerError.refused("remap volumes are not renamed") }
         _ = try run([kind == .origin ? "origin" : "snapshot", "rename", name, newName] + (force ? ["--force"] : []))

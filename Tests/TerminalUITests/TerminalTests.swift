@@ -179,6 +179,25 @@ struct TerminalTests {
         #expect(try pool.snapshotStatus("base")?["suspect"] == nil)
     }
 
+    /// A snapshot whose COW was moved shows inactive; `l` asks where its COW is now and
+    /// relocates it (`snapshot relocate`), which only an inactive volume accepts.
+    @Test func relocateAnInactiveSnapshotFromTheKeyboard() throws {
+        let pool = try Self.pool()
+        try pool.ok("io", "write", "vm", "0", "64K", "--pattern", "0x22")
+        try FileManager.default.moveItem(atPath: pool.file("base.cow"), toPath: pool.file("moved.cow"))
+        let session = try Self.tui(pool)
+        try session.press("l", until: "only an inactive volume is relocated: vm is active")
+        try session.press("j", "l", until: "where the COW of base is now: _")
+        try session.press("Escape", until: "relocate cancelled")
+        try session.press("l", until: "where the COW of base is now: _")
+        try session.type(pool.file("moved.cow"))
+        try session.press("Enter", until: "relocated base to \(pool.file("moved.cow"))")
+        try session.waitFor("base active again") { $0.split(separator: "\n").contains { $0.contains("└ base") && $0.contains("active") && !$0.contains("inactive") } }
+        try session.press("q", until: "SESSION-ENDED")
+        #expect(try pool.snapshotStatus("base")?["cow_path"] as? String == pool.file("moved.cow"))
+        #expect(try pool.ok("io", "read", "base", "0", "64K").stdout.allSatisfy { $0 == 0 }, "the snapshot kept the origin as it was")
+    }
+
     /// While the TUI drives the pool, commands from elsewhere (a cron job) go through it instead
     /// of finding the pool locked, and it shows their effect; it removes its socket on quitting.
     @Test func commandsRunElsewhereGoThroughTheTUI() throws {
