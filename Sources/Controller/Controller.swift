@@ -69,12 +69,19 @@ public final class Controller: Sendable {
         return controller
     }
 
-    /// Flushes every active volume, then retires each origin (its I/O refused from then on) and
-    /// detaches its snapshots, so that nothing keeps a device open once the controller goes: its
-    /// descriptors close, with their image locks, and the pool can be opened again in this
-    /// process (an origin and its snapshots hold each other until detached). The pool's lock
-    /// is released when the controller goes away.
+    /// Flushes every active volume, then retires each origin (its I/O refused from then on),
+    /// detaches its snapshots (an origin and its snapshots hold each other until detached) and
+    /// lets go of them all, waiting for their descriptors to close with their image locks: the
+    /// pool's devices can be opened again at once, in this process too. The pool's lock is
+    /// released when the controller goes away.
     public func close() async {
+        await retireVolumes()
+        await releaseVolumes()
+    }
+
+    /// Flushes every active volume, retires its origins, detaches their snapshots and records
+    /// the origins' stamps; the volumes stay in the state (and alive) for `releaseVolumes`.
+    private func retireVolumes() async {
         let (live, remaps) = state.withLock { state in (Array(state.live.values), Array(state.remaps.values)) }
         for remap in remaps { try? await remap.flush() }
         for snapshot in live.flatMap(\.snapshots.values) { try? await snapshot.flush() }
@@ -94,6 +101,34 @@ public final class Controller: Sendable {
         // command cut off at a server's stop may still try): its stamp is final.
         await recordStamps(of: live.compactMap(\.origin), exceptionCounts: exceptionCounts)
     }
+
+    /// Lets go of every volume, so that its descriptors close now rather than when the last
+    /// reference to the controller goes, and waits for them (a task that finished its last I/O
+    /// may hold its volume a moment longer): once `close` returns, the pool's devices can be
+    /// opened again, by this process or another, without meeting this one's image locks. A
+    /// volume a client still holds keeps its device until the client lets go; the wait ends
+    /// after two seconds, and says so. The volumes read as inactive from then on: "the pool is
+    /// closed".
+    private func releaseVolumes() async {
+        let released = state.withLock { state in
+            var released = ReleasedDevices()
+            for (name, entry) in state.live {
+                released.add(entry)
+                state.live[name] = entry.closed(because: Self.closedReason)
+            }
+            for (name, remap) in state.remaps {
+                released.add(remap)
+                state.remapProblems[name] = Self.closedReason
+            }
+            state.remaps = [:]
+            return released
+        }
+        if await !released.waitUntilClosed(limit: .seconds(2)) {
+            events.record("closing: a client still holds a volume; its device closes when the client lets go")
+        }
+    }
+
+    static let closedReason = "the pool is closed"
 
     public var registry: Registry { state.withLock { $0.registry } }
 
@@ -173,4 +208,11 @@ struct LiveOrigin {
 
     /// The volume front ends get for the origin: guarded while a snapshot could not be activated.
     var volume: (any Volume)? { guarded ?? origin }
+
+    /// This origin once its controller has let go of it: its volumes inactive for `reason`.
+    func closed(because reason: String) -> LiveOrigin {
+        var closed = LiveOrigin(origin: nil, problem: problem ?? reason, snapshotProblems: snapshotProblems)
+        for name in snapshots.keys { closed.snapshotProblems[name] = ("inactive", reason) }
+        return closed
+    }
 }

@@ -21,7 +21,13 @@ import TestSupport
         var world = try await PoolModel(dir: dir.path)
         var log: [String] = []
         for step in 0..<Self.steps {
-            let action = try await world.randomStep()
+            let action: String
+            do {
+                action = try await world.randomStep()
+            } catch {
+                Issue.record("step \(step) threw: \(error); seed \(world.generator.seed); last steps: \(log.suffix(10).joined(separator: "; "))")
+                break
+            }
             log.append(action)
             if let mismatch = try await world.firstMismatch() {
                 Issue.record("""
@@ -229,11 +235,14 @@ struct PoolModel {
 
     // MARK: checks
 
-    /// Closes the pool, runs `meanwhile` (a file moved) and opens the pool again. The lock goes
+    /// Closes the pool, checks that it let go of every device, runs `meanwhile` (a file moved)
+    /// and opens the pool again. The lock goes
     /// with the old controller, a moment after its last reference: opening waits up to 10 s for
     /// it, so a controller kept alive for good still fails the test.
     private mutating func closeAndOpen(_ meanwhile: () throws -> Void = {}) async throws {
         await controller.close()
+        let stillOpen = Self.descriptorsOpen(under: dir).filter { !$0.hasPrefix(location.directory + "/") }
+        if !stillOpen.isEmpty { Issue.record("closed, the pool still has \(stillOpen) open; seed \(generator.seed)") }
         held = nil
         try meanwhile()
         let deadline = ContinuousClock.now + .seconds(10)
@@ -272,6 +281,13 @@ struct PoolModel {
     }
 
     // MARK: helpers
+
+    /// The files under `directory` that this process has open.
+    private static func descriptorsOpen(under directory: String) -> [String] {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return descriptors.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+            .filter { $0.hasPrefix(directory + "/") }
+    }
 
     private func volumeImage(_ name: String) -> [UInt8] { origins[name] ?? snapshots[name]!.image }
 
