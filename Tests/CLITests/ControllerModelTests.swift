@@ -236,9 +236,9 @@ struct PoolModel {
     // MARK: checks
 
     /// Closes the pool, checks that it let go of every device, runs `meanwhile` (a file moved)
-    /// and opens the pool again. The lock goes
-    /// with the old controller, a moment after its last reference: opening waits up to 10 s for
-    /// it, so a controller kept alive for good still fails the test.
+    /// and opens the pool again. The lock goes with the old controller, a moment after its last
+    /// reference: opening waits up to 10 s for it, so a controller kept alive for good still
+    /// fails the test.
     private mutating func closeAndOpen(_ meanwhile: () throws -> Void = {}) async throws {
         await controller.close()
         let stillOpen = Self.descriptorsOpen(under: dir).filter { !$0.hasPrefix(location.directory + "/") }
