@@ -152,21 +152,6 @@ public final class Origin: Sendable {
 
     // MARK: origin I/O
 
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
-        try checkRange(offset: offset, length: UInt64(buffer.count))
-        let range = offset..<offset + UInt64(buffer.count)
-        // A read sees every write acknowledged before it: queued ones it overlaps are waited for.
-        let (merging, queued) = try await enterOwnGate { ($0.merge != nil, $0.writeBack.blockers(of: range)) }
-        defer { leaveGate() }
-        for write in queued { await write.wait() }
-        if merging {
-            try await readMergeView(into: buffer, at: offset)
-        } else {
-            try await device.read(into: buffer, at: offset)
-        }
-        counters.countRead(buffer.count)
-    }
-
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         try checkRange(offset: offset, length: UInt64(buffer.count))
         let (merging, direct) = try await enterGate(writing: offset..<offset + UInt64(buffer.count))

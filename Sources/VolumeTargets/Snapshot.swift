@@ -20,6 +20,9 @@ public final class Snapshot: Sendable {
     public let store: any ExceptionStore
     /// The store's chunk geometry (kept here: reading it through the existential costs a call per I/O).
     let geometry: ChunkGeometry
+    /// The store's device (kept here: reading it through the existential costs a call and a
+    /// retain per I/O, while a stored `let` is borrowed).
+    let cowDevice: any BlockDevice
     /// The snapshot's size: its origin's (kept here: the range check of every read would
     /// otherwise go through the reference to the origin).
     public let size: UInt64
@@ -30,6 +33,7 @@ public final class Snapshot: Sendable {
         self.origin = origin
         self.store = store
         self.geometry = store.geometry
+        self.cowDevice = store.device
         self.size = origin.size
     }
 
@@ -37,7 +41,9 @@ public final class Snapshot: Sendable {
     public func rename(to newName: String) { currentName.change(to: newName) }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {
-        try await origin.readSnapshot(self, into: buffer, at: offset)
+        // The common read is done by `startSnapshotRead`, and returns without an `await` (see it).
+        let progress = try origin.startSnapshotRead(self, into: buffer, at: offset)
+        if !progress.isDone { try await origin.finishSnapshotRead(progress, self, into: buffer, at: offset) }
         counters.countRead(buffer.count)
     }
 
