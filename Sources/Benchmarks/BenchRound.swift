@@ -86,6 +86,11 @@ struct BenchRound {
         try await record("origin seq 1M write, no snapshot", vs: Names.rawSeqWrite, IODriver.run(sequential, .write, on: target), adjacent: raw)
         raw = try await rawWrite(random)
         try await record("origin rand 4K write, no snapshot", vs: Names.rawRandWrite, IODriver.run(random, .write, on: target), adjacent: raw)
+        // Origin reads take the same path with or without snapshots (they are never copied).
+        for (pattern, label, baseline) in [(sequential, "seq 1M", Names.rawSeqRead), (randomReads, "rand 4K", Names.rawRandRead)] {
+            let (engine, adjacent) = try await timeWarmReads(pattern, target, against: .device(device))
+            record("origin \(label) read", vs: baseline, engine, adjacent: adjacent)
+        }
     }
 
     /// First write and rewrite with one snapshot, reads of a snapshot whose chunks are all in

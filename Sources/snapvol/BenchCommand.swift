@@ -10,10 +10,10 @@ struct BenchCommand: AsyncParsableCommand {
             Each round (one run at one chunk size) times raw I/O on the origin file, then the same \
             request streams through the engine: origin writes with 0, 1 and N snapshots (first write \
             and rewrite; sequential first writes with 1 and N snapshots also with the origin out of \
-            the page cache), snapshot reads, activation of a full COW, merge. It also reports the \
+            the page cache), origin and snapshot reads, activation of a full COW, merge. It also reports the \
             bytes the engine read and wrote per byte written to the origin. Each case's ratio is taken \
             against its baseline timed just before it (raw I/O on the origin file; 1 snapshot for the \
-            N-snapshot cases), every case starting after sync(2); warm snapshot reads (from the page \
+            N-snapshot cases), every case starting after sync(2); warm reads (from the page \
             cache, about 10 ms a case) alternate with their baseline 5 times and keep each side's \
             median. Requests are sent one at a time \
             (queue depth 1, like fio's psync engine); every write case ends with a flush inside the \

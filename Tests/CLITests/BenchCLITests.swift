@@ -16,7 +16,7 @@ import TestSupport
         let names = Set(rows.compactMap { $0["name"] as? String })
         for expected in ["raw seq 1M write", "raw copy-before-write floor, seq 1M", "origin seq 1M write, 1 snapshot, first write",
                          "origin rand 4K write, 1 snapshot, rewrite", "origin rand 4K write, 2 snapshots, first write",
-                         "snapshot rand 4K read, chunks in COW, cold", "activation of a full COW",
+                         "snapshot rand 4K read, chunks in COW, cold", "origin rand 4K read", "activation of a full COW",
                          "merge a full snapshot into its origin", "merge a snapshot of random chunks",
                          "origin rand 4K write, 1 snapshot, first write, write-through",
                          "origin seq 1M write, 1 snapshot, first write, origin not cached",
