@@ -28,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Counts heap allocations (malloc interposition) for the hot-path allocation tests and
+        // `snapvol bench` run under LD_PRELOAD; never linked into the snapvol binary.
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
         .target(name: "CSnapvolSys"),
@@ -90,6 +93,10 @@ let package = Package(
                                                     .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Controller", "snapvol"]),
         .testTarget(name: "VolumeTargetsTests", dependencies: ["VolumeTargets", "AsyncPrimitives", "TestSupport"]),
+        // Links the malloc interposer, which then replaces malloc in the whole test process.
+        .testTarget(name: "HotPathAllocationTests",
+                    dependencies: ["VolumeTargets", "TestSupport",
+                                   .product(name: "MallocInterposerSwift", package: "malloc-interposer")]),
     ],
     swiftLanguageModes: [.v6]
 )

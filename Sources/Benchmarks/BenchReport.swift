@@ -47,16 +47,20 @@ public struct BenchReport: Sendable, Codable {
         public var baseline: String?
         public var medianRatio: Double?
         public var runs: Int
+        /// Heap allocations per operation (median over the runs); nil when not counted.
+        public var allocationsPerOperation: Double?
     }
 
     public var rows: [Row] {
         Self.groupedInOrder(measurements) { "\($0.chunkBytes ?? 0)|\($0.name)" }.map { group in
             let rates = group.map(\.sample.mebibytesPerSecond)
             let ratios = group.compactMap(ratio(of:))
+            let allocations = group.compactMap(\.sample.allocationsPerOperation)
             return Row(name: group[0].name, chunkBytes: group[0].chunkBytes, medianMiBps: median(rates),
                        medianIOPS: median(group.map(\.sample.operationsPerSecond)),
                        minMiBps: rates.min() ?? 0, maxMiBps: rates.max() ?? 0, baseline: Self.label(of: group[0]),
-                       medianRatio: ratios.isEmpty ? nil : median(ratios), runs: group.count)
+                       medianRatio: ratios.isEmpty ? nil : median(ratios), runs: group.count,
+                       allocationsPerOperation: allocations.isEmpty ? nil : median(allocations))
         }
     }
 
@@ -110,12 +114,19 @@ extension BenchReport {
     public var table: String {
         var lines = ["snapvol bench — \(date) — \(machine)",
                      settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "), ""]
-        lines.append(pad("case", Self.nameWidth) + pad("chunk", 7) + pad("MiB/s", 10) + pad("IOPS", 10) + pad("ratio", 8) + "vs")
+        let rows = self.rows
+        let counted = rows.contains { $0.allocationsPerOperation != nil }
+        lines.append(pad("case", Self.nameWidth) + pad("chunk", 7) + pad("MiB/s", 10) + pad("IOPS", 10)
+                     + (counted ? pad("allocs/op", 11) : "") + pad("ratio", 8) + "vs")
         for row in rows {
             let chunk = row.chunkBytes.map { IOPattern.label($0) } ?? "-"
             let ratio = row.medianRatio.map { String(format: "%.2f", $0) } ?? ""
+            let allocations = counted ? pad(row.allocationsPerOperation.map { String(format: "%.2f", $0) } ?? "", 11) : ""
             lines.append(pad(row.name, Self.nameWidth) + pad(chunk, 7) + pad(String(format: "%.1f", row.medianMiBps), 10)
-                         + pad(String(format: "%.0f", row.medianIOPS), 10) + pad(ratio, 8) + (row.baseline ?? ""))
+                         + pad(String(format: "%.0f", row.medianIOPS), 10) + allocations + pad(ratio, 8) + (row.baseline ?? ""))
+        }
+        if !counted {
+            lines.append("(allocations not counted: run under LD_PRELOAD=<build dir>/libMallocInterposerSwift.so to count them)")
         }
         if !figures.isEmpty {
             lines.append("")

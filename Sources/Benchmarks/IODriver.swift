@@ -9,11 +9,15 @@ public struct Sample: Sendable, Codable, Equatable {
     public var seconds: Double
     public var bytes: UInt64
     public var operations: Int
+    /// Heap allocations of the whole process while it ran; nil when not counted
+    /// (`AllocationCounter.available` is nil).
+    public var allocations: Int?
 
-    public init(seconds: Double, bytes: UInt64, operations: Int) {
+    public init(seconds: Double, bytes: UInt64, operations: Int, allocations: Int? = nil) {
         self.seconds = seconds
         self.bytes = bytes
         self.operations = operations
+        self.allocations = allocations
     }
 
     /// The sample of median duration (the upper middle one of an even count).
@@ -24,6 +28,9 @@ public struct Sample: Sendable, Codable, Equatable {
 
     public var mebibytesPerSecond: Double { seconds > 0 ? Double(bytes) / 1_048_576 / seconds : 0 }
     public var operationsPerSecond: Double { seconds > 0 ? Double(operations) / seconds : 0 }
+    public var allocationsPerOperation: Double? {
+        allocations.map { operations > 0 ? Double($0) / Double(operations) : 0 }
+    }
 }
 
 /// Something requests can be sent to: a raw device or an engine volume.
@@ -60,28 +67,32 @@ public enum IODriver {
     public static func run(_ pattern: IOPattern, _ direction: Direction, on target: IOTarget, fill: UInt8 = 0x5A) async throws -> Sample {
         let buffer = AlignedBuffer(count: pattern.blockBytes)
         buffer.fill(fill)
-        settle()
-        let start = DispatchTime.now().uptimeNanoseconds
-        switch direction {
-        case .read:
-            for offset in pattern.offsets { try await target.read(buffer.mutableBytes, offset) }
-        case .write:
-            for offset in pattern.offsets { try await target.write(buffer.bytes, offset) }
-            try await target.flush()
+        return try await time(bytes: pattern.bytes, operations: pattern.offsets.count) {
+            switch direction {
+            case .read:
+                for offset in pattern.offsets { try await target.read(buffer.mutableBytes, offset) }
+            case .write:
+                for offset in pattern.offsets { try await target.write(buffer.bytes, offset) }
+                try await target.flush()
+            }
         }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return Sample(seconds: seconds, bytes: pattern.bytes, operations: pattern.offsets.count)
     }
 
     /// Writes back every dirty page of the machine and waits (sync(2)).
     static func settle() { sync() }
 
-    /// Times `body` as one operation moving `bytes`.
+    /// Times `body` as `operations` operations moving `bytes`, counting its allocations when
+    /// the process can (`AllocationCounter`).
     public static func time(bytes: UInt64, operations: Int = 1, _ body: () async throws -> Void) async throws -> Sample {
         settle()
         let start = DispatchTime.now().uptimeNanoseconds
-        try await body()
+        var allocations: Int?
+        if let counter = AllocationCounter.available {
+            allocations = try await counter.counting(body).1
+        } else {
+            try await body()
+        }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return Sample(seconds: seconds, bytes: bytes, operations: operations)
+        return Sample(seconds: seconds, bytes: bytes, operations: operations, allocations: allocations)
     }
 }

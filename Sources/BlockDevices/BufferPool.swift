@@ -15,8 +15,10 @@ public final class BufferPool: Sendable {
     public static let shared = BufferPool()
 
     private struct Idle {
-        /// Idle buffers by size class, as addresses (their memory is owned by the pool while listed).
-        var lists: [Int: [UInt]] = [:]
+        /// Idle buffers by size class (index `classIndex(of:)`), as addresses (their memory is
+        /// owned by the pool while listed). An array, not a dictionary keyed by size: a
+        /// dictionary's in-place `modify` allocates its coroutine frames, on every take and give.
+        var lists = [[UInt]](repeating: [], count: Int.bitWidth)
         var bytes = 0
     }
 
@@ -34,7 +36,7 @@ public final class BufferPool: Sendable {
     public func take(_ count: Int) -> PooledBuffer {
         let size = Self.sizeClass(of: count)
         let reused = idle.withLock { idle -> UInt? in
-            guard let address = idle.lists[size]?.popLast() else { return nil }
+            guard let address = idle.lists[Self.classIndex(of: size)].popLast() else { return nil }
             idle.bytes -= size
             return address
         }
@@ -48,10 +50,13 @@ public final class BufferPool: Sendable {
         count <= 4096 ? 4096 : 1 << (Int.bitWidth - (count - 1).leadingZeroBitCount)
     }
 
+    /// Where a size class's list is: its power of two.
+    private static func classIndex(of size: Int) -> Int { size.trailingZeroBitCount }
+
     fileprivate func give(_ base: UnsafeMutableRawPointer, capacity: Int) {
         let kept = idle.withLock { idle -> Bool in
             guard idle.bytes + capacity <= idleLimit else { return false }
-            idle.lists[capacity, default: []].append(UInt(bitPattern: base))
+            idle.lists[Self.classIndex(of: capacity)].append(UInt(bitPattern: base))
             idle.bytes += capacity
             return true
         }

@@ -14,13 +14,28 @@ struct ChunkKey: Hashable {
 /// What an origin write must do before it may proceed: copies to start, copies to wait for,
 /// snapshots to invalidate.
 struct CopyPlan {
-    var jobs: [ChunkKey: CopyJob] = [:]
+    /// One single-chunk job per chunk, in the order they were planned.
+    var jobs: [CopyJob] = []
+    /// Where each chunk's job is in `jobs`. An index, not a dictionary of jobs updated in
+    /// place: a dictionary's `modify` allocates its coroutine frames, for every chunk copied.
+    var jobIndex: [ChunkKey: Int] = [:]
     var waits: [PendingException] = []
     var invalidated: [(Snapshot, String)] = []
     /// Chunks whose exception must be read back from a metadata area before deciding.
     var loads: [(Snapshot, ChunkIndex)] = []
 
     var isEmpty: Bool { jobs.isEmpty && waits.isEmpty && invalidated.isEmpty && loads.isEmpty }
+
+    /// Adds `snapshot` to the job copying `chunk`, creating the job if it is the first.
+    mutating func addJob(for chunk: ChunkIndex, of geometry: ChunkGeometry, to snapshot: Snapshot, _ pending: PendingException) {
+        let key = ChunkKey(shift: geometry.shift, chunk: chunk)
+        let index = jobIndex[key] ?? jobs.count
+        if index == jobs.count {
+            jobIndex[key] = index
+            jobs.append(CopyJob(geometry: geometry, chunk: chunk))
+        }
+        jobs[index].add(snapshot, pending)
+    }
 }
 
 extension Origin {
@@ -33,7 +48,7 @@ extension Origin {
             let plan = state.withLock { Self.planCopies(&$0, offset: offset, length: length, skipping: skipped, resolved: resolved) }
             if plan.isEmpty { return }
             for (snapshot, reason) in plan.invalidated { await announceInvalid(snapshot, reason: reason) }
-            await runCopies(CopyJob.runs(of: plan.jobs.values))
+            await runCopies(CopyJob.runs(of: plan.jobs))
             for pending in plan.waits { _ = await pending.wait() }
             for (snapshot, chunk) in plan.loads {
                 resolved[ObjectIdentifier(snapshot), default: [:]][chunk] = await resolveForWrite(snapshot, chunk)
@@ -57,8 +72,7 @@ extension Origin {
                     case .unloaded: plan.loads.append((snapshot, chunk))
                     case .wait(let pending): plan.waits.append(pending)
                     case .copy(let pending):
-                        let key = ChunkKey(shift: tables.geometry.shift, chunk: chunk)
-                        plan.jobs[key, default: CopyJob(geometry: tables.geometry, chunk: chunk)].add(snapshot, pending)
+                        plan.addJob(for: chunk, of: tables.geometry, to: snapshot, pending)
                     case .storeRefused: return true
                     }
                 }

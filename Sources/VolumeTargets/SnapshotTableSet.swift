@@ -10,8 +10,15 @@ struct SnapshotTableSet {
     private var ids: [ObjectIdentifier] = []
     private var entries: [SnapshotTables?] = []
 
+    /// A hand-written search, not `firstIndex(of:)`: unspecialized (in a debug build) that
+    /// allocates on every I/O, which the hot-path allocation tests count.
     private func index(of id: ObjectIdentifier) -> Int? {
-        ids.firstIndex(of: id)
+        var index = 0
+        while index < ids.count {
+            if ids[index] == id { return index }
+            index += 1
+        }
+        return nil
     }
 
     /// A snapshot's tables; setting nil removes them. Mutations through the subscript

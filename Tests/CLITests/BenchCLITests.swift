@@ -58,6 +58,34 @@ import TestSupport
         }
     }
 
+    /// Under the malloc interposer (built with the tests, next to `snapvol`), every case also
+    /// reports its heap allocations per operation, and reads of chunks in the COW and on the
+    /// origin add none to those of the bench's own loop, measured on the raw file (none in a
+    /// release build; in a debug build the loop's unspecialized async call makes one).
+    /// (Without the interposer the table says they were not counted;
+    /// `benchMeasuresEveryWorkloadAndCleansUp` runs that way.)
+    @Test func benchCountsAllocationsUnderTheInterposer() throws {
+        let library = URL(fileURLWithPath: SnapvolBinary.path).deletingLastPathComponent()
+            .appendingPathComponent("libMallocInterposerSwift.so").path
+        try #require(FileManager.default.fileExists(atPath: library), "no \(library): the interposer is built with the tests")
+        let dir = try TemporaryDirectory(prefix: "snapvol-bench")
+        let result = try SnapvolBinary.run(["bench", "--dir", dir.path, "--size", "4M", "--runs", "1", "--chunk", "16K",
+                                            "--random-ops", "256", "--snapshots", "2", "--json"],
+                                           environment: ["LD_PRELOAD": library])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
+        let rows = try #require(json["summary"] as? [[String: Any]])
+        func allocations(_ name: String) -> Double? { rows.first { $0["name"] as? String == name }?["allocationsPerOperation"] as? Double }
+        for row in rows {
+            #expect(row["allocationsPerOperation"] is Double, "\(row["name"] ?? "?") has no allocation count")
+        }
+        let loop = try #require(allocations("raw rand 4K read"))
+        for hot in ["snapshot rand 4K read, chunks in COW", "snapshot rand 4K read, chunks on origin", "origin rand 4K read"] {
+            #expect(allocations(hot) == loop, "\(hot): \(allocations(hot) ?? -1) allocations per read, the loop's own \(loop)")
+        }
+        #expect((allocations("origin rand 4K write, 1 snapshot, first write") ?? 0) > 0, "a first write's pending exception is a heap object")
+    }
+
     @Test func badBenchSettingsAreRefused() throws {
         let dir = try TemporaryDirectory(prefix: "snapvol-bench")
         for arguments in [["--chunk", "3K"], ["--size", "100K"], ["--runs", "0"], ["--dir", dir.file("missing")]] {
