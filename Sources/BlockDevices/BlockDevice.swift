@@ -22,6 +22,9 @@ public protocol BlockDevice: AnyObject, Sendable {
     /// Lets hot paths skip an asynchronous call when the data is one system call away.
     func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
+    /// Writes like `write` if the device can do so without suspending and returns true;
+    /// returns false, having done nothing, otherwise (see `readImmediately`).
+    func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool
     func flush() async throws
     /// Asks the device to begin writing `[offset, offset+length)` to the medium now, without
     /// waiting: a hint that a flush will follow, so the next `flush` has less left to do.
@@ -52,6 +55,8 @@ public protocol ResizableDevice: BlockDevice {
 
 extension BlockDevice {
     public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool { false }
+
+    public func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool { false }
 
     public func startWriteback(offset: UInt64, length: Int) {}
 

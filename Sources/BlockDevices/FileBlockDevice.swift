@@ -109,6 +109,11 @@ public final class FileBlockDevice: ResizableDevice {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        _ = try writeImmediately(buffer, at: offset)
+    }
+
+    /// `pwrite` never suspends the caller's task: it blocks its thread, as `write` does.
+    public func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool {
         if isReadOnly { throw DeviceError.readOnly(device: name) }
         try checkRange(offset: offset, length: buffer.count)
         try checkAlignment(offset: offset, buffer: buffer)
@@ -121,6 +126,7 @@ public final class FileBlockDevice: ResizableDevice {
             if n == 0 { throw DeviceError.system(operation: "write", device: name, errno: .noSpace) }
             done += n
         }
+        return true
     }
 
     public func flush() async throws {

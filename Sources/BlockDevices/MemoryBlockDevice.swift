@@ -42,12 +42,18 @@ public final class MemoryBlockDevice: ResizableDevice {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
+        _ = try writeImmediately(buffer, at: offset)
+    }
+
+    /// A copy under a lock, like `readImmediately`.
+    public func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool {
         try checkRange(offset: offset, length: buffer.count)
         storage.withLock { bytes in
             bytes.withUnsafeMutableBytes { target in
                 UnsafeMutableRawBufferPointer(rebasing: target[Int(offset)..<Int(offset) + buffer.count]).copyMemory(from: buffer)
             }
         }
+        return true
     }
 
     public func flush() async throws {}
