@@ -32,6 +32,16 @@ final class GuardedOrigin: Volume {
         try await origin.write(buffer, at: offset)
     }
 
+    func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool {
+        try origin.readImmediately(into: buffer, at: offset)
+    }
+
+    /// At once only after the barrier has passed (the usual case after the first write).
+    func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool {
+        guard barrier.hasPassed else { return false }
+        return try origin.writeImmediately(buffer, at: offset)
+    }
+
     func flush() async throws { try await origin.flush() }
 
     func dataMap(offset: UInt64, length: UInt64) async throws -> RangeMap {
@@ -65,6 +75,9 @@ final class WriteBarrier: Sendable {
     private let action: @Sendable () async throws -> Void
 
     init(_ action: @escaping @Sendable () async throws -> Void) { self.action = action }
+
+    /// Whether the action has succeeded: everything passes at once from then on.
+    var hasPassed: Bool { isOpen.load(ordering: .acquiring) }
 
     func pass() async throws {
         if isOpen.load(ordering: .acquiring) { return }

@@ -24,12 +24,27 @@ public final class PoolLock: Sendable {
         } catch {
             throw ControllerError.refused("cannot open \(location.lockPath): \(error)")
         }
-        if flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
+        if !lockSoon(fd) {
             let holder = holderDescription(of: fd)
             try? fd.close()
             throw ControllerError.locked(pool: location.directory, holder: holder)
         }
         return PoolLock(descriptor: fd)
+    }
+
+    /// Tries the lock for up to `patience`. A lock this process just released can stay held
+    /// for a moment: a child it forks (to run any command) holds copies of its descriptors
+    /// until it execs, and the lock lives as long as any copy. A pool closed and opened again
+    /// in one process while another thread spawned a process was refused that way ("in use
+    /// by another process", with no holder left to name), in `ControllerModelTests`.
+    private static func lockSoon(_ fd: FileDescriptor, patience: Duration = .milliseconds(250)) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + patience
+        while flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, clock.now < deadline else { return false }
+            usleep(2_000)
+        }
+        return true
     }
 
     /// "process 1234 (snapvol serve)", from the FLOCK line of /proc/locks naming the file's inode.

@@ -42,6 +42,31 @@ enum NBDCommand {
         }
     }
 
+    /// Carries out a read, or a write without FUA, at once on the caller's thread when the
+    /// volume can without suspending (`Volume.readImmediately`, `writeImmediately`: the common
+    /// origin and snapshot I/O on files and block devices); nil, having done nothing, otherwise.
+    /// The session then needs no task for the request.
+    static func performImmediately(_ request: NBDRequest, on volume: any Volume, allocator: ByteBufferAllocator) -> Outcome? {
+        do {
+            switch request.type {
+            case NBD.cmdRead:
+                let buffer = BufferPool.shared.take(Int(request.length))
+                defer { buffer.release() }
+                guard try volume.readImmediately(into: buffer.mutableBytes, at: request.offset) else { return nil }
+                var data = allocator.buffer(capacity: buffer.count)
+                data.writeBytes(buffer.bytes)
+                return .done(data)
+            case NBD.cmdWrite where request.flags & NBD.cmdFlagFUA == 0:
+                let written = try request.payload.withUnsafeReadableBytes { try volume.writeImmediately($0, at: request.offset) }
+                return written ? .done(nil) : nil
+            default:
+                return nil
+            }
+        } catch {
+            return .failed(errorCode(error))
+        }
+    }
+
     private static func read(_ request: NBDRequest, from volume: any Volume, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
         try await withPooledBuffer(Int(request.length)) { buffer in
             try await volume.read(into: buffer.mutableBytes, at: request.offset)

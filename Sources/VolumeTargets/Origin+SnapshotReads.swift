@@ -52,6 +52,13 @@ extension Origin {
         }
     }
 
+    /// Gives up a read `startSnapshotRead` did not finish, releasing what it holds (a
+    /// `.suspending` read's admission and tracked origin range), so the caller can start over
+    /// with the general path.
+    func abandonSnapshotRead(_ progress: SnapshotReadProgress) {
+        if case .suspending(_, _, let token) = progress { leaveGate(untracking: token) }
+    }
+
     /// The general path: a read spanning chunks, or one that must wait (a closed gate, a
     /// pending exception, an exception not in memory) or throw.
     private func readSnapshotInPieces(_ snapshot: Snapshot, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws {

@@ -47,6 +47,17 @@ public final class Snapshot: Sendable {
         counters.countRead(buffer.count)
     }
 
+    /// The common read (`startSnapshotRead`), or false, holding nothing, when it did not finish.
+    public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool {
+        let progress = try origin.startSnapshotRead(self, into: buffer, at: offset)
+        guard progress.isDone else {
+            origin.abandonSnapshotRead(progress)
+            return false
+        }
+        counters.countRead(buffer.count)
+        return true
+    }
+
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws {
         try await origin.writeSnapshot(self, buffer, at: offset)
         counters.countWrite(buffer.count)

@@ -9,6 +9,13 @@ public protocol Volume: AnyObject, Sendable {
     var size: UInt64 { get }
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws
+    /// Reads like `read` if the volume can without suspending and returns true; returns false,
+    /// having done nothing and holding nothing, otherwise (the caller then calls `read`). Lets a
+    /// front end serve the common read inline, with no task of its own.
+    func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool
+    /// Writes like `write` if the volume can without suspending and returns true; returns
+    /// false, having done nothing and holding nothing, otherwise (see `readImmediately`).
+    func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool
     /// Makes every completed write durable.
     func flush() async throws
     /// Where the data of `length` bytes at `offset` lies: outside the map's ranges the volume
@@ -32,6 +39,12 @@ extension Origin: Volume {}
 extension Snapshot: Volume {}
 
 extension Volume {
+    /// Never at once: the volume is read by `read` alone.
+    public func readImmediately(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Bool { false }
+
+    /// Never at once: the volume is written by `write` alone.
+    public func writeImmediately(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool { false }
+
     /// Throws `VolumeError.outOfRange` unless `length` bytes at `offset` lie inside the volume.
     public func checkRange(offset: UInt64, length: UInt64) throws {
         let (end, overflow) = offset.addingReportingOverflow(length)

@@ -63,6 +63,40 @@ import VolumeTargets
         #expect(Array(device.contents[0..<4096]) == pattern(0x31, 4096))
     }
 
+    /// `readImmediately` and `writeImmediately` (what the NBD server serves inline) answer the
+    /// common I/O at once and refuse the rest having done nothing and holding nothing: a refused
+    /// read leaves the gate open, so a detach does not wait for it.
+    @Test func immediateIOAnswersTheCommonCaseAndHoldsNothingOtherwise() async throws {
+        let device = patternedDevice(size: 1 << 20)
+        let origin = Origin(name: "origin", device: device, writeBack: true)
+        let cow = FaultInjectingDevice(wrapping: MemoryBlockDevice(name: "cow", size: 2 << 20))
+        let snapshot = try await origin.snapshot("snap", cow: cow)
+        let old = Array(device.contents[0..<8192])
+        let data = pattern(0x5C, 4096)
+        // Chunk 0 is not copied yet: no write at once, and nothing written.
+        #expect(try data.withUnsafeBytes { try origin.writeImmediately($0, at: 0) } == false)
+        #expect(device.contents[0..<4096].elementsEqual(old[0..<4096]))
+        try await origin.writeBytes(data, at: 0)
+        try await origin.flush()   // the write-back queue drained: nothing queued in the range
+        // Copied now: the rewrite goes at once.
+        let again = pattern(0x5D, 4096)
+        #expect(try again.withUnsafeBytes { try origin.writeImmediately($0, at: 0) })
+        #expect(device.contents[0..<4096].elementsEqual(again))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        // A chunk still on the origin: read at once, the old data.
+        #expect(try buffer.withUnsafeMutableBytes { try snapshot.readImmediately(into: $0, at: 4096) })
+        #expect(buffer.elementsEqual(old[4096..<8192]))
+        #expect(try buffer.withUnsafeMutableBytes { try origin.readImmediately(into: $0, at: 0) })
+        #expect(buffer.elementsEqual(again))
+        // Chunk 0 is in a COW device that only reads by suspending; a read across two chunks
+        // needs the general path: both refused.
+        #expect(try buffer.withUnsafeMutableBytes { try snapshot.readImmediately(into: $0, at: 0) } == false)
+        var two = [UInt8](repeating: 0, count: 8192)
+        #expect(try two.withUnsafeMutableBytes { try snapshot.readImmediately(into: $0, at: 2048) } == false)
+        #expect(try await snapshot.readBytes(at: 0, count: 4096).elementsEqual(old[0..<4096]))
+        try await withDeadline(10, "a detach after refused immediate reads") { await origin.detach(snapshot) }
+    }
+
     @Test func offsetsPastTheEndAreRefused() async throws {
         let origin = Origin(name: "origin", device: patternedDevice(size: 65536))
         let snapshot = try await origin.snapshot("snap")
