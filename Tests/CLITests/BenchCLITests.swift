@@ -70,7 +70,7 @@ import TestSupport
         try #require(FileManager.default.fileExists(atPath: library), "no \(library): the interposer is built with the tests")
         let dir = try TemporaryDirectory(prefix: "snapvol-bench")
         let result = try SnapvolBinary.run(["bench", "--dir", dir.path, "--size", "4M", "--runs", "1", "--chunk", "16K",
-                                            "--random-ops", "256", "--snapshots", "2", "--json"],
+                                            "--random-ops", "1024", "--snapshots", "2", "--json"],
                                            environment: ["LD_PRELOAD": library])
         #expect(result.status == 0, "\(result.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
@@ -81,7 +81,10 @@ import TestSupport
         }
         let loop = try #require(allocations("raw rand 4K read"))
         for hot in ["snapshot rand 4K read, chunks in COW", "snapshot rand 4K read, chunks on origin", "origin rand 4K read"] {
-            #expect(allocations(hot) == loop, "\(hot): \(allocations(hot) ?? -1) allocations per read, the loop's own \(loop)")
+            // Within 0.05 of the loop: an allocation per read adds 1, while the process's own
+            // stray work added 1 in 256 reads in one CI run.
+            let perRead = try #require(allocations(hot))
+            #expect(perRead < loop + 0.05, "\(hot): \(perRead) allocations per read, the loop's own \(loop)")
         }
         #expect((allocations("origin rand 4K write, 1 snapshot, first write") ?? 0) > 0, "a first write's pending exception is a heap object")
     }
