@@ -53,9 +53,7 @@ enum NBDCommand {
                 let buffer = BufferPool.shared.take(Int(request.length))
                 defer { buffer.release() }
                 guard try volume.readImmediately(into: buffer.mutableBytes, at: request.offset) else { return nil }
-                var data = allocator.buffer(capacity: buffer.count)
-                data.writeBytes(buffer.bytes)
-                return .done(data)
+                return .done(replyData(buffer, allocator))
             case NBD.cmdWrite where request.flags & NBD.cmdFlagFUA == 0:
                 let written = try request.payload.withUnsafeReadableBytes { try volume.writeImmediately($0, at: request.offset) }
                 return written ? .done(nil) : nil
@@ -70,10 +68,16 @@ enum NBDCommand {
     private static func read(_ request: NBDRequest, from volume: any Volume, allocator: ByteBufferAllocator) async throws -> ByteBuffer {
         try await withPooledBuffer(Int(request.length)) { buffer in
             try await volume.read(into: buffer.mutableBytes, at: request.offset)
-            var data = allocator.buffer(capacity: buffer.count)
-            data.writeBytes(buffer.bytes)
-            return data
+            return replyData(buffer, allocator)
         }
+    }
+
+    /// A read's data, copied once from the pooled (aligned, for O_DIRECT devices) buffer into
+    /// the reply's buffer.
+    private static func replyData(_ buffer: PooledBuffer, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var data = allocator.buffer(capacity: buffer.count)
+        data.writeBytes(buffer.bytes)
+        return data
     }
 
     /// Each context's map of the request's range.

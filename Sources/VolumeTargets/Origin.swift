@@ -181,7 +181,7 @@ public final class Origin: Sendable {
         guard writeBack else { return false }
         let range = offset..<offset + UInt64(buffer.count)
         let admitted = state.withLock { state in
-            guard !state.retired, state.merge == nil, Self.isDirect(&state, range) else { return false }
+            guard !state.retired, goesStraightToDevice(&state, range) else { return false }
             return state.gate.enter() == nil
         }
         guard admitted else { return false }
@@ -238,9 +238,14 @@ public final class Origin: Sendable {
     /// no merge, every snapshot holds its chunks, no snapshot read or queued write overlaps it.
     func enterGate(writing range: Range<UInt64>) async throws -> (merging: Bool, direct: Bool) {
         try await enterOwnGate { state in
-            let merging = state.merge != nil
-            return (merging, writeBack && !merging && Self.isDirect(&state, range))
+            (state.merge != nil, goesStraightToDevice(&state, range))
         }
+    }
+
+    /// Under the lock: whether a write to `range` may go straight to the device (write-back on,
+    /// no merge, `isDirect`). The one rule for both write paths, `writeAtOnce` and `writeWaiting`.
+    func goesStraightToDevice(_ state: inout OriginState, _ range: Range<UInt64>) -> Bool {
+        writeBack && state.merge == nil && Self.isDirect(&state, range)
     }
 
     /// `enterGate` for the origin's own I/O (not its snapshots'): refused, and left at once,
